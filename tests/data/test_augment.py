@@ -7,7 +7,8 @@ import colorsys
 import numpy as np
 import torch
 
-from oft.data.augment import AugmentConfig, _saturation_hue, augment_images, center_crop, resize_images
+from oft.data.augment import AugmentConfig, _saturation_hue, augment_images
+from oft.model.preprocess import center_crop
 
 
 def _images(b=3, n=2, h=24, w=20, seed=0):
@@ -42,6 +43,20 @@ def test_crop_of_constant_image_is_constant():
     assert c.shape == ramp.shape and c[0, 0, 0, 0] > ramp[0, 0, 0, 0] and c[0, 0, -1, 0] < ramp[0, 0, -1, 0]
 
 
+def test_random_crop_at_the_centre_is_the_inference_center_crop():
+    """The training crop and the inference crop sample the same box the same way (differences: rounding)."""
+    import math
+
+    from oft.data.augment import _crop_resize
+
+    x = torch.randint(0, 256, (3, 24, 24, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    side = torch.full((3,), math.sqrt(0.9))
+    off = (1 - side) / 2
+    train = _crop_resize(x.permute(0, 3, 1, 2).float() / 255, side, off, off).mul(255).round()
+    infer = center_crop(x, 0.9).permute(0, 3, 1, 2).float()
+    assert (train - infer).abs().max() <= 1
+
+
 def test_saturation_hue_match_colorsys():
     rng = np.random.default_rng(0)
     px = rng.random((50, 3))
@@ -52,9 +67,3 @@ def test_saturation_hue_match_colorsys():
         h, s, v = colorsys.rgb_to_hsv(*p)
         ref = colorsys.hsv_to_rgb((h + dh) % 1.0, min(s * sat, 1.0), v)
         np.testing.assert_allclose(o, ref, atol=1e-5)
-
-
-def test_resize_images():
-    frames = torch.randint(0, 256, (5, 40, 30, 3), dtype=torch.uint8)
-    assert resize_images(frames, 16).shape == (5, 16, 16, 3)
-    assert resize_images(frames, (40, 30)) is frames

@@ -155,7 +155,7 @@ def build_variant(base: Policy, variant: Variant) -> Policy:
 def fake_observation(policy: Policy, instruction: str, seed: int) -> Observation:
     """Random camera images at the model's input size and a random in-range proprio vector."""
     rng = np.random.default_rng(seed)
-    size = policy.vla.vision_backbone.image_size
+    size = policy.image_size
     images = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in policy.spec.cameras]
     proprio = None
     if policy.uses_proprio:
@@ -192,10 +192,9 @@ def bare_forward_fns(policy: Policy, obs: Observation) -> dict[str, Callable[[],
 
 
 def _pixels(policy: Policy, images: torch.Tensor) -> torch.Tensor:
-    from oft.model.preprocess import preprocess
+    from oft.model.preprocess import normalize_pixels
 
-    vla = policy.vla
-    pixels = preprocess(images, vla.config.vits, vla.vision_backbone.image_size, policy.config.center_crop)
+    pixels = normalize_pixels(policy.image_pipeline(images, train=False), policy.vla.config.vits)
     return pixels.to(policy.device, policy.dtype)
 
 

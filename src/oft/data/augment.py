@@ -14,7 +14,9 @@ The paper trains with dlimp's ``augment`` (``dlimp/augmentations.py``) configure
 Every image of every camera draws its own parameters (dlimp seeds each camera differently). Differences from
 the reference, on purpose: the float -> uint8 conversion rounds (TF truncates, darkening by half a level), and
 the crop's x/y offsets are independent draws (dlimp reuses one seed for both). At evaluation a policy trained
-this way sees a *center* crop of the same area: :func:`center_crop`.
+this way sees a *center* crop of the same area (:func:`oft.model.preprocess.center_crop`); the crop area
+is the policy's own (:class:`oft.model.preprocess.ImagePipeline` passes it), so the two cannot disagree.
+Resizing is not done here: :func:`oft.model.preprocess.resize_images` is the one resize kernel.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 _SLICE = 8
 
@@ -117,27 +118,3 @@ def augment_images(
         x = augment_float(part.permute(0, 3, 1, 2).float().div_(255), g, cfg)
         dst.copy_(x.mul_(255).round_().permute(0, 2, 3, 1))
     return out.reshape(*lead, h, w, 3)
-
-
-def center_crop(images: torch.Tensor, crop_scale: float = 0.9) -> torch.Tensor:
-    """The evaluation counterpart of the random crop: the centred box of ``crop_scale`` area, resized back."""
-    lead, (h, w) = images.shape[:-3], images.shape[-3:-1]
-    x = images.reshape(-1, h, w, 3).permute(0, 3, 1, 2).float()
-    m = x.shape[0]
-    side = torch.full((m,), math.sqrt(crop_scale))
-    off = (1 - side) / 2
-    x = _crop_resize(x, side, off, off).round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
-    return x.reshape(*lead, h, w, 3)
-
-
-def resize_images(frames: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
-    """Resize uint8 (T, H, W, 3) frames to ``size`` (antialiased bilinear), in slices to bound memory."""
-    hw = (size, size) if isinstance(size, int) else tuple(size)
-    if tuple(frames.shape[1:3]) == hw:
-        return frames
-    out = []
-    for part in frames.split(256):
-        x = part.permute(0, 3, 1, 2).float()
-        x = F.interpolate(x, size=hw, mode="bilinear", antialias=True, align_corners=False)
-        out.append(x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1))
-    return torch.cat(out)

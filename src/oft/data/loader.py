@@ -1,8 +1,9 @@
 """ChunkLoader: training batches of (observation, action chunk) from episodes held in memory.
 
 Why in memory: on 2 CPU cores, decoding video or PNG per step would starve even a small model. Every frame
-is decoded once (optionally resized once) into one uint8 tensor; a batch is then an index gather plus the
-augmentation of :mod:`oft.data.augment`.
+is decoded once (and resized once, by the policy's own :class:`~oft.model.preprocess.ImagePipeline`: the same
+kernel inference uses) into one uint8 tensor; a batch is then an index gather plus the pipeline's training
+augmentation, whose random crop has the area of the policy's inference center crop.
 
 Determinism: epoch ``e`` visits the samples in ``permutation(seed, e)``; rank ``r`` of ``world_size`` takes
 every ``world_size``-th of them (after trimming to a multiple of ``world_size``, so all ranks run the same
@@ -20,10 +21,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from oft.data.augment import AugmentConfig, augment_images, resize_images
+from oft.data.augment import AugmentConfig, augment_images
 from oft.data.dataset import EpisodeDataset, ListDataset
 from oft.data.episode import Episode
 from oft.data.samples import chunk_indices, chunk_starts, episode_bounds
+from oft.model.preprocess import ImagePipeline
 from oft.observation import Batch
 
 log = logging.getLogger(__name__)
@@ -48,10 +50,13 @@ def _torch_threads(n: int | None):
 class ChunkLoader:
     """Infinite iterator of :class:`~oft.observation.Batch` (images (B, N, H, W, 3) uint8, actions (B, K, D)).
 
-    ``cameras``: which cameras, in the policy's order (default: the dataset's). ``image_size``: resize every
-    frame once at load (int or (H, W)); None keeps the stored size. ``augment``: True for the paper's
-    augmentation, False for none, or an :class:`AugmentConfig`. ``aug_threads``: torch threads while
-    augmenting (None: leave the setting alone).
+    ``cameras``: which cameras, in the policy's order (default: the dataset's). ``pipeline``: the policy's
+    :attr:`~oft.model.policy.Policy.image_pipeline` — frames are resized by it once at load and augmented
+    through it (so its random crop is the area the policy center-crops at inference). ``image_size`` (an int)
+    is shorthand for ``ImagePipeline(image_size)`` (no crop); with neither, frames keep their stored size.
+    ``augment``: True for the paper's augmentation, False for none, or an :class:`AugmentConfig` (its
+    ``crop_scale`` is replaced by the pipeline's). ``aug_threads``: torch threads while augmenting (None:
+    leave the setting alone). After loading, ``frame_sizes`` is {camera: (H, W)} of the stored frames.
     """
 
     def __init__(
@@ -60,7 +65,7 @@ class ChunkLoader:
         chunk_len: int,
         cameras: Sequence[str] | None = None,
         batch_size: int = 32,
-        image_size: int | tuple[int, int] | None = None,
+        image_size: int | None = None,
         augment: bool | AugmentConfig = True,
         pad: bool = False,
         seed: int = 0,
@@ -68,6 +73,7 @@ class ChunkLoader:
         world_size: int = 1,
         drop_last: bool = True,
         aug_threads: int | None = 1,
+        pipeline: ImagePipeline | None = None,
     ):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
@@ -79,7 +85,10 @@ class ChunkLoader:
         self.seed, self.rank, self.world_size, self.drop_last = seed, rank, world_size, drop_last
         self.augment = AugmentConfig() if augment is True else (augment or None)
         self.aug_threads = aug_threads
-        self._load(dataset, image_size)
+        if pipeline is not None and image_size is not None and image_size != pipeline.size:
+            raise ValueError(f"image_size={image_size} disagrees with pipeline.size={pipeline.size}")
+        self.pipeline = pipeline or (ImagePipeline(image_size) if image_size is not None else None)
+        self._load(dataset)
         self.starts = chunk_starts(self.lengths, chunk_len, pad)
         self.per_rank = len(self.starts) // world_size
         full, rest = divmod(self.per_rank, batch_size)
@@ -94,16 +103,18 @@ class ChunkLoader:
 
     # -- loading
 
-    def _load(self, dataset: EpisodeDataset, image_size) -> None:
+    def _load(self, dataset: EpisodeDataset) -> None:
         images, proprio, actions, lengths, self.instructions = [], [], [], [], []
+        self.frame_sizes: dict[str, tuple[int, int]] = {}
         for i in range(dataset.num_episodes):
             ep = dataset.episode(i)
             missing = [c for c in self.cameras if c not in ep.images]
             if missing:
                 raise ValueError(f"episode {i} has no camera {missing}; it has {ep.cameras}")
             frames = [torch.from_numpy(np.ascontiguousarray(ep.images[c])) for c in self.cameras]
-            if image_size is not None:
-                frames = [resize_images(f, image_size) for f in frames]
+            self._record_frame_sizes(i, frames)
+            if self.pipeline is not None:
+                frames = [self.pipeline.resize(f) for f in frames]
             images.append(torch.stack(frames, 1))  # (T, N, H, W, 3)
             proprio.append(ep.proprio)
             actions.append(ep.actions)
@@ -123,6 +134,17 @@ class ChunkLoader:
             tuple(self.images.shape[1:]),
             self.images.numel() / 2**20,
         )
+
+    def _record_frame_sizes(self, episode: int, frames: list[torch.Tensor]) -> None:
+        """The stored (H, W) per camera; one size per camera across episodes, or an error naming both."""
+        for cam, f in zip(self.cameras, frames, strict=True):
+            hw = (int(f.shape[1]), int(f.shape[2]))
+            seen = self.frame_sizes.setdefault(cam, hw)
+            if seen != hw:
+                raise ValueError(
+                    f"camera {cam!r} has {hw[0]}x{hw[1]} frames in episode {episode} but {seen[0]}x{seen[1]} "
+                    "in earlier episodes; one size per camera is expected (re-render or resize the dataset)"
+                )
 
     # -- iteration
 
@@ -158,8 +180,12 @@ class ChunkLoader:
         starts_t = torch.from_numpy(starts)
         images = self.images[starts_t]  # (B, N, H, W, 3)
         if self.augment is not None:
+            g = generator or torch.Generator().manual_seed(0)
             with _torch_threads(self.aug_threads):
-                images = augment_images(images, generator or torch.Generator().manual_seed(0), self.augment)
+                if self.pipeline is not None:  # the policy's crop area
+                    images = self.pipeline(images, train=True, augment=self.augment, generator=g)
+                else:  # no policy: the augmentation config's own crop
+                    images = augment_images(images, g, self.augment)
         proprio = self.proprio[starts_t] if self.proprio.shape[1] else None
         return Batch(
             images=images,

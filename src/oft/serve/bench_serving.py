@@ -92,10 +92,14 @@ class ServingBenchResult:
         return d
 
 
-def fake_request(spec: RobotSpec, image_size: int = 224, seed: int = 0) -> dict:
-    """An openpi-style request (``images`` dict by camera name) with random uint8 images and state."""
+def fake_request(spec: RobotSpec, image_size: int | dict[str, tuple[int, int]] = 224, seed: int = 0) -> dict:
+    """An openpi-style request (``images`` dict by camera name) with random uint8 images and state.
+
+    image_size: one square side, or {camera: (H, W)} (a policy's ``render_sizes``)."""
     rng = np.random.default_rng(seed)
-    images = {cam: rng.integers(0, 256, (image_size, image_size, 3), dtype=np.uint8) for cam in spec.cameras}
+    square = (image_size, image_size)
+    sizes = image_size if isinstance(image_size, dict) else dict.fromkeys(spec.cameras, square)
+    images = {cam: rng.integers(0, 256, (*sizes[cam], 3), dtype=np.uint8) for cam in spec.cameras}
     request = {"images": images, "prompt": "pick up the red block"}
     if spec.proprio_dim:
         request["state"] = rng.normal(size=spec.proprio_dim).astype(np.float32)
@@ -249,16 +253,21 @@ def benchmark_serving(
     policy: ServablePolicy,
     config: ServerConfig | None = None,
     checkpoint: str | Path | None = None,
-    image_size: int = 224,
+    image_size: int | None = None,
     n: int = 50,
     warmup: int = 5,
     clients: tuple[int, ...] = (1, 4, 16),
     seconds: float = 5.0,
     server_args: list[str] | None = None,
 ) -> ServingBenchResult:
-    """Run both measurements against one server (see the module docstring)."""
+    """Run both measurements against one server (see the module docstring).
+
+    image_size: the camera images' side; None sends what a robot would: the policy's ``render_sizes`` (the
+    size of its training frames)."""
     config = config or ServerConfig(port=0)
-    request = fake_request(policy.spec, image_size)
+    sizes = getattr(policy, "render_sizes", None) if image_size is None else None
+    request = fake_request(policy.spec, sizes or image_size or 224)
+    image_size = image_size or max(h for h, _ in (sizes or {"": (224, 224)}).values())
     with _server(policy, config, checkpoint, server_args or []) as url:
         ws_url = url.replace("http://", "ws://") + "/"
         in_proc, ws, http, transport = measure_latency(policy, ws_url, url, request, n, warmup)

@@ -66,18 +66,29 @@ def _policy_for(policy: PolicyOrFactory, env: SimEnv) -> ChunkPolicy:
 
 
 def _env_kwargs(policy: PolicyOrFactory, env_kwargs: dict | None) -> dict:
-    """A learned policy's cameras (and its input ``image_size``, if it has one) decide what the env renders,
-    unless the caller said otherwise: rendering at the training size avoids a resize the policy never saw."""
+    """A learned policy's cameras and ``render_sizes`` decide what the env renders, unless the caller said
+    otherwise: frames rendered at the size the policy was trained on go through the policy's own resize, so
+    the model sees exactly the pixels it saw in training."""
     kw = dict(env_kwargs or {})
     if _is_factory(policy):
         return kw
     spec = getattr(policy, "spec", None)
     if spec is not None and "cameras" not in kw:
         kw["cameras"] = tuple(spec.cameras)
-    size = getattr(policy, "image_size", None)
-    if isinstance(size, int) and "image_size" not in kw:
-        kw["image_size"] = size
+    sizes = getattr(policy, "render_sizes", None)
+    if sizes and "image_size" not in kw:
+        kw["image_size"] = render_size_arg({c: sizes[c] for c in kw.get("cameras", sizes) if c in sizes})
     return kw
+
+
+def render_size_arg(sizes: dict[str, tuple[int, int]]) -> int | tuple[int, int] | dict:
+    """{camera: (H, W)} as the simplest ``image_size`` an adapter takes: an int for one square size, (H, W)
+    for one size, else the per-camera dict."""
+    distinct = set(sizes.values())
+    if len(distinct) != 1:
+        return dict(sizes)
+    h, w = distinct.pop()
+    return h if h == w else (h, w)
 
 
 def _episode_record(r: EpisodeResult, video: str | None) -> dict:
@@ -205,4 +216,4 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, unit="ep", desc="eval")
 
 
-__all__ = ["evaluate", "resolve_tasks"]
+__all__ = ["evaluate", "render_size_arg", "resolve_tasks"]

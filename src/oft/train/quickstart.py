@@ -33,7 +33,15 @@ log = logging.getLogger(__name__)
 DEFAULT_TASKS = ("drawer-open-v3", "drawer-close-v3")
 DEFAULT_OUT = "runs/quickstart"
 CAMERAS = ("corner", "gripperPOV")
-IMAGE_SIZE = 64  # the "small" architecture's input size
+PRESET = "metaworld-tiny"
+
+
+def model_image_size(preset: str = PRESET) -> int:
+    """The input side of the preset's architecture: demos are rendered at it, so no resize is involved."""
+    from oft.model.build import ARCHITECTURES
+    from oft.train.presets import get_preset
+
+    return int(ARCHITECTURES[get_preset(preset).base]["vit"]["img_size"])
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -71,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     args.threads = args.threads or idle_cores()
     log.info("using %d torch thread(s)", args.threads)
     t0 = time.perf_counter()
-    collect_phase(out / "data", tasks, args.demos, IMAGE_SIZE)
+    collect_phase(out / "data", tasks, args.demos, model_image_size())
     datasets = [out / "data"]
     walls["collect_s"] = time.perf_counter() - t0
 
@@ -130,8 +138,9 @@ def train_and_evaluate(args, run_dir: Path, datasets, tasks, variant, deadline, 
 def collect_phase(root: Path, tasks: list[str], demos: int, image_size: int) -> dict:
     """Expert demonstrations of every task in one LeRobot dataset; a rerun keeps them and tops them up.
 
-    Frames are rendered at the policy's input size (so training and evaluation see the same pixels) and
-    stored as PNG (lossless: MP4 compression would be a train/eval difference the tiny model has to absorb).
+    Frames are rendered at the model's input size (evaluation then renders at the size the trained policy
+    records, this one, and no resize is involved anywhere) and stored as PNG (lossless: MP4 compression
+    would be a train/eval difference the tiny model has to absorb).
     """
     from oft.sim.collect import CollectConfig, collect
 
@@ -145,7 +154,7 @@ def train_phase(run_dir: Path, datasets: list[Path], variant, minutes: float, ar
     from oft.train.presets import get_preset
 
     head, decode, extra = variant
-    cfg = get_preset("metaworld-tiny")
+    cfg = get_preset(PRESET)
     overrides = [f"head={head}", f"decode={decode}", f"seed={args.seed}", f"num_threads={args.threads}"]
     overrides += [*extra, *args.overrides]
     if args.steps is not None:
@@ -157,7 +166,8 @@ def train_phase(run_dir: Path, datasets: list[Path], variant, minutes: float, ar
 
 
 def eval_phase(policy, out: Path, tasks: list[str], args) -> dict:
-    """Episodes on layouts no demonstration used (``env.eval_seed_offset``), rendered like the demos."""
+    """Episodes on layouts no demonstration used (``env.eval_seed_offset``), rendered at the size and with
+    the cameras the policy records for its training frames (``policy.render_sizes``)."""
     from oft.sim.evaluate import evaluate
 
     return evaluate(
@@ -168,7 +178,6 @@ def eval_phase(policy, out: Path, tasks: list[str], args) -> dict:
         seed=args.seed,
         out=out,
         video_episodes=args.videos,
-        env_kwargs={"cameras": CAMERAS, "image_size": IMAGE_SIZE},
         max_steps=args.eval_max_steps,
         progress=True,
     )
