@@ -44,7 +44,7 @@ def _dtype_from_wire(descr: Any) -> np.dtype:
         raise DecodeError(f"array dtype must be a short string like '<f4', got {descr!r}")
     try:
         dtype = np.dtype(descr)
-    except TypeError as e:
+    except (TypeError, ValueError, SyntaxError) as e:  # numpy parses some strings as field lists
         raise DecodeError(f"unknown array dtype {descr!r}") from e
     if dtype.kind not in ALLOWED_DTYPE_KINDS or dtype.hasobject:
         raise DecodeError(f"array dtype {descr!r} not allowed; expected a bool, integer or float dtype")
@@ -100,7 +100,10 @@ def _unpack_hook(obj: dict) -> Any:
         value = _get(obj, "data")
         if not isinstance(value, (bool, int, float)):
             raise DecodeError(f"numpy scalar data must be a number, got {type(value).__name__}")
-        return dtype.type(value)
+        try:
+            return dtype.type(value)
+        except (OverflowError, ValueError) as e:  # np.int8(300)
+            raise DecodeError(f"numpy scalar {value!r} does not fit dtype {dtype.str}") from e
     return obj
 
 
@@ -115,7 +118,7 @@ def unpackb(data: bytes) -> Any:
         return msgpack.unpackb(data, object_hook=_unpack_hook, raw=False, strict_map_key=False)
     except DecodeError:
         raise
-    except (ValueError, TypeError, msgpack.UnpackException, msgpack.ExtraData) as e:
+    except (ValueError, TypeError, OverflowError, RecursionError, msgpack.UnpackException) as e:
         raise DecodeError(f"payload is not valid msgpack: {type(e).__name__}: {e}") from None
 
 
@@ -173,7 +176,7 @@ def json_loads(text: str | bytes) -> Any:
         return json.loads(text, object_hook=_json_hook)
     except DecodeError:
         raise
-    except (ValueError, TypeError, RecursionError) as e:
+    except (ValueError, TypeError, OverflowError, RecursionError) as e:
         raise DecodeError(f"payload is not valid JSON: {type(e).__name__}: {e}") from None
 
 

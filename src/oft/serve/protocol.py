@@ -27,7 +27,8 @@ from oft.spec import RobotSpec
 
 PROTOCOL_VERSION = 1
 MAX_IMAGE_SIDE = 4096
-MAX_INSTRUCTION_CHARS = 4096
+MAX_INSTRUCTION_CHARS = 4096  # a cheap first cut; the server also limits tokens
+MAX_ERROR_CHARS = 500
 
 # Names clients use for the camera at each position of ``spec.cameras`` (0: third-person, 1: (left) wrist,
 # 2: right wrist). openpi LIBERO keys are looked up with their ``observation/`` prefix removed.
@@ -52,8 +53,14 @@ class RequestError(ValueError):
 
 
 def error_reply(type_: str, message: str) -> dict:
-    """The one error shape of both protocols: ``{"error": {"type": ..., "message": ...}}``."""
-    return {"error": {"type": type_, "message": message}}
+    """The one error shape of both protocols: ``{"error": {"type": ..., "message": ...}}``.
+
+    The message is cut to ``MAX_ERROR_CHARS``: it may quote the request (key names, values), and a request
+    with 100,000 keys must not get a reply as large as itself.
+    """
+    if len(message) > MAX_ERROR_CHARS:
+        message = message[: MAX_ERROR_CHARS - 20] + f"... ({len(message)} chars)"
+    return {"error": {"type": str(type_)[:64], "message": message}}
 
 
 @dataclass(frozen=True)
@@ -141,7 +148,7 @@ def find_state(payload: dict, proprio_dim: int) -> np.ndarray | None:
     if isinstance(value, (list, tuple)):
         try:
             value = np.asarray(value, dtype=np.float64)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise RequestError("invalid_state", f"{key!r} must be a list of numbers") from None
     if not isinstance(value, np.ndarray) or value.dtype.kind not in ("i", "u", "f"):
         kind = value.dtype if isinstance(value, np.ndarray) else type(value).__name__
@@ -191,7 +198,11 @@ def parse_observation(payload: Any, spec: RobotSpec) -> Observation:
 
 
 def server_metadata(
-    spec: RobotSpec, max_message_bytes: int, max_batch: int, policy_info: dict | None = None
+    spec: RobotSpec,
+    max_message_bytes: int,
+    max_batch: int,
+    policy_info: dict | None = None,
+    limits: dict | None = None,
 ) -> dict:
     """What the server tells a client on connect (openpi's metadata message) and at ``GET /metadata``."""
     return {
@@ -209,6 +220,7 @@ def server_metadata(
         "max_message_bytes": max_message_bytes,
         "max_batch": max_batch,
         "policy": policy_info or {},
+        "limits": limits or {"max_message_bytes": max_message_bytes},
     }
 
 
