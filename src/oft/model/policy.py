@@ -21,6 +21,7 @@ from torch import nn
 from oft.data.normalize import NormStats, normalize, unnormalize
 from oft.model.heads import ActionHead
 from oft.model.preprocess import preprocess, resize_uint8
+from oft.model.safety import check_actions
 from oft.model.vla import VLA, VLAConfig, VLAInputs
 from oft.observation import Batch, Observation, check_finite
 from oft.spec import RobotSpec
@@ -128,7 +129,7 @@ class Policy(nn.Module):
         norm = self.head.predict(self.vla, inputs).float().cpu().numpy()  # (B, K, D)
         actions = unnormalize(norm, self.norm_stats.action, self.spec.normalization, self.spec.mask)
         actions = actions.astype(np.float32)
-        return actions[0] if single else actions
+        return check_actions(actions[0] if single else actions)  # NaN/inf never leave
 
     def _stack_observations(self, batch: list[Observation]) -> tuple[torch.Tensor, torch.Tensor | None]:
         size = self.vla.vision_backbone.image_size
