@@ -56,3 +56,20 @@ def test_missing_stats_key_is_named():
         Stats.from_dict({"mean": [0], "std": [1], "min": [0], "max": [1], "q01": [0]})
     with pytest.raises(ValueError, match="action"):
         NormStats.from_dict({"proprio": {}})
+
+
+def test_flat_dims_rules():
+    """Equal bounds: oft's policies feed 0 ("zero"); the paper's checkpoints feed the reference deployment's
+    clipped formula ("clip": -1 at x == lo, else ±1 by sign), masked-off dims clipped too, as there."""
+    s = _stats([0.0, 2.0, 2.0, 0.0], [1.0, 2.0, 2.0, 1.0], mask=[True, True, True, False])
+    x = np.array([[0.5, 2.0, 2.5, 3.0]])
+    np.testing.assert_allclose(normalize(x, s, "bounds_q99"), [[0.0, 0.0, 0.0, 3.0]], atol=1e-7)
+    clip = Stats(**{k: getattr(s, k) for k in ("mean", "std", "min", "max", "q01", "q99")}, mask=s.mask,
+                 flat_dims="clip")  # fmt: skip
+    np.testing.assert_allclose(normalize(x, clip, "bounds_q99"), [[0.0, -1.0, 1.0, 1.0]], atol=1e-7)
+    n_t = normalize(torch.tensor(x), clip, "bounds_q99").numpy()
+    np.testing.assert_allclose(n_t, [[0.0, -1.0, 1.0, 1.0]], atol=1e-7)
+    assert "flat_dims" not in s.to_dict()  # oft's default keeps the files it always wrote
+    assert Stats.from_dict(clip.to_dict()).flat_dims == "clip"
+    with pytest.raises(ValueError, match="flat_dims"):
+        Stats.from_dict({**s.to_dict(), "flat_dims": "nan"})

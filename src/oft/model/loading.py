@@ -8,21 +8,28 @@
   ``lora_adapter/`` to apply; tokenizer files at the top level.
 * Our own checkpoint (``oft_config.json``, written by :meth:`Policy.save`).
 
+An ``oft train --export`` directory is the paper's layout plus ``oft_export.json`` (:data:`EXPORT_SIDECAR`),
+which records what that layout has no place for (robot spec, preprocessing, head settings, normalization
+rules); it is read when present, so an exported policy reloads acting exactly as the one exported.
+
 Models are built on the ``meta`` device, cast to the target dtype there, materialized with ``to_empty`` and
 filled shard by shard, so a 7B model in bf16 never has a float32 copy in memory.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from torch import nn
 
+from oft.conventions import paper_conventions
 from oft.data.normalize import NormStats
 from oft.model.heads import get_head_class, make_head
 from oft.model.lora import LoraSpec, apply_lora, fold_lora_state_dict, load_peft_adapter, merge_lora
@@ -37,6 +44,26 @@ log = logging.getLogger(__name__)
 _LLM_CONFIG_SKIP = ("model_type", "torch_dtype", "architectures", "_name_or_path", "transformers_version")
 
 
+EXPORT_SIDECAR = "oft_export.json"
+# The paper trains its fine-tunes with random-crop augmentation (finetune.py ``image_aug=True``); its LIBERO
+# evaluation (run_libero_eval.py) and ALOHA deployment default ``center_crop=True`` to match.
+PAPER_CENTER_CROP = True
+# OpenVLA's base models were pre-trained without crop augmentation; its eval scripts leave the crop to the
+# user ("set center_crop=True if the model is fine-tuned with augmentations", as its LIBERO fine-tunes were).
+OPENVLA_CENTER_CROP = False
+
+
+@dataclass
+class LoadOptions:
+    """Caller choices that override what a checkpoint says about itself (None: the checkpoint's own)."""
+
+    unnorm_key: str | None = None
+    spec: RobotSpec | None = None
+    center_crop: bool | None = None
+    apply_adapter: bool = True
+    merge_adapter: bool = True
+
+
 def load_policy(
     path: str | Path,
     device: str | torch.device = "cpu",
@@ -44,6 +71,7 @@ def load_policy(
     *,
     unnorm_key: str | None = None,
     spec: RobotSpec | None = None,
+    center_crop: bool | None = None,
     apply_adapter: bool = True,
     merge_adapter: bool = True,
     attn_implementation: str = "sdpa",
@@ -53,16 +81,22 @@ def load_policy(
     unnorm_key: which dataset's statistics to use when the checkpoint holds several.
     spec: override the robot spec inferred for the paper's checkpoints (they do not record chunk length or
         camera count; we infer them from the platform preset matching the statistics).
+    center_crop: evaluate on the 90%-area center crop (``PolicyConfig.center_crop``). None = the checkpoint's
+        own default: an oft checkpoint's recorded value (on when trained with crop augmentation); on for
+        OpenVLA-OFT fine-tunes (:data:`PAPER_CENTER_CROP`; an ``oft train --export`` directory: the value it
+        recorded); off for plain OpenVLA checkpoints (:data:`OPENVLA_CENTER_CROP`: pass True for OpenVLA
+        fine-tunes trained with augmentation, as OpenVLA's own LIBERO evaluation does).
     apply_adapter / merge_adapter: for ``base/`` + ``lora_adapter/`` layouts: apply the adapter, fold it in.
     """
     path = _latest_training_checkpoint(Path(path))
     if not path.is_dir():
         raise FileNotFoundError(f"checkpoint directory {path} does not exist")
     dtype = dtype or torch.float32
+    options = LoadOptions(unnorm_key, spec, center_crop, apply_adapter, merge_adapter)
     if (path / CONFIG_FILE).is_file():
         policy = _load_oft(path, device, dtype)
     elif any(path.glob("action_head--*")):
-        policy = _load_reference_oft(path, device, dtype, unnorm_key, spec, apply_adapter, merge_adapter)
+        policy = _load_reference_oft(path, device, dtype, options)
     elif (path / "config.json").is_file():
         policy = _load_openvla(path, device, dtype, unnorm_key, spec)
     else:
@@ -70,6 +104,8 @@ def load_policy(
             f"{path} is not a checkpoint: expected {CONFIG_FILE} (oft), action_head--*.pt (OpenVLA-OFT) "
             "or config.json (OpenVLA)"
         )
+    if center_crop is not None:
+        policy.config.center_crop = bool(center_crop)
     policy.vla.set_attn_implementation(attn_implementation)
     return policy.eval()
 
@@ -81,6 +117,44 @@ def _latest_training_checkpoint(path: Path) -> Path:
         if steps and not (path / CONFIG_FILE).is_file():
             return steps[-1]
     return path
+
+
+_SAFETENSORS_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "BF16": torch.bfloat16, "F16": torch.float16,
+}  # fmt: skip
+
+
+def checkpoint_dtype(path: str | Path) -> torch.dtype:
+    """The dtype a checkpoint's weights are stored in: what ``load_policy`` should use unless told otherwise.
+
+    oft checkpoints: the floating dtype holding most elements of the saved weights (a bf16 run saves bf16).
+    OpenVLA / OpenVLA-OFT: the model config's ``torch_dtype`` (``dtype`` in newer transformers), in the top
+    directory or ``base/``. float32 when nothing is recorded.
+    """
+    path = _latest_training_checkpoint(Path(path))
+    if (path / CONFIG_FILE).is_file() and (path / WEIGHTS_FILE).is_file():
+        counts: dict[torch.dtype, int] = {}
+        with safe_open(str(path / WEIGHTS_FILE), framework="pt") as f:
+            for key in f.keys():  # noqa: SIM118 (safe_open is not a dict)
+                tensor = f.get_slice(key)
+                dtype = _SAFETENSORS_DTYPES.get(tensor.get_dtype())
+                if dtype is not None:
+                    counts[dtype] = counts.get(dtype, 0) + max(1, _numel(tensor.get_shape()))
+        return max(counts, key=counts.get) if counts else torch.float32
+    for model_dir in (path, path / "base"):
+        if (model_dir / "config.json").is_file():
+            cfg = json.loads((model_dir / "config.json").read_text())
+            name = cfg.get("torch_dtype") or cfg.get("dtype")
+            dtype = getattr(torch, name, None) if isinstance(name, str) else None
+            return dtype if isinstance(dtype, torch.dtype) and dtype.is_floating_point else torch.float32
+    return torch.float32
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
 
 
 # --- our format -----------------------------------------------------------------------------------
@@ -156,6 +230,7 @@ def infer_spec(key: str, stats: NormStats, proprio_dim: int) -> RobotSpec:
         normalization=base.normalization,
         action_norm_mask=mask,
         control_hz=base.control_hz,
+        conventions=paper_conventions(base.name, D),  # OpenVLA's RLDS loader's (gripper 1 = open, 0 = close)
     )
 
 
@@ -169,7 +244,7 @@ def _load_openvla(path: Path, device, dtype, unnorm_key, spec) -> Policy:
     )  # fmt: skip
     vla_cfg = vla_config_from_openvla(cfg, spec.chunk_len, spec.action_dim, 0, False)
     tokenizer = TextTokenizer.load(path)
-    config = PolicyConfig(vla_cfg, spec, head="discrete", source="openvla")
+    config = PolicyConfig(vla_cfg, spec, head="discrete", center_crop=OPENVLA_CENTER_CROP, source="openvla")
 
     def build() -> Policy:
         vla = VLA(vla_cfg, tokenizer)
@@ -193,12 +268,13 @@ def read_component(path: Path, stem: str) -> dict[str, torch.Tensor] | None:
     return {k.removeprefix("module."): v for k, v in sd.items()}
 
 
-def _load_reference_oft(path: Path, device, dtype, unnorm_key, spec, apply_adapter, merge_adapter) -> Policy:
+def _load_reference_oft(path: Path, device, dtype, options: LoadOptions) -> Policy:
     model_dir = path if (path / "config.json").is_file() else path / "base"
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"no model config.json in {path} or {path / 'base'}")
     adapter = path / "lora_adapter"
-    unmerged_adapter = model_dir != path and adapter.is_dir() and apply_adapter
+    unmerged_adapter = model_dir != path and adapter.is_dir() and options.apply_adapter
+    sidecar = read_export_sidecar(path)
     parts = {
         s: read_component(path, s) for s in ("action_head", "proprio_projector", "noisy_action_projector")
     }
@@ -208,13 +284,20 @@ def _load_reference_oft(path: Path, device, dtype, unnorm_key, spec, apply_adapt
         int(parts["proprio_projector"]["fc1.weight"].shape[1]) if "proprio_projector" in parts else 0
     )
     all_stats = _read_dataset_statistics(path, model_dir)
+    unnorm_key = options.unnorm_key or (sidecar or {}).get("unnorm_key")
     key, stats = _select_stats(all_stats, unnorm_key, f"{path}/dataset_statistics.json")
-    spec = spec or infer_spec(key, stats, proprio_dim)
+    _set_flat_dims(stats, (sidecar or {}).get("flat_dims"))
+    recorded = PolicyConfig.from_dict(sidecar["policy"]) if sidecar else None
+    spec = options.spec or (recorded.spec if recorded else infer_spec(key, stats, proprio_dim))
     head_name = "diffusion" if "noisy_action_projector" in parts else "l1"
     head_kwargs = get_head_class(head_name).kwargs_from_reference(parts)
+    if recorded is not None and recorded.head == head_name:
+        head_kwargs.update(recorded.head_kwargs)  # e.g. diffusion steps, which the .pt files cannot hold
     cfg = json.loads((model_dir / "config.json").read_text())
     vla_cfg = vla_config_from_openvla(cfg, spec.chunk_len, spec.action_dim, proprio_dim, film_sd is not None)
-    config = PolicyConfig(vla_cfg, spec, head_name, head_kwargs, source="openvla-oft")
+    config = PolicyConfig(vla_cfg, spec, head_name, head_kwargs, PAPER_CENTER_CROP, source="openvla-oft")
+    if recorded is not None:
+        _copy_preprocessing(recorded, config)
     tokenizer = TextTokenizer.load(path if (path / "tokenizer.json").is_file() else model_dir)
 
     def build() -> Policy:
@@ -229,18 +312,63 @@ def _load_reference_oft(path: Path, device, dtype, unnorm_key, spec, apply_adapt
         allow_missing += _film_keys(policy.vla)
     load_safetensors_into(policy.vla, weight_files(model_dir), strict=True, allow_missing=allow_missing)
     if unmerged_adapter:
-        load_peft_adapter(policy.vla, adapter)
-        if merge_adapter:
-            merge_lora(policy.vla)
-            policy.requires_grad_(True)  # peft froze the base weights; a merged model is a plain model
-        else:
-            config.lora = _lora_meta(policy.vla, adapter)
+        _apply_reference_adapter(policy, adapter, film=film_sd is not None, merge=options.merge_adapter)
     if film_sd is not None:
-        _load_film_backbone(policy.vla, film_sd, _adapter_scaling(adapter))
+        _load_film_backbone(policy.vla, film_sd, _film_lora_scaling(adapter, film_sd, recorded))
     if "proprio_projector" in parts:
         policy.vla.proprio_projector.load_state_dict(parts["proprio_projector"])
     policy.head.load_reference(parts)
     return policy.to(device)
+
+
+def read_export_sidecar(path: Path) -> dict | None:
+    """``oft_export.json`` of an ``oft train --export`` directory; None for the paper's own checkpoints."""
+    f = path / EXPORT_SIDECAR
+    if not f.is_file():
+        return None
+    d = json.loads(f.read_text())
+    if d.get("format") != "oft-export" or "policy" not in d:
+        raise ValueError(f"{f} is not an oft export record (format={d.get('format')!r}, keys {sorted(d)})")
+    return d
+
+
+# fields of PolicyConfig the reference layout determines itself; every other one (center crop, crop scale,
+# frame sizes, and whatever preprocessing setting is added later) is taken from the export record
+_LAYOUT_FIELDS = ("vla", "spec", "head", "head_kwargs", "lora", "source")
+
+
+def _copy_preprocessing(recorded: PolicyConfig, config: PolicyConfig) -> None:
+    for f in dataclasses.fields(PolicyConfig):
+        if f.name not in _LAYOUT_FIELDS:
+            setattr(config, f.name, getattr(recorded, f.name))
+
+
+def _set_flat_dims(stats: NormStats, recorded: dict | None) -> None:
+    """Equal-bounds dims of the paper's checkpoints: its deployment's ``normalize_proprio`` ("clip");
+    an oft export keeps the rule it was trained with (see ``oft.data.normalize``)."""
+    recorded = recorded or {}
+    stats.action.flat_dims = recorded.get("action", stats.action.flat_dims)
+    if stats.proprio is not None:
+        stats.proprio.flat_dims = recorded.get("proprio", "clip")
+
+
+def _apply_reference_adapter(policy: Policy, adapter: Path, film: bool, merge: bool) -> None:
+    """Apply ``lora_adapter/`` as the paper's deployment does.
+
+    With FiLM, the adapter's vision keys carry the FiLM wrapper's path (``vision_backbone.vision_backbone.
+    featurizer.blocks.N.block.…``): the paper merges the adapter into the *unwrapped* base, where only the LLM
+    and projector keys match, and then loads the whole vision backbone (its still-unmerged LoRA included) from
+    ``vision_backbone--*.pt``. So the adapter's vision keys are skipped here; the .pt provides the vision.
+    """
+    skipped = load_peft_adapter(policy.vla, adapter, skip_prefixes=("vision_backbone.",) if film else ())
+    if skipped:
+        log.info("%d vision adapter weights come from vision_backbone--*.pt (FiLM), not lora_adapter/",
+                 len(skipped))  # fmt: skip
+    if merge:
+        merge_lora(policy.vla)
+        policy.requires_grad_(True)  # peft froze the base weights; a merged model is a plain model
+    else:
+        policy.config.lora = _lora_meta(policy.vla, adapter)
 
 
 def _read_dataset_statistics(path: Path, model_dir: Path) -> dict:
@@ -258,12 +386,25 @@ def _film_keys(vla: VLA) -> tuple[str, ...]:
     return tuple(k for k in vla.state_dict() if k.startswith("vision_backbone."))
 
 
-def _adapter_scaling(adapter: Path) -> float:
-    """LoRA scaling for LoRA entries inside a FiLM vision-backbone file (the reference's r=32, alpha=16)."""
+def _film_lora_scaling(
+    adapter: Path, film_sd: dict[str, torch.Tensor], recorded: PolicyConfig | None
+) -> float:
+    """LoRA scaling (alpha / r) for the unmerged LoRA entries of a FiLM ``vision_backbone--*.pt``.
+
+    From ``lora_adapter/adapter_config.json`` when present, else from an export record, else as the paper's
+    deployment (``_apply_film_to_vla``) rebuilds it: ``LoraConfig(r, lora_alpha=min(r, 16))`` with r the rank
+    the file's ``lora_A`` weights have (its ``--lora_rank`` must equal the training run's for them to load).
+    """
     if (adapter / "adapter_config.json").is_file():
         c = json.loads((adapter / "adapter_config.json").read_text())
         return float(c["lora_alpha"]) / float(c["r"])
-    return 16 / 32
+    if recorded is not None and recorded.lora:
+        return float(recorded.lora["alpha"]) / float(recorded.lora["rank"])
+    ranks = {int(v.shape[0]) for k, v in film_sd.items() if re.search(r"\.lora_A(\.default)?\.weight$", k)}
+    if len(ranks) > 1:
+        raise ValueError(f"vision_backbone--*.pt has LoRA weights of several ranks {sorted(ranks)}")
+    r = ranks.pop() if ranks else 32
+    return min(r, 16) / r
 
 
 def _load_film_backbone(vla: VLA, sd: dict[str, torch.Tensor], scaling: float) -> None:

@@ -92,11 +92,16 @@ def unmerge_lora(model: nn.Module) -> None:
             layer.unmerge()
 
 
-def load_peft_adapter(vla: nn.Module, adapter_dir: str | Path) -> None:
+def load_peft_adapter(
+    vla: nn.Module, adapter_dir: str | Path, skip_prefixes: tuple[str, ...] = ()
+) -> list[str]:
     """Apply a peft ``save_pretrained`` adapter (e.g. the reference's ``lora_adapter/``) to ``vla``, unmerged.
 
     Targets are taken from the weights actually present (exact module names), not from the saved
     ``target_modules`` suffixes, so no extra module receives an untrained adapter.
+    skip_prefixes: module paths (after ``base_model.model.``) whose adapter weights are not applied — for a
+    FiLM fine-tune, the vision backbone, which its ``vision_backbone--*.pt`` carries whole (LoRA included).
+    Returns the skipped adapter keys.
     """
     adapter_dir = Path(adapter_dir)
     cfg = json.loads((adapter_dir / "adapter_config.json").read_text())
@@ -104,7 +109,11 @@ def load_peft_adapter(vla: nn.Module, adapter_dir: str | Path) -> None:
         raise ValueError(f"unsupported adapter in {adapter_dir}: only plain LoRA (no DoRA / rank_pattern)")
     sd = load_file(str(adapter_dir / "adapter_model.safetensors"))
     sd = {k.removeprefix("base_model.model."): v for k, v in sd.items()}
+    skipped = sorted(k for k in sd if k.startswith(skip_prefixes)) if skip_prefixes else []
+    sd = {k: v for k, v in sd.items() if k not in set(skipped)}
     targets = sorted({k.rsplit(".lora_A", 1)[0] for k in sd if ".lora_A" in k})
+    if not targets:
+        return skipped
     apply_lora(vla, LoraSpec(rank=cfg["r"], alpha=cfg["lora_alpha"], dropout=0.0), targets)
     params = dict(vla.named_parameters())
     with torch.no_grad():
@@ -113,7 +122,10 @@ def load_peft_adapter(vla: nn.Module, adapter_dir: str | Path) -> None:
             if name not in params:
                 raise ValueError(f"adapter weight {key!r} has no matching parameter ({name!r}) in the model")
             params[name].copy_(value)
-    log.info("applied LoRA adapter %s to %d modules", adapter_dir, len(targets))
+    log.info(
+        "applied LoRA adapter %s to %d modules (%d weights skipped)", adapter_dir, len(targets), len(skipped)
+    )
+    return skipped
 
 
 def fold_lora_state_dict(sd: dict[str, torch.Tensor], scaling: float) -> dict[str, torch.Tensor]:
