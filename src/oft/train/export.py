@@ -6,10 +6,16 @@ What its evaluation scripts (``experiments/robot/openvla_utils.py``) read from a
     action_head--{step}_checkpoint.pt       L1 / diffusion head state dict ("module." prefixed, as DDP saves)
     noisy_action_projector--{step}_...      diffusion only
     proprio_projector--{step}_...           with proprio
-    vision_backbone--{step}_...             with FiLM: the whole FiLM-wrapped backbone
+    vision_backbone--{step}_...             with FiLM: the whole FiLM-wrapped backbone, LoRA unmerged
     dataset_statistics.json                 {unnorm_key: {"action": ..., "proprio": ...}}
     tokenizer.json (+ special-token files)
     lora_adapter/                           mode "adapter": peft adapter, with the un-adapted model in base/
+    oft_export.json                         what the layout has no place for (ignored by other readers)
+
+``oft_export.json`` (:data:`oft.model.loading.EXPORT_SIDECAR`) holds the policy config (robot spec with its
+conventions, chunk length, cameras, center crop and other preprocessing, head settings such as diffusion
+steps, LoRA rank/alpha) and the normalization rules of its statistics, so that ``load_policy`` on the export
+gives the policy that was exported, action for action.
 
 A discrete-token policy exports as a plain OpenVLA directory (its statistics in ``config.json``).
 ``oft.load_policy`` reads this layout back, which is what the round-trip test checks. Component files are
@@ -61,13 +67,15 @@ def export_reference(
         raise ValueError("export mode 'adapter' needs a policy trained with LoRA (lora_rank > 0)")
     from oft.model.lora import merge_lora
 
+    # components first: the FiLM backbone is saved with its LoRA unmerged, as the paper saves it
+    _write_components(vla, policy, tmp, step)
     if mode == "merged":
         merge_lora(vla)
     _write_model(vla, policy, model_dir, key)
-    _write_components(vla, policy, tmp, step)
     _write_tokenizer(policy.vla.tokenizer, tmp)
     stats = {key: _stats_entry(policy.norm_stats)}
     (tmp / "dataset_statistics.json").write_text(json.dumps(stats, indent=2))
+    _write_record(policy, tmp, key)
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
@@ -156,30 +164,58 @@ def _write_components(vla, policy, out: Path, step: int) -> None:
     if getattr(vla, "proprio_projector", None) is not None:
         save("proprio_projector", vla.proprio_projector.state_dict())
     if vla.config.use_film:
-        # the FiLM-wrapped backbone as the paper saves it: from the LoRA model, adapters unmerged (in
-        # "adapter" mode) -- its loader folds base_layer + lora_A/B with the adapter's scaling
-        prefix = "vision_backbone."
-        sd = {k.removeprefix(prefix): v for k, v in vla.state_dict().items() if k.startswith(prefix)}
-        save("vision_backbone", {_film_name(k): v for k, v in sd.items()})
+        # the paper's ``vla.module.vision_backbone.state_dict()``: the FiLM wrapper's keys
+        # (``vision_backbone.featurizer.blocks.N.block.…``), LoRA unmerged (base_layer / lora_A.default /
+        # lora_B.default), no DDP prefix (its loader reads this file without stripping one)
+        sd = {k: v for k, v in vla.state_dict().items() if k.startswith("vision_backbone.")}
+        tensors = {film_name(k): v.detach().cpu().contiguous() for k, v in sd.items()}
+        torch.save(tensors, out / f"vision_backbone--{step}_checkpoint.pt")
 
 
-def _film_name(key: str) -> str:
-    """``featurizer.blocks.3.attn.qkv.weight`` -> ``featurizer.blocks.3.block.attn.qkv.weight`` (the paper's
-    FiLM wrapper holds the timm block as ``.block``); FiLM's own ``scale``/``shift`` stay at the block."""
-    m = re.match(r"((?:fused_)?featurizer\.blocks\.\d+)\.(.*)$", key)
+def film_name(key: str) -> str:
+    """Our name -> the paper's FiLM wrapper name: ``vision_backbone.featurizer.blocks.3.attn.qkv.weight`` ->
+    ``vision_backbone.featurizer.blocks.3.block.attn.qkv.weight`` (its wrapper holds the timm block as
+    ``.block``); FiLM's own ``scale``/``shift`` stay at the block. Other keys are unchanged."""
+    m = re.match(r"(.*(?:fused_)?featurizer\.blocks\.\d+)\.(.*)$", key)
     if not m or re.match(r"(scale|shift)\.", m.group(2)):
         return key
     return f"{m.group(1)}.block.{m.group(2)}"
 
 
+def _write_record(policy, out: Path, key: str) -> None:
+    """``oft_export.json``: what the paper's layout cannot hold (read back by ``load_policy``)."""
+    from oft.model.loading import EXPORT_SIDECAR
+
+    policy.config.head_kwargs = policy.head.config()
+    stats = policy.norm_stats
+    record = {
+        "format": "oft-export",
+        "version": 1,
+        "unnorm_key": key,
+        "policy": policy.config.to_dict(),
+        "flat_dims": {
+            "action": stats.action.flat_dims,
+            **({"proprio": stats.proprio.flat_dims} if stats.proprio is not None else {}),
+        },
+    }
+    (out / EXPORT_SIDECAR).write_text(json.dumps(record, indent=2))
+
+
 def _write_adapter(vla, adapter_dir: Path, lora_meta: dict) -> None:
-    """peft ``save_pretrained`` layout: adapter_config.json + adapter_model.safetensors."""
+    """peft ``save_pretrained`` layout: adapter_config.json + adapter_model.safetensors.
+
+    With FiLM, vision keys take the paper's FiLM-wrapped path (``vision_backbone.vision_backbone.featurizer.
+    blocks.N.block.…``, the wrapper holding the backbone as ``.vision_backbone``), as its training saves them.
+    """
     adapter_dir.mkdir(parents=True)
     tensors = {}
     for k, v in vla.state_dict().items():
         m = re.match(r"(.*)\.(lora_[AB])\.default\.weight$", k)
         if m:
-            tensors[f"base_model.model.{m.group(1)}.{m.group(2)}.weight"] = v.detach().cpu().contiguous()
+            module = m.group(1)
+            if vla.config.use_film and module.startswith("vision_backbone."):
+                module = "vision_backbone." + film_name(module)
+            tensors[f"base_model.model.{module}.{m.group(2)}.weight"] = v.detach().cpu().contiguous()
     rank = int(lora_meta.get("rank") or next(v.shape[0] for k, v in tensors.items() if "lora_A" in k))
     config = {
         "peft_type": "LORA",
