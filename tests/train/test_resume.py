@@ -7,7 +7,9 @@ one thread (so reductions happen in the same order).
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -70,3 +72,160 @@ def test_kill_9_then_resume_equals_uninterrupted(tiny_dataset_dir, tmp_path):
     assert resumed.keys() == reference.keys()
     for name, value in reference.items():
         assert torch.equal(resumed[name], value), f"{name} differs after resume"
+
+
+# --------------------------------------------------------------------------- a resume with changed settings
+# Every TrainConfig field is either refused on resume (RESUME_FIXED) or applied from the resumed step on
+# (RESUME_APPLIED) or free (budgets); the recorded config must equal what ran.
+BASE_STEPS, RESUMED_STEPS = 4, 8
+
+# field -> (settings of the original run, the value the resume asks for)
+REFUSED = {
+    "base": ({}, "small"),
+    "datasets": ({}, ("elsewhere",)),
+    "robot": ({}, "libero"),
+    "head": ({}, "diffusion"),
+    "decode": ({"head": "discrete"}, "autoregressive"),
+    "chunk_len": ({}, 4),
+    "cameras": ({}, ("corner",)),
+    "proprio": ({}, False),
+    "film": ({}, True),
+    "lora_rank": ({}, 2),
+    "augment": ({}, False),
+    "pad_chunks": ({}, False),
+    "batch_size": ({}, 2),
+    "bf16": ({}, False),
+    "seed": ({}, 1),
+}
+APPLIED = {
+    "lr": ({}, 1e-4),
+    "weight_decay": ({}, 0.5),
+    "decay_step": ({"decay_step": 3}, 6),
+    "decay_factor": ({"decay_step": 3}, 0.5),
+    "warmup_steps": ({}, 7),
+    "grad_clip": ({}, 0.5),
+    "grad_accum": ({}, 2),
+    "lora_dropout": ({"lora_rank": 2}, 0.25),
+}
+
+
+def _data():
+    from oft.data.dataset import ListDataset
+
+    from .conftest import make_episodes
+
+    return ListDataset(make_episodes(n=4, length=16))
+
+
+def _first_run(tmp_path, **settings):
+    from .conftest import tiny_config
+
+    cfg = tiny_config(max_steps=BASE_STEPS, save_every=BASE_STEPS, log_every=1, **settings)
+    data = _data()
+    train(cfg, tmp_path, dataset=data)
+    return cfg, data
+
+
+def test_every_field_has_a_resume_rule():
+    from oft.train.config import RESUME_APPLIED, RESUME_FIXED, RESUME_FREE, TrainConfig
+
+    assert set(REFUSED) == set(RESUME_FIXED) and set(APPLIED) == set(RESUME_APPLIED)
+    groups = [*RESUME_FIXED, *RESUME_APPLIED, *RESUME_FREE]
+    assert sorted(groups) == sorted(TrainConfig.__dataclass_fields__), "each field in exactly one group"
+
+
+@pytest.mark.parametrize("field", sorted(REFUSED))
+def test_resume_refuses_a_changed_fixed_setting_before_any_work(field, tmp_path, monkeypatch):
+    import oft.train.loop as loop
+
+    settings, new = REFUSED[field]
+    cfg, data = _first_run(tmp_path, **settings)
+    recorded = (tmp_path / "train_config.json").read_text()
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("the resume was not refused before building the policy")
+
+    monkeypatch.setattr(loop, "make_policy", no_work)
+    monkeypatch.setattr(loop, "open_datasets", no_work)
+    changed = cfg.replace(max_steps=RESUMED_STEPS, **{field: new})
+    old = getattr(cfg, field)
+    with pytest.raises(ValueError, match=re.escape(f"TrainConfig.{field}: {old!r} -> {new!r}")):
+        train(changed, tmp_path, resume=True, dataset=data)
+    assert (tmp_path / "train_config.json").read_text() == recorded, "a refused resume rewrote the config"
+    assert [s for s, _ in CheckpointManager(tmp_path).checkpoints()] == [BASE_STEPS]
+
+
+def _expected_lr(cfg, update: int) -> float:
+    from oft.train.schedule import StepDecayWithWarmup
+
+    return cfg.lr * StepDecayWithWarmup(cfg.decay_step, cfg.decay_factor, cfg.warmup_steps)(update)
+
+
+@pytest.mark.parametrize("field", sorted(APPLIED))
+def test_resume_applies_and_logs_a_changed_optimizer_setting(field, tmp_path, caplog):
+    import json
+
+    from oft.train.config import TrainConfig
+
+    settings, new = APPLIED[field]
+    cfg, data = _first_run(tmp_path, **settings)
+    changed = cfg.replace(max_steps=RESUMED_STEPS, **{field: new})
+    with caplog.at_level(logging.INFO, logger="oft.train.loop"):
+        result = train(changed, tmp_path, resume=True, dataset=data)
+    assert (result.start_step, result.step) == (BASE_STEPS, RESUMED_STEPS)
+    ckpt = CheckpointManager(tmp_path).latest()
+
+    # what ran: the lr of every resumed update and the optimizer's settings follow the new values
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    resumed = [r for r in rows if r["step"] > BASE_STEPS]
+    assert [r["step"] for r in resumed] == list(range(BASE_STEPS + 1, RESUMED_STEPS + 1))
+    for r in resumed:
+        assert r["lr"] == pytest.approx(_expected_lr(changed, r["step"] - 1), rel=1e-12), r
+        assert ("grad_norm" in r) == (changed.grad_clip is not None)
+    groups = torch.load(ckpt / "trainer_state.pt", weights_only=True)["optimizer"]["param_groups"]
+    for group in groups:
+        assert group["lr"] == pytest.approx(_expected_lr(changed, RESUMED_STEPS), rel=1e-12)
+        assert group["weight_decay"] == changed.weight_decay
+    # one micro-batch per accumulation step (64 padded samples / batch 4: no epoch ends within 12 batches)
+    loader = json.loads((ckpt / "resume_state.json").read_text())["ranks"][0]["loader"]
+    consumed = BASE_STEPS * cfg.grad_accum + (RESUMED_STEPS - BASE_STEPS) * changed.grad_accum
+    assert (loader["epoch"], loader["batch"]) == (0, consumed)
+
+    # the recorded config is the one that ran from the resumed step on; the change is logged and on record
+    assert TrainConfig.load(tmp_path / "train_config.json") == changed
+    assert TrainConfig.load(ckpt / "train_config.json") == changed
+    assert f"TrainConfig.{field} changed {getattr(cfg, field)!r} -> {new!r}" in caplog.text
+    record = json.loads((tmp_path / "resumes.jsonl").read_text().splitlines()[-1])
+    assert record["step"] == BASE_STEPS and record["changed"][field] == [getattr(cfg, field), new]
+
+
+def test_resume_keeps_the_lora_dropout_of_the_config(tmp_path):
+    """The saved policy does not record LoRA dropout: a resumed run must not silently train without it."""
+    from oft.train.build import build_from_config
+    from oft.train.loop import robot_spec_for
+
+    cfg, data = _first_run(tmp_path, lora_rank=2, lora_dropout=0.25)
+    policy = build_from_config(cfg, robot_spec_for(cfg), data, CheckpointManager(tmp_path).latest())
+    dropouts = [m for n, m in policy.named_modules() if n.endswith("lora_dropout.default")]
+    assert dropouts and all(isinstance(m, torch.nn.Dropout) and m.p == 0.25 for m in dropouts)
+
+
+def test_resume_keeps_the_dtype_the_run_trained_in(tmp_path):
+    """A bf16 run (as ``oft train`` writes one from OpenVLA on a GPU: bf16 weights) resumes in bf16.
+
+    The first run's checkpoint is converted to bf16 on disk: on the CPU no config trains in bf16.
+    """
+    from safetensors.torch import save_file
+
+    cfg, data = _first_run(tmp_path)
+    ckpt = CheckpointManager(tmp_path).latest()
+    as_bf16 = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in _weights(ckpt).items()}
+    save_file(as_bf16, str(ckpt / "model.safetensors"), metadata={"format": "oft-policy"})
+
+    result = train(cfg.replace(max_steps=BASE_STEPS + 2), tmp_path, resume=True, dataset=data)
+    assert result.step == BASE_STEPS + 2
+    resumed = _weights(result.checkpoint)
+    floating = {k: v.dtype for k, v in resumed.items() if v.is_floating_point()}
+    assert floating and set(floating.values()) == {torch.bfloat16}, set(floating.values())
+    changed = [k for k in floating if not torch.equal(resumed[k], as_bf16[k])]
+    assert changed, "the resumed bf16 run did not train"

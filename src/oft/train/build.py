@@ -31,16 +31,37 @@ def is_architecture(name: str) -> bool:
 
 def build_from_config(cfg: TrainConfig, spec: RobotSpec, dataset, resume_from: Path | None):
     """The policy to train: reloaded from ``resume_from``, built from scratch, or loaded from ``cfg.base``."""
-    from oft import load_policy
-
     if resume_from is not None:
-        policy = load_policy(resume_from)
+        policy = _resume(cfg, resume_from)
     elif is_architecture(cfg.base):
         policy = _build_from_scratch(cfg, spec, dataset)
     else:
         policy = _continue_from(cfg, spec, Path(cfg.base), dataset)
     set_trainable(policy, cfg)
     return policy.train()
+
+
+def _resume(cfg: TrainConfig, resume_from: Path):
+    """The checkpoint's policy in the dtype it was trained in (a bf16 run stays bf16), with ``cfg``'s LoRA
+    dropout (the saved policy config does not record it; LoRA layers load without dropout)."""
+    from oft import load_policy
+    from oft.model.loading import checkpoint_dtype
+
+    dtype = checkpoint_dtype(resume_from)
+    policy = load_policy(resume_from, dtype=dtype)
+    log.info("resuming %s in %s", resume_from, str(dtype).removeprefix("torch."))
+    set_lora_dropout(policy, cfg.lora_dropout)
+    return policy
+
+
+def set_lora_dropout(policy: torch.nn.Module, p: float) -> None:
+    """Dropout ``p`` on the input of every LoRA adapter (peft's ``lora_dropout`` modules), as ``apply_lora``
+    would have built it."""
+    for module in policy.modules():
+        dropouts = getattr(module, "lora_dropout", None)
+        if isinstance(dropouts, torch.nn.ModuleDict):
+            for name in list(dropouts.keys()):
+                dropouts[name] = torch.nn.Dropout(p) if p > 0 else torch.nn.Identity()
 
 
 def _build_from_scratch(cfg: TrainConfig, spec: RobotSpec, dataset):
@@ -163,4 +184,4 @@ def set_trainable(policy: torch.nn.Module, cfg: TrainConfig) -> None:
     log.info("trainable parameters: %.2fM of %.2fM", n_train / 1e6, n_all / 1e6)
 
 
-__all__ = ["build_from_config", "dataset_stats", "is_architecture", "set_trainable"]
+__all__ = ["build_from_config", "dataset_stats", "is_architecture", "set_lora_dropout", "set_trainable"]

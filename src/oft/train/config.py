@@ -244,6 +244,87 @@ def _check_paths(cfg: TrainConfig) -> None:
             raise _bad("datasets", cfg.datasets, f"existing paths; {path!r} does not exist")
 
 
+# --------------------------------------------------------------------------- resuming
+# What ``--resume`` does with a field whose value differs from the checkpoint's ``train_config.json``. Every
+# field is in exactly one group (tests/train/test_config.py checks it), so a new field needs a decision.
+#
+# fixed: refused before any work. They define the model (architecture, dtype), the data it sees and in which
+# order (datasets, batch_size, augment, pad_chunks, seed: the loader position and RNG streams are restored
+# from the checkpoint), so a changed value could not take effect honestly. To change one, start a new run
+# from the checkpoint: ``--base <checkpoint dir> --out <new dir>``.
+RESUME_FIXED = (
+    "base",
+    "datasets",
+    "robot",
+    "head",
+    "decode",
+    "chunk_len",
+    "cameras",
+    "proprio",
+    "film",
+    "lora_rank",
+    "augment",
+    "pad_chunks",
+    "batch_size",
+    "bf16",
+    "seed",
+)
+# applied from the resumed step on, and logged: the optimizer's lr / weight decay and the schedule are rebuilt
+# from the new values (the lr at step s is ``lr * multiplier(s)`` of the new schedule), gradient clipping,
+# accumulation and LoRA dropout are read from the config at every step.
+RESUME_APPLIED = (
+    "lr",
+    "weight_decay",
+    "decay_step",
+    "decay_factor",
+    "warmup_steps",
+    "grad_clip",
+    "grad_accum",
+    "lora_dropout",
+)
+# budgets and bookkeeping: free to change, they do not change the updates
+RESUME_FREE = (
+    "max_steps",
+    "max_minutes",
+    "grad_checkpointing",
+    "device",
+    "num_threads",
+    "save_every",
+    "keep_last",
+    "log_every",
+    "wandb",
+    "wandb_project",
+)
+
+
+def resume_changes(saved: TrainConfig, cfg: TrainConfig) -> dict[str, tuple]:
+    """The fields that differ between the checkpoint's config ``saved`` and ``cfg``: ``{name: (old, new)}``.
+
+    Raises ValueError naming every changed :data:`RESUME_FIXED` field with both values.
+    """
+    changed = {
+        f.name: (getattr(saved, f.name), getattr(cfg, f.name))
+        for f in dataclasses.fields(TrainConfig)
+        if _normalized(f.name, getattr(saved, f.name)) != _normalized(f.name, getattr(cfg, f.name))
+    }
+    refused = [name for name in changed if name in RESUME_FIXED]
+    if refused:
+        diffs = ", ".join(f"TrainConfig.{n}: {changed[n][0]!r} -> {changed[n][1]!r}" for n in refused)
+        raise ValueError(
+            f"--resume: the checkpoint was trained with other settings ({diffs}); these cannot change "
+            "within a run. Resume with the original values, or start a new run from the checkpoint "
+            "(--base <checkpoint dir> --out <new dir>)"
+        )
+    return changed
+
+
+def _normalized(name: str, value):
+    """Dataset paths compare as absolute paths (``data/x`` and ``./data/x`` are the same data)."""
+    if name == "datasets":
+        return tuple(os.path.abspath(p) for p in value)
+    return value
+
+
 # --------------------------------------------------------------------------- overrides
 def apply_overrides(cfg: TrainConfig, overrides: list[str] | tuple[str, ...]) -> TrainConfig:
     """Apply ``field=value`` strings (``--set lr=1e-4``).
@@ -297,4 +378,14 @@ def _parse_typed(name: str, raw: str, tp):
     return value
 
 
-__all__ = ["DECODE_MODES", "DEVICES", "HEAD_NAMES", "TrainConfig", "apply_overrides"]
+__all__ = [
+    "DECODE_MODES",
+    "DEVICES",
+    "HEAD_NAMES",
+    "RESUME_APPLIED",
+    "RESUME_FIXED",
+    "RESUME_FREE",
+    "TrainConfig",
+    "apply_overrides",
+    "resume_changes",
+]

@@ -9,6 +9,7 @@ does all normalization and preprocessing, so nothing here knows about cameras, t
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import random
@@ -31,9 +32,9 @@ from oft.train.checkpoint import (
     restore_rng_state,
     write_trainer_state,
 )
-from oft.train.config import TrainConfig
+from oft.train.config import RESUME_APPLIED, TrainConfig, resume_changes
 from oft.train.feedback import TrainFeedback, plot_loss_curve
-from oft.train.schedule import make_scheduler
+from oft.train.schedule import StepDecayWithWarmup, make_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -95,50 +96,51 @@ def train(
 def _train(cfg: TrainConfig, out: Path, resume: bool, dataset, info: D.DistInfo, t0: float) -> TrainResult:
     _setup_process(cfg, info)
     mgr = CheckpointManager(out, cfg.keep_last)
+    # checked before anything is written: a refused resume leaves the run directory as it was
+    resume_from = mgr.latest() if resume else None
+    changes = _check_resumable(cfg, resume_from) if resume_from is not None else {}
     if info.is_main:
         out.mkdir(parents=True, exist_ok=True)
         mgr.clean_partial()
         cfg.save(out / TRAIN_CONFIG)
     D.barrier(info)
 
-    resume_from = mgr.latest() if resume else None
     if resume and resume_from is None:
         log.info("--resume: no checkpoint in %s yet, starting from step 0", mgr.root)
-    if resume_from is not None:
-        _check_resumable(cfg, TrainConfig.load(resume_from / TRAIN_CONFIG))
     dataset = dataset if dataset is not None else open_datasets(cfg.datasets)
     spec = robot_spec_for(cfg)
     policy = make_policy(cfg, spec, dataset, resume_from)
     state = _make_state(cfg, policy, dataset, spec, info)
     if resume_from is not None:
         _restore(state, resume_from, info)
+        apply_optimizer_settings(cfg, state.optimizer, state.scheduler)
         log.info("resumed from %s at step %d", resume_from, state.step)
+        if changes and info.is_main:
+            _record_changes(out, state.step, resume_from, changes)
     return _run(cfg, state, mgr, info, out, t0)
 
 
 # --------------------------------------------------------------------------- setup
-# fields that define the model or the data it sees: a resumed run must keep them (budgets may change)
-_ARCHITECTURE_FIELDS = (
-    "base",
-    "robot",
-    "head",
-    "decode",
-    "chunk_len",
-    "cameras",
-    "proprio",
-    "film",
-    "lora_rank",
-)
+def _check_resumable(cfg: TrainConfig, resume_from: Path) -> dict[str, tuple]:
+    """Refuse a resume that would change the model or its data (see ``oft.train.config.RESUME_FIXED``);
+    log the settings that change from here on. Returns ``{field: (old, new)}``."""
+    changes = resume_changes(TrainConfig.load(resume_from / TRAIN_CONFIG), cfg)
+    for name, (old, new) in changes.items():
+        how = "applied from the resumed step on" if name in RESUME_APPLIED else "budget/bookkeeping"
+        log.info("--resume: TrainConfig.%s changed %r -> %r (%s)", name, old, new, how)
+    return changes
 
 
-def _check_resumable(cfg: TrainConfig, saved: TrainConfig) -> None:
-    changed = [f for f in _ARCHITECTURE_FIELDS if getattr(cfg, f) != getattr(saved, f)]
-    if changed:
-        diffs = ", ".join(f"{f}: {getattr(saved, f)!r} -> {getattr(cfg, f)!r}" for f in changed)
-        raise ValueError(
-            f"--resume: the checkpoint was trained with other model settings ({diffs}); use a new --out "
-            "or the original settings"
-        )
+def _record_changes(out: Path, step: int, resume_from: Path, changes: dict[str, tuple]) -> None:
+    """Append what changed at this resume to ``<out>/resumes.jsonl``.
+
+    With each checkpoint's own ``train_config.json`` it tells which values ran at which steps;
+    ``<out>/train_config.json`` holds the values in force now.
+    """
+    changed = {name: list(values) for name, values in changes.items()}
+    record = {"step": step, "checkpoint": resume_from.name, "changed": changed}
+    with open(out / "resumes.jsonl", "a") as f:
+        f.write(json.dumps(record, default=list) + "\n")
 
 
 def _setup_process(cfg: TrainConfig, info: D.DistInfo) -> None:
@@ -232,6 +234,26 @@ def _input_size(policy) -> int | None:
     """The policy's image size: frames are resized once at load instead of every step."""
     backbone = getattr(getattr(policy, "vla", None), "vision_backbone", None)
     return getattr(backbone, "image_size", None)
+
+
+def apply_optimizer_settings(cfg: TrainConfig, optimizer: torch.optim.Optimizer, scheduler) -> None:
+    """Make a restored optimizer and schedule follow ``cfg``'s lr, weight decay and schedule.
+
+    ``LambdaLR.load_state_dict`` restores the saved multiplier object and base lrs, and the optimizer's state
+    the saved lr and weight decay: without this a resumed run with a new ``lr`` or ``decay_step`` would keep
+    the old ones while ``train_config.json`` records the new. The lr of the next update is ``cfg.lr`` times
+    the new schedule's multiplier at the current step, exactly what a fresh scheduler would give there; with
+    unchanged settings nothing changes (bit-exact resume).
+    """
+    groups = optimizer.param_groups
+    scheduler.base_lrs = [cfg.lr] * len(groups)
+    multiplier = StepDecayWithWarmup(cfg.decay_step, cfg.decay_factor, cfg.warmup_steps)
+    scheduler.lr_lambdas = [multiplier] * len(groups)
+    for group, base in zip(groups, scheduler.base_lrs, strict=True):
+        group["initial_lr"] = base
+        group["lr"] = base * multiplier(scheduler.last_epoch)
+        group["weight_decay"] = cfg.weight_decay
+    scheduler._last_lr = [group["lr"] for group in groups]
 
 
 def _restore(state: _State, path: Path, info: D.DistInfo) -> None:
