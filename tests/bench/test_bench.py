@@ -32,7 +32,8 @@ def test_variants_share_the_trunk(base):
     ar = build_variant(base, VARIANTS["ar_discrete"])
     extra = build_variant(base, VARIANTS["pdac_l1_extra_inputs"])
     l1 = build_variant(base, VARIANTS["pdac_l1"])
-    assert ar.vla.language_model is base.vla.language_model  # shared, not copied
+    assert ar.vla.language_model.model is base.vla.language_model.model  # shared, not copied
+    assert base.vla.language_model.lm_head is None and ar.vla.language_model.lm_head is not None
     assert extra.vla.vision_backbone is base.vla.vision_backbone
     assert (ar.spec.chunk_len, ar.vla.num_action_slots) == (1, base.spec.action_dim)
     assert ar.head.decode == "autoregressive" and ar.head.chunk_len == 1

@@ -31,7 +31,7 @@ import torch
 
 from oft.bench.timing import BenchRow, summarize, time_calls
 from oft.data.normalize import NormStats, Stats
-from oft.model.heads import make_head
+from oft.model.heads import get_head_class, make_head
 from oft.model.policy import Policy
 from oft.model.projectors import ProprioProjector
 from oft.model.vla import VLA
@@ -97,26 +97,29 @@ def variant_spec(spec: RobotSpec, variant: Variant) -> RobotSpec:
     )
 
 
-def share_trunk(base: VLA, proprio_dim: int, **changes) -> VLA:
+def share_trunk(base: VLA, proprio_dim: int, lm_head: bool = False, **changes) -> VLA:
     """A VLA whose config differs (chunk length, proprio) but whose modules *are* ``base``'s modules.
 
     Built on the meta device (no allocation), then the real submodules are attached; a proprio projector
-    is created only if the base model has none and the variant needs one.
+    is created only if the base model has none and the variant needs one, an LM head (``lm_head``: the
+    discrete rows) only if the base has none (an L1 or diffusion policy carries none).
     """
-    config = dataclasses.replace(base.config, proprio_dim=proprio_dim, **changes)
+    config = dataclasses.replace(base.config, proprio_dim=proprio_dim, lm_head=lm_head, **changes)
     with torch.device("meta"):
         vla = VLA(config, base.tokenizer)
-    vla.vision_backbone, vla.projector, vla.language_model = (
-        base.vision_backbone,
-        base.projector,
-        base.language_model,
-    )
+    vla.vision_backbone, vla.projector = base.vision_backbone, base.projector
+    vla.language_model.model = base.language_model.model
+    ref = base.language_model.model.embed_tokens.weight
+    if lm_head and base.language_model.lm_head is not None:
+        vla.language_model.lm_head = base.language_model.lm_head
+    elif lm_head:
+        with torch.device(ref.device):
+            vla.language_model.lm_head = torch.nn.Linear(vla.llm_dim, ref.shape[0], bias=False).to(ref.dtype)
     if proprio_dim > 0:
         existing = getattr(base, "proprio_projector", None)
         if existing is not None and existing.fc1.in_features == proprio_dim:
             vla.proprio_projector = existing
         else:
-            ref = base.language_model.lm_head.weight
             with torch.device(ref.device):
                 vla.proprio_projector = ProprioProjector(vla.llm_dim, proprio_dim).to(ref.dtype)
     return vla.eval()
@@ -132,13 +135,14 @@ def build_variant(base: Policy, variant: Variant) -> Policy:
     """A policy for one row: the shared trunk plus a head of the row's kind (reused if it already fits)."""
     spec = variant_spec(base.spec, variant)
     proprio_dim = spec.proprio_dim if variant.extra_inputs else 0
-    vla = share_trunk(base.vla, proprio_dim, chunk_len=spec.chunk_len)
+    lm_head = get_head_class(variant.head).uses_lm_head
+    vla = share_trunk(base.vla, proprio_dim, lm_head=lm_head, chunk_len=spec.chunk_len)
     kwargs = dict(variant.head_kwargs)
     same_head = base.config.head == variant.head and base.spec.chunk_len == spec.chunk_len and not kwargs
     if same_head:
         head = base.head
     else:
-        ref = base.vla.language_model.lm_head.weight
+        ref = base.vla.language_model.model.embed_tokens.weight
         with torch.device(ref.device):
             head = make_head(variant.head, vla.llm_dim, spec.action_dim, spec.chunk_len, **kwargs).to(
                 ref.dtype

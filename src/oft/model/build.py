@@ -10,12 +10,12 @@ import logging
 from collections.abc import Iterable
 
 from oft.data.normalize import NormStats
-from oft.model.heads import make_head
-from oft.model.lora import LoraSpec, apply_lora
+from oft.model.assemble import assemble_policy
+from oft.model.lora import LoraSpec
 from oft.model.policy import Policy, PolicyConfig
 from oft.model.tokenizer import build_word_tokenizer
 from oft.model.vision import HALF, ViTConfig
-from oft.model.vla import VLA, VLAConfig
+from oft.model.vla import VLAConfig
 from oft.spec import RobotSpec, unknown_name_message
 
 log = logging.getLogger(__name__)
@@ -77,14 +77,12 @@ def build_policy(
     vla_cfg = VLAConfig([vit], llm, spec.chunk_len, spec.action_dim, proprio_dim, use_film=use_film)
     kwargs = dict(a["head"]) if head == "l1" else {}
     kwargs.update(head_kwargs or {})
-    vla = VLA(vla_cfg, tokenizer)
-    action_head = make_head(head, vla.llm_dim, spec.action_dim, spec.chunk_len, **kwargs)
-    config = PolicyConfig(vla_cfg, spec, head, action_head.config(), center_crop=center_crop)
+    lora_meta = None
     if lora is not None:
-        apply_lora(vla, lora)
-        targets = sorted({n.rsplit(".lora_A", 1)[0] for n, _ in vla.named_parameters() if ".lora_A." in n})
-        config.lora = {"rank": lora.rank, "alpha": lora.alpha, "targets": targets}
-    policy = Policy(config, vla, action_head, norm_stats)
+        lora_meta = {"rank": lora.rank, "alpha": lora.alpha, "dropout": lora.dropout}
+    config = PolicyConfig(vla_cfg, spec, head, kwargs, center_crop=center_crop, lora=lora_meta)
+    policy = assemble_policy(config, tokenizer, norm_stats)
+    config.head_kwargs = policy.head.config()
     n = sum(p.numel() for p in policy.parameters())
     log.info("built %s policy (%s head): %.2fM parameters", arch, head, n / 1e6)
     return policy

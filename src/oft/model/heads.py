@@ -78,6 +78,12 @@ def get_head_class(name: str) -> type[ActionHead]:
     return HEADS[name]
 
 
+def head_names() -> tuple[str, ...]:
+    """Every registered head name, built-ins included: the one list configs and the CLI validate against."""
+    _load_builtin_heads()
+    return tuple(sorted(HEADS))
+
+
 def make_head(name: str, llm_dim: int, action_dim: int, chunk_len: int, **kwargs) -> ActionHead:
     """Build the head registered as ``name`` (KeyError with a "did you mean" hint if unknown)."""
     return get_head_class(name)(llm_dim=llm_dim, action_dim=action_dim, chunk_len=chunk_len, **kwargs)

@@ -17,11 +17,13 @@ was trained as a next-token predictor, so position i "predicts" slot i + 1).
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from transformers import LlamaConfig, LlamaModel
+from transformers import Cache, DynamicCache, LlamaConfig, LlamaModel
 
 from oft.model.projectors import PatchProjector, ProprioProjector
 from oft.model.tokenizer import TextTokenizer
@@ -41,6 +43,9 @@ class VLAConfig:
     proprio_dim: int = 0  # 0: no proprio token
     use_film: bool = False
     attn_implementation: str = "sdpa"
+    # the 32k-wide vocabulary projection: only heads that read token logits (discrete) need it — at 7B it is
+    # 131M parameters an L1 or diffusion policy would carry for nothing (set by oft.model.assemble)
+    lm_head: bool = True
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -91,17 +96,26 @@ class Sequence:
     extra: dict = field(default_factory=dict)
 
 
+@functools.cache
+def _cache_argument(model_cls: type) -> str:
+    """The name under which ``model_cls.forward`` takes the KV cache: ``cache`` in the transformers releases
+    that renamed it (``past_key_values`` is deprecated there and removed in 5.40), ``past_key_values`` in the
+    5.x releases before the rename."""
+    return "cache" if "cache" in inspect.signature(model_cls.forward).parameters else "past_key_values"
+
+
 class LanguageModel(nn.Module):
     """Llama decoder + a separate LM head (named as in OpenVLA: ``language_model.model`` / ``.lm_head``).
 
-    Keeping the head separate lets continuous heads skip the 32k-wide vocabulary projection entirely and
-    the discrete head compute it only at the positions whose tokens are read.
+    Keeping the head separate lets continuous heads drop the 32k-wide vocabulary projection entirely
+    (``lm_head=False``: ``self.lm_head`` is None) and the discrete head compute it only at the positions whose
+    tokens are read.
     """
 
-    def __init__(self, config: LlamaConfig) -> None:
+    def __init__(self, config: LlamaConfig, lm_head: bool = True) -> None:
         super().__init__()
         self.model = LlamaModel(config)
-        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False) if lm_head else None
 
 
 class VLA(nn.Module):
@@ -122,7 +136,7 @@ class VLA(nn.Module):
         self.projector = PatchProjector(
             self.vision_backbone.embed_dim, llama.hidden_size, len(config.vits) == 2
         )
-        self.language_model = LanguageModel(llama)
+        self.language_model = LanguageModel(llama, lm_head=config.lm_head)
         if config.proprio_dim > 0:
             self.proprio_projector = ProprioProjector(llama.hidden_size, config.proprio_dim)
 
@@ -152,7 +166,7 @@ class VLA(nn.Module):
         ids = torch.full((len(seqs), T), self.tokenizer.pad_id, dtype=torch.long)
         for i, s in enumerate(seqs):
             ids[i, : len(s)] = torch.tensor(s)
-        device = self.language_model.lm_head.weight.device
+        device = self.language_model.model.embed_tokens.weight.device
         return ids.to(device), torch.tensor([len(s) for s in seqs], device=device)
 
     def film_embedding(self, text_embeds: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -222,35 +236,47 @@ class VLA(nn.Module):
         return Sequence(embeds, mask, torch.tensor(slot_start, device=ref.device), lengths)
 
     # --- LLM ------------------------------------------------------------------------------------------------
+    def new_cache(self) -> Cache:
+        """An empty KV cache for :meth:`llm_forward`: transformers' ``DynamicCache``, grown by each call."""
+        return DynamicCache(config=self.language_model.model.config)
+
     def llm_forward(
         self,
         inputs_embeds: torch.Tensor,
         attention_mask: torch.Tensor,
         causal: bool = False,
-        past_key_values=None,
-        use_cache: bool = False,
+        cache: Cache | None = None,
         position_ids: torch.Tensor | None = None,
-    ):
-        """-> (last hidden states (B, S, H), cache or None).
+    ) -> tuple[torch.Tensor, Cache | None]:
+        """-> (last hidden states (B, S, H), ``cache`` or None).
 
-        ``attention_mask`` (B, S_past + S) bool marks the non-padding keys (cache included).
+        ``attention_mask`` (B, S_past + S) bool marks the non-padding keys (cache included). ``cache`` (from
+        :meth:`new_cache`) holds the keys/values of the S_past earlier positions; this call appends its own
+        to it, in place. Without a cache nothing is kept.
         """
         B, S = inputs_embeds.shape[:2]
-        past = 0 if past_key_values is None else past_key_values.get_seq_length()
+        past = 0 if cache is None else cache.get_seq_length()
         if position_ids is None:
             position_ids = torch.arange(past, past + S, device=inputs_embeds.device)[None].expand(B, -1)
         mask = attention_mask_4d(attention_mask, S, causal, inputs_embeds.dtype)
-        out = self.language_model.model(
+        llm = self.language_model.model
+        cache_kwargs = {} if cache is None else {_cache_argument(type(llm)): cache}
+        out = llm(
             inputs_embeds=inputs_embeds,
             attention_mask=mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
-            use_cache=use_cache,
+            use_cache=cache is not None,
+            **cache_kwargs,
         )
-        return out.last_hidden_state, (out.past_key_values if use_cache else None)
+        return out.last_hidden_state, cache
 
     def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """Vocabulary logits for the given hidden states only (B, n, H) -> (B, n, V)."""
+        if self.language_model.lm_head is None:
+            raise ValueError(
+                "this VLA was built without an LM head (VLAConfig.lm_head=False); only the discrete head "
+                "reads token logits"
+            )
         return self.language_model.lm_head(hidden)
 
     def action_hidden_states(
