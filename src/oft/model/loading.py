@@ -295,6 +295,8 @@ def _load_reference_oft(path: Path, device, dtype, options: LoadOptions) -> Poli
         head_kwargs.update(recorded.head_kwargs)  # e.g. diffusion steps, which the .pt files cannot hold
     cfg = json.loads((model_dir / "config.json").read_text())
     vla_cfg = vla_config_from_openvla(cfg, spec.chunk_len, spec.action_dim, proprio_dim, film_sd is not None)
+    # L1 / diffusion never read token logits: no LM head (its weights in the files are skipped)
+    vla_cfg = dataclasses.replace(vla_cfg, lm_head=False)
     config = PolicyConfig(vla_cfg, spec, head_name, head_kwargs, PAPER_CENTER_CROP, source="openvla-oft")
     if recorded is not None:
         _copy_preprocessing(recorded, config)
@@ -360,9 +362,12 @@ def _apply_reference_adapter(policy: Policy, adapter: Path, film: bool, merge: b
     and projector keys match, and then loads the whole vision backbone (its still-unmerged LoRA included) from
     ``vision_backbone--*.pt``. So the adapter's vision keys are skipped here; the .pt provides the vision.
     """
-    skipped = load_peft_adapter(policy.vla, adapter, skip_prefixes=("vision_backbone.",) if film else ())
+    skip = ("vision_backbone.",) if film else ()
+    if policy.vla.language_model.lm_head is None:
+        skip += ("language_model.lm_head.",)  # the "all-linear" adapter may hold one; this policy has none
+    skipped = load_peft_adapter(policy.vla, adapter, skip_prefixes=skip)
     if skipped:
-        log.info("%d vision adapter weights come from vision_backbone--*.pt (FiLM), not lora_adapter/",
+        log.info("%d adapter weights skipped (the LM head; with FiLM the vision, from vision_backbone--*.pt)",
                  len(skipped))  # fmt: skip
     if merge:
         merge_lora(policy.vla)
@@ -455,17 +460,27 @@ def weight_files(model_dir: Path) -> list[Path]:
     raise FileNotFoundError(f"no model.safetensors or model.safetensors.index.json in {model_dir}")
 
 
+_LM_HEAD = re.compile(r"(^|\.)lm_head\.")
+
+
 def load_safetensors_into(
     module: nn.Module, files: list[Path], strict: bool = True, allow_missing: tuple[str, ...] = ()
 ) -> None:
-    """Copy tensors file by file, one tensor at a time, into ``module``'s already-allocated parameters."""
+    """Copy tensors file by file, one tensor at a time, into ``module``'s already-allocated parameters.
+
+    An LM head in the files is skipped when the model has none (L1 / diffusion policies drop it: see
+    :mod:`oft.model.assemble`); it is never read, so a 7B checkpoint does not cost its 131M parameters.
+    """
     params = _named_tensors(module)
     seen: set[str] = set()
     unexpected = []
+    no_lm_head = not any(_LM_HEAD.search(k) for k in params)
     for f in files:
         with safe_open(str(f), framework="pt") as reader:
             for key in reader.keys():  # noqa: SIM118 (safe_open is not a dict)
                 name = _peft_name(key, params)
+                if name is None and no_lm_head and _LM_HEAD.search(key):
+                    continue
                 if name is None:
                     unexpected.append(key)
                     continue
