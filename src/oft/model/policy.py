@@ -20,7 +20,7 @@ from torch import nn
 
 from oft.data.normalize import NormStats, normalize, unnormalize
 from oft.model.heads import ActionHead
-from oft.model.preprocess import preprocess, resize_uint8
+from oft.model.preprocess import DEFAULT_CROP_SCALE, ImagePipeline, normalize_pixels
 from oft.model.safety import check_actions
 from oft.model.vla import VLA, VLAConfig, VLAInputs
 from oft.observation import Batch, Observation, check_finite
@@ -41,7 +41,12 @@ class PolicyConfig:
     spec: RobotSpec
     head: str = "l1"
     head_kwargs: dict = field(default_factory=dict)
+    # trained with the random crop of ``crop_scale`` of the area: inference takes the centred box of that area
     center_crop: bool = False
+    crop_scale: float = DEFAULT_CROP_SCALE
+    # {camera: [H, W]} of the frames the policy was trained on: simulators render at this size, so the
+    # policy's own resize (the one kernel) makes exactly the training pixels. None: unknown (model size).
+    frame_sizes: dict[str, list[int]] | None = None
     lora: dict | None = None  # {"rank", "alpha", "targets"} when unmerged adapters are part of the weights
     source: str = "oft"
 
@@ -54,6 +59,8 @@ class PolicyConfig:
             "head": self.head,
             "head_kwargs": self.head_kwargs,
             "center_crop": self.center_crop,
+            "crop_scale": self.crop_scale,
+            "frame_sizes": self.frame_sizes,
             "lora": self.lora,
             "source": self.source,
         }
@@ -68,6 +75,8 @@ class PolicyConfig:
             head=d["head"],
             head_kwargs=d.get("head_kwargs", {}),
             center_crop=d.get("center_crop", False),
+            crop_scale=d.get("crop_scale", DEFAULT_CROP_SCALE),
+            frame_sizes=d.get("frame_sizes"),
             lora=d.get("lora"),
             source=d.get("source", "oft"),
         )
@@ -97,18 +106,47 @@ class Policy(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.vla.language_model.model.embed_tokens.weight.dtype
 
+    # --- what the policy sees ------------------------------------------------------------------------------
+    @property
+    def image_pipeline(self) -> ImagePipeline:
+        """Resize (one kernel) + crop of every camera frame, for training and inference alike."""
+        return ImagePipeline(self.image_size, self.config.center_crop, self.config.crop_scale)
+
+    @property
+    def image_size(self) -> int:
+        """The vision backbone's square input side, in pixels."""
+        return int(self.vla.vision_backbone.image_size)
+
+    @property
+    def render_sizes(self) -> dict[str, tuple[int, int]]:
+        """{camera: (H, W)} a simulator should render for this policy: the size of its training frames when
+        recorded (the policy's resize then reproduces the training pixels), else the model's input size."""
+        recorded = self.config.frame_sizes or {}
+        return {
+            c: tuple(int(v) for v in recorded[c]) if c in recorded else (self.image_size, self.image_size)
+            for c in self.spec.cameras
+        }
+
     # --- inference --------------------------------------------------------------------------------------
     def prepare(
-        self, images: torch.Tensor, proprio_norm: torch.Tensor | None, instructions: list[str]
+        self,
+        images: torch.Tensor,
+        proprio_norm: torch.Tensor | None,
+        instructions: list[str],
+        train: bool = False,
     ) -> VLAInputs:
-        """(B, N, H, W, 3) uint8 images, (B, P) normalized proprio -> VLAInputs (pixels preprocessed)."""
+        """(B, N, H, W, 3) uint8 images, (B, P) normalized proprio -> VLAInputs (pixels preprocessed).
+
+        train=False (inference): :attr:`image_pipeline` with its center crop. train=True: resize only —
+        training images come from the loader already augmented (random crop included) by the same pipeline.
+        """
         n = self.spec.num_cameras
         if images.ndim != 5 or images.shape[1] != n:
             raise ValueError(f"images have shape {tuple(images.shape)}, expected (B, {n}, H, W, 3)")
-        pixels = preprocess(
-            images, self.vla.config.vits, self.vla.vision_backbone.image_size, self.config.center_crop
-        )
-        pixels = pixels.to(self.device, self.dtype)
+        images = self.image_pipeline(images, train=train)  # (B, N, S, S, 3) uint8
+        # uint8 travels to the device; the one float conversion happens there
+        pixels = normalize_pixels(images.to(self.device, non_blocking=True), self.vla.config.vits)
+        pixels = pixels.to(self.dtype)
         if proprio_norm is not None:
             proprio_norm = proprio_norm.to(self.device, self.dtype)
         return self.vla.prepare(pixels, proprio_norm if self.uses_proprio else None, instructions)
@@ -132,14 +170,14 @@ class Policy(nn.Module):
         return check_actions(actions[0] if single else actions)  # NaN/inf never leave
 
     def _stack_observations(self, batch: list[Observation]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        size = self.vla.vision_backbone.image_size
+        pipeline = self.image_pipeline
         p_dim = self.spec.proprio_dim if self.uses_proprio else None
         imgs, props = [], []
         for o in batch:
             if not isinstance(o, Observation):
                 raise ValueError(f"expected an Observation, got {type(o).__name__}")
             o.validate(self.spec.num_cameras, p_dim)
-            imgs.append(np.stack([resize_uint8(np.ascontiguousarray(im), size) for im in o.images]))
+            imgs.append(pipeline.resize_cameras(o.images))  # (N, S, S, 3): cameras may differ in size
             if self.uses_proprio:
                 props.append(np.asarray(o.proprio, dtype=np.float64))
         images = torch.from_numpy(np.stack(imgs))  # (B, N, S, S, 3)
@@ -159,7 +197,11 @@ class Policy(nn.Module):
 
     # --- training ---------------------------------------------------------------------------------------
     def forward(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        """Training loss on a batch in robot units (normalization and preprocessing happen here)."""
+        """Training loss on a batch in robot units (normalization and preprocessing happen here).
+
+        ``batch.images`` come from :class:`oft.data.loader.ChunkLoader`, already augmented by
+        :attr:`image_pipeline` (``train=True``); here they are only resized if needed — never cropped again.
+        """
         self._check_batch(batch)
         target = normalize(
             batch.actions.float(), self.norm_stats.action, self.spec.normalization, self.spec.mask
@@ -177,8 +219,8 @@ class Policy(nn.Module):
         target_norm: torch.Tensor,
         is_pad: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """The loss from already-normalized proprio/actions (B, P) / (B, K, D)."""
-        inputs = self.prepare(images, proprio_norm, instructions)
+        """The loss from already-normalized proprio/actions (B, P) / (B, K, D); training pixels."""
+        inputs = self.prepare(images, proprio_norm, instructions, train=True)
         target = target_norm.to(self.device, self.dtype)
         pad = None if is_pad is None else is_pad.to(self.device)
         return self.head.compute_loss(self.vla, inputs, target, pad)
