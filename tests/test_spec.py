@@ -63,3 +63,34 @@ def test_observation_validation():
         Observation([img.astype(np.float32), img], np.zeros(8), "x").validate(2, 8)
     with pytest.raises(ValueError, match=r"\(H, W, 3\)"):
         Observation([img[..., :1], img], np.zeros(8), "x").validate(2, 8)
+
+
+def test_conventions_are_saved_and_old_specs_load_without_them():
+    from oft.conventions import CONVENTIONS
+
+    spec = get_spec("libero").replace(conventions=CONVENTIONS["openvla_libero"])
+    d = spec.to_dict()
+    assert d["conventions"] == {"name": "openvla_libero", "arm": "delta", "gripper": "openvla",
+                                "gripper_dims": [6], "proprio": "libero"}  # fmt: skip
+    assert RobotSpec.from_dict(d) == spec
+    assert RobotSpec.from_dict(d | {"conventions": "openvla_libero"}) == spec  # a registered name
+    old = {k: v for k, v in d.items() if k != "conventions"}  # a checkpoint from before the field
+    assert RobotSpec.from_dict(old).conventions is None
+    assert {p: s.conventions.name for p, s in PRESETS.items()} == {
+        "libero": "libero", "aloha": "aloha", "bridge": "openvla", "metaworld": "metaworld"
+    }  # fmt: skip
+
+
+def test_conventions_must_fit_the_action():
+    from oft.conventions import Conventions
+
+    with pytest.raises(ValueError, match=r"gripper in action dims \(6, 13\), outside action_dim=7"):
+        get_spec("libero").replace(conventions="aloha")
+    with pytest.raises(KeyError, match="Did you mean 'metaworld'"):
+        get_spec("metaworld").replace(conventions="metawrld")
+    with pytest.raises(ValueError, match="arm must be one of"):
+        Conventions("x", "velocity", None)
+    with pytest.raises(ValueError, match="gripper must be one of"):
+        Conventions("x", "delta", "pneumatic", (3,))
+    with pytest.raises(ValueError, match="unknown fields"):
+        Conventions.from_dict({"name": "x", "arm": "delta", "gripper": None, "sign": 1})

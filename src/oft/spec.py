@@ -12,6 +12,8 @@ import dataclasses
 import difflib
 from dataclasses import dataclass
 
+from oft.conventions import Conventions, get_conventions
+
 NORMALIZATION_KINDS = ("bounds_q99", "bounds", "none")
 
 
@@ -24,6 +26,11 @@ class RobotSpec:
     min/max (used for ALOHA, whose joint targets have no outliers worth clipping). ``action_norm_mask``
     marks the dimensions that are normalized; a ``False`` dimension (LIBERO's gripper, already in [0, 1])
     passes through untouched. ``None`` means every dimension is normalized.
+
+    ``conventions`` says what the action numbers mean where they alone are ambiguous — gripper scale and sign,
+    delta or absolute arm actions, proprio layout (:mod:`oft.conventions`). A trained policy carries its
+    dataset's; a simulator adapter its own, and the rollout converts between the two. None (checkpoints saved
+    before the field existed) means "native to the simulator": no conversion.
     """
 
     name: str
@@ -34,6 +41,7 @@ class RobotSpec:
     normalization: str = "bounds_q99"
     action_norm_mask: tuple[bool, ...] | None = None
     control_hz: float = 10.0
+    conventions: Conventions | None = None
 
     def __post_init__(self) -> None:
         for fname in ("action_dim", "chunk_len"):
@@ -57,6 +65,12 @@ class RobotSpec:
             )
         if self.control_hz <= 0:
             raise ValueError(f"RobotSpec.control_hz must be > 0, got {self.control_hz!r}")
+        object.__setattr__(self, "conventions", Conventions.from_dict(self.conventions))
+        if self.conventions is not None and any(d >= self.action_dim for d in self.conventions.gripper_dims):
+            raise ValueError(
+                f"RobotSpec.conventions {self.conventions.name!r} has its gripper in action dims "
+                f"{self.conventions.gripper_dims}, outside action_dim={self.action_dim}"
+            )
         # tuples keep the dataclass hashable and frozen even when built from JSON lists
         object.__setattr__(self, "cameras", tuple(self.cameras))
         if self.action_norm_mask is not None:
@@ -78,6 +92,7 @@ class RobotSpec:
         d = dataclasses.asdict(self)
         d["cameras"] = list(self.cameras)
         d["action_norm_mask"] = None if self.action_norm_mask is None else list(self.action_norm_mask)
+        d["conventions"] = None if self.conventions is None else self.conventions.to_dict()
         return d
 
     @classmethod
@@ -93,6 +108,8 @@ class RobotSpec:
 # LIBERO chunk 8, 7-D EEF delta actions, 8-D proprio (eef pos 3 + axis-angle 3 + gripper qpos 2), 20 Hz;
 # ALOHA chunk 25, 14-D absolute joint targets, 14-D joint proprio, 3 cameras, min/max bounds, 25 Hz;
 # Bridge chunk 5, 7-D, single third-person camera, 5 Hz.
+# conventions: what a dataset of that robot holds as stored (LIBERO HDF5 / RLDS: robosuite's gripper, -1 open,
+# +1 close); training replaces them with the dataset's own when its reader records them.
 PRESETS: dict[str, RobotSpec] = {
     "libero": RobotSpec(
         name="libero",
@@ -103,6 +120,7 @@ PRESETS: dict[str, RobotSpec] = {
         normalization="bounds_q99",
         action_norm_mask=(True, True, True, True, True, True, False),
         control_hz=20.0,
+        conventions=get_conventions("libero"),
     ),
     "aloha": RobotSpec(
         name="aloha",
@@ -113,6 +131,7 @@ PRESETS: dict[str, RobotSpec] = {
         normalization="bounds",
         action_norm_mask=None,
         control_hz=25.0,
+        conventions=get_conventions("aloha"),
     ),
     "bridge": RobotSpec(
         name="bridge",
@@ -123,6 +142,7 @@ PRESETS: dict[str, RobotSpec] = {
         normalization="bounds_q99",
         action_norm_mask=(True, True, True, True, True, True, False),
         control_hz=5.0,
+        conventions=get_conventions("openvla"),
     ),
     # MetaWorld: 4-D action (xyz delta, gripper effort in [-1, 1]), proprio = hand xyz + gripper opening.
     # MuJoCo timestep 0.0025 s x frame_skip 5 = 80 Hz.
@@ -135,6 +155,7 @@ PRESETS: dict[str, RobotSpec] = {
         normalization="bounds_q99",
         action_norm_mask=(True, True, True, False),
         control_hz=80.0,
+        conventions=get_conventions("metaworld"),
     ),
 }
 
@@ -147,6 +168,15 @@ def get_spec(name: str) -> RobotSpec:
         raise KeyError(unknown_name_message("robot spec", name, PRESETS)) from None
 
 
+def with_dataset_conventions(spec: RobotSpec, dataset) -> RobotSpec:
+    """``spec`` with the conventions ``dataset`` records (its reader's ``conventions``), so the trained policy
+    says what its actions mean; the preset's are kept when the dataset records none."""
+    conventions = getattr(dataset, "conventions", None)
+    if conventions is None or conventions == spec.conventions:
+        return spec
+    return spec.replace(conventions=conventions)
+
+
 def unknown_name_message(kind: str, name: str, known) -> str:
     """Error text for an unknown registered name, with the closest known name as a hint."""
     known = sorted(known)
@@ -155,4 +185,11 @@ def unknown_name_message(kind: str, name: str, known) -> str:
     return f"unknown {kind} {name!r}; known: {', '.join(known)}.{hint}"
 
 
-__all__ = ["NORMALIZATION_KINDS", "PRESETS", "RobotSpec", "get_spec", "unknown_name_message"]
+__all__ = [
+    "NORMALIZATION_KINDS",
+    "PRESETS",
+    "RobotSpec",
+    "get_spec",
+    "unknown_name_message",
+    "with_dataset_conventions",
+]

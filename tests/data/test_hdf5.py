@@ -179,3 +179,27 @@ def test_aloha_jpeg_compressed_frames(tmp_path):
     err = np.abs(ep.images["top"].astype(int) - frames).mean()
     swapped = np.abs(ep.images["top"][..., ::-1].astype(int) - frames).mean()
     assert err < 12 and err < swapped / 4, (err, swapped)  # JPEG-close, channels in the right order
+
+
+def test_readers_record_the_convention_of_their_source(tmp_path):
+    """LIBERO / robomimic actions are kept as recorded (robosuite: -1 open / +1 close) and say so; ALOHA files
+    hold absolute joints with normalized grippers. A file stored otherwise is declared by the caller."""
+    from oft.conventions import CONVENTIONS
+
+    _libero_file(tmp_path / "a_demo.hdf5")
+    assert open_dataset(tmp_path / "a_demo.hdf5").conventions == CONVENTIONS["libero"]
+    given = RobomimicDataset([tmp_path / "a_demo.hdf5"], conventions="openvla_libero")
+    assert given.conventions == CONVENTIONS["openvla_libero"]
+    with h5py.File(tmp_path / "joints.hdf5", "w") as f:  # proprio from robot_states: layout unknown
+        g = f.create_group("data/demo_0")
+        g["actions"] = np.zeros((3, 7), np.float32)
+        g["obs/agentview_rgb"] = np.zeros((3, 8, 8, 3), np.uint8)
+        g["obs/robot_states"] = np.zeros((3, 9))
+    assert open_dataset(tmp_path / "joints.hdf5").conventions == CONVENTIONS["libero"].replace(proprio=None)
+    aloha_dir = tmp_path / "aloha"
+    aloha_dir.mkdir()
+    with h5py.File(aloha_dir / "episode_0.hdf5", "w") as f:
+        f["action"] = np.zeros((3, 14), np.float32)
+        f["observations/qpos"] = np.zeros((3, 14), np.float32)
+        f["observations/images/top"] = np.zeros((3, 8, 8, 3), np.uint8)
+    assert open_dataset(aloha_dir).conventions == CONVENTIONS["aloha"]

@@ -32,3 +32,15 @@ def test_missing_extra_is_named(tmp_path):
 def test_rlds_directory_is_detected(tmp_path):
     path = _fake_rlds_dir(tmp_path / "rlds")
     assert detect_format(path) == "rlds"
+
+
+def test_rlds_conventions_follow_the_stored_actions():
+    """The RLDS reader does not run OpenVLA's transforms: LIBERO's RLDS files hold LIBERO's raw gripper."""
+    from oft.conventions import CONVENTIONS
+    from oft.data.rlds import rlds_conventions
+
+    assert rlds_conventions("libero_spatial_no_noops", 7) == CONVENTIONS["libero"]
+    assert rlds_conventions("bridge_orig", 7) == CONVENTIONS["openvla"]
+    assert rlds_conventions("aloha_put_x_into_pot", 14) == CONVENTIONS["aloha"]
+    assert rlds_conventions("fractal20220817_data", 7) is None
+    assert rlds_conventions("libero_10", 14) is None  # not the 7-D LIBERO action

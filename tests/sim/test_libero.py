@@ -21,9 +21,14 @@ from oft.sim.base import make_env
 
 
 def test_gripper_convention_matches_openvla_oft():
-    """Dataset gripper 1 = open / 0 = close -> LIBERO -1 = open / +1 = close (normalize, binarize, invert)."""
+    """The adapter speaks LIBERO's own convention; OpenVLA's RLDS one (1 = open / 0 = close) is converted to
+    -1 = open / +1 = close as the paper's process_action does (normalize, binarize, invert)."""
+    from oft.conventions import CONVENTIONS, action_converter, binarize_gripper
+
+    assert oft_libero.CONVENTIONS == CONVENTIONS["libero"]
     a = np.array([[0.1] * 6 + [1.0], [0.1] * 6 + [0.0], [0.0] * 6 + [0.8]], np.float32)
-    out = oft_libero.openvla_gripper_to_env(a)
+    to_env = action_converter(CONVENTIONS["openvla_libero"], oft_libero.CONVENTIONS)
+    out = binarize_gripper(to_env(a), oft_libero.CONVENTIONS)
     np.testing.assert_array_equal(out[:, -1], [-1.0, 1.0, -1.0])
     np.testing.assert_array_equal(out[:, :6], a[:, :6])
     np.testing.assert_allclose(oft_libero.quat2axisangle(np.array([0.0, 0.0, 0.0, 1.0])), 0.0)
@@ -42,8 +47,9 @@ def test_one_task_per_suite_resets_and_steps(suite):
         assert [i.shape for i in obs.images] == [(64, 64, 3)] * 2
         gripper_open = obs.proprio[6] - obs.proprio[7]
         res = None
-        for _ in range(8):  # close the gripper (dataset convention 0 = close)
-            res = env.step(np.array([0, 0, 0, 0, 0, 0, 0.0], np.float32))
+        assert env.spec.conventions == oft_libero.CONVENTIONS
+        for _ in range(8):  # close the gripper (LIBERO's convention: +1 = close)
+            res = env.step(np.array([0, 0, 0, 0, 0, 0, 1.0], np.float32))
         assert res is not None and res.success is False and res.done is False
         assert res.observation.proprio[6] - res.observation.proprio[7] < gripper_open - 1e-3
         with pytest.raises(ValueError, match="fixed initial states"):

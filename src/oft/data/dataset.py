@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from oft.conventions import Conventions
 from oft.data.episode import Episode
 from oft.data.normalize import NormStats
 
@@ -19,10 +20,12 @@ class EpisodeDataset:
     """A sequence of episodes. Readers override ``episode``; statistics use the cheaper ``episode_arrays``.
 
     Attributes every reader sets: ``path``, ``cameras`` (names, in the order images are stored), ``fps``,
-    ``action_dim``, ``proprio_dim``.
+    ``action_dim``, ``proprio_dim``; and ``conventions`` (:mod:`oft.conventions`: gripper scale, delta or
+    absolute) when the source's are known — training copies them into the policy's spec.
     """
 
     path: Path | None = None
+    conventions: Conventions | None = None
     cameras: list[str]
     fps: float
     action_dim: int
@@ -90,7 +93,14 @@ class EpisodeDataset:
 class ListDataset(EpisodeDataset):
     """Episodes already in memory (a test, a freshly collected batch)."""
 
-    def __init__(self, episodes: Sequence[Episode], fps: float = 10.0, stats: NormStats | None = None):
+    def __init__(
+        self,
+        episodes: Sequence[Episode],
+        fps: float = 10.0,
+        stats: NormStats | None = None,
+        conventions: Conventions | str | None = None,
+    ):
+        self.conventions = Conventions.from_dict(conventions)
         if not episodes:
             raise ValueError("ListDataset needs at least one episode")
         self._episodes = list(episodes)

@@ -13,14 +13,23 @@ Proprio follows OpenVLA-OFT's LIBERO state (8-D): end-effector position + axis-a
 ``ee_states`` (6) + ``gripper_states`` (2), or ``ee_pos`` + ``ee_ori`` + ``gripper_states``, or robomimic's
 ``robot0_eef_pos`` + axis-angle of ``robot0_eef_quat`` + ``robot0_gripper_qpos``; ``robot_states`` otherwise.
 LIBERO renders its cameras upside down; like OpenVLA-OFT's RLDS conversion (and our LIBERO adapter) the
-reader turns ``*_rgb`` images by 180° (``flip=False`` keeps them as stored). Actions are kept as recorded
-(LIBERO gripper -1 open / +1 close).
+reader turns ``*_rgb`` images by 180° (``flip=False`` keeps them as stored). Actions are kept as recorded —
+robosuite's delta EEF actions with the gripper -1 = open / +1 = close — and the dataset says so:
+``conventions`` is :data:`~oft.conventions.CONVENTIONS` ``["libero"]`` (proprio layout ``None`` when it falls
+back to ``robot_states``). A policy trained on it keeps that convention; it is not OpenVLA's RLDS one
+(1 = open, 0 = close), which only OpenVLA's own loader produces.
 
 ALOHA (ACT's ``record_sim_episodes.py``): one file per episode, a folder of them::
 
     /observations/images/<cam>   (T, H, W, 3) uint8, or JPEG bytes per frame when attrs["compress"]
     /observations/qpos           (T, 14)   -> proprio
     /action                      (T, 14)   -> actions
+
+ALOHA actions are absolute joint targets with each gripper a normalized opening (0 closed, 1 open; ACT's
+``record_sim_episodes.py``): ``conventions`` is ``CONVENTIONS["aloha"]``.
+
+Either reader takes ``conventions=`` (a registered name or a :class:`~oft.conventions.Conventions`) for a
+file whose actions were stored otherwise.
 """
 
 from __future__ import annotations
@@ -35,6 +44,7 @@ import h5py
 import numpy as np
 from PIL import Image
 
+from oft.conventions import Conventions, get_conventions
 from oft.data.dataset import EpisodeDataset
 from oft.data.episode import Episode
 
@@ -128,6 +138,7 @@ class RobomimicDataset(EpisodeDataset):
         fps: float = 20.0,
         flip: bool | None = None,
         camera_names: dict[str, str] | None = None,
+        conventions: Conventions | str | None = None,
     ):
         self.path = Path(root) if root is not None else Path(files[0])
         self.fps = fps
@@ -151,6 +162,17 @@ class RobomimicDataset(EpisodeDataset):
         self.cameras = [self.aliases.get(k, k) for k in self.obs_cameras]
         self.flip = any(k.endswith("_rgb") for k in self.obs_cameras) if flip is None else flip
         self.proprio_dim = int(self.episode_arrays(0)[1].shape[1])
+        self.conventions = self._conventions(conventions)
+
+    def _conventions(self, given: Conventions | str | None) -> Conventions | None:
+        """As given, else LIBERO/robomimic's as recorded (robosuite's 7-D OSC_POSE action; None for other
+        sizes), with the proprio layout only when it is the 8-D eef + axis-angle + fingers one."""
+        if given is not None:
+            return Conventions.from_dict(given)
+        if self.action_dim != 7:
+            return None
+        libero = get_conventions("libero")
+        return libero if self.proprio_layout in PROPRIO_LAYOUTS[:3] else libero.replace(proprio=None)
 
     @staticmethod
     def _instruction(file: Path, data) -> str:
@@ -215,7 +237,12 @@ class AlohaDataset(EpisodeDataset):
     """ALOHA episodes, one HDF5 file each."""
 
     def __init__(
-        self, files: list[Path], root: Path | None = None, instruction: str | None = None, fps: float = 50.0
+        self,
+        files: list[Path],
+        root: Path | None = None,
+        instruction: str | None = None,
+        fps: float = 50.0,
+        conventions: Conventions | str | None = None,
     ):
         self.files = sorted(files, key=lambda p: _natural_key(p.name))
         self.path = Path(root) if root is not None else self.files[0]
@@ -230,6 +257,9 @@ class AlohaDataset(EpisodeDataset):
             attr = next(
                 (f.attrs[k] for k in ("instruction", "language_instruction", "task") if k in f.attrs), None
             )
+        self.conventions = Conventions.from_dict(conventions) if conventions else get_conventions("aloha")
+        if self.action_dim != 14 and conventions is None:
+            self.conventions = None  # not the bimanual 14-D layout the ALOHA conventions describe
         default = folder.name.removeprefix("sim_").removesuffix("_scripted").removesuffix("_human")
         self.instruction = instruction or (str(attr) if attr is not None else default.replace("_", " "))
 

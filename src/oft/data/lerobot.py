@@ -15,7 +15,9 @@ Layout (LeRobot ``src/lerobot/datasets/utils.py`` and ``lerobot_dataset.py``, co
     videos/<key>/chunk-000/file-000.mp4 many episodes back to back, located by from/to timestamps
 
 Mapping to :class:`Episode`: ``observation.images.<cam>`` -> ``images[cam]``, ``observation.state`` ->
-``proprio``, ``action`` -> ``actions``, the task string -> ``instruction``.
+``proprio``, ``action`` -> ``actions``, the task string -> ``instruction``. What the actions mean (gripper
+scale, delta or absolute: :mod:`oft.conventions`) is stored in info.json inside the action feature, as
+``features["action"]["oft_conventions"]``; LeRobot's own reader ignores keys it does not know.
 
 Crash safety of :class:`LeRobotWriter`: every file is written under a temporary name and renamed into place;
 data and videos first, then the episode table, tasks, stats, and ``meta/info.json`` last.
@@ -37,6 +39,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image
 
+from oft.conventions import Conventions
 from oft.data.dataset import EpisodeDataset
 from oft.data.episode import Episode
 from oft.data.normalize import NormStats, Stats
@@ -55,6 +58,7 @@ VIDEO_PATH = "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.m
 IMAGE_PREFIX = "observation.images."
 STATE_KEY = "observation.state"
 ACTION_KEY = "action"
+CONVENTIONS_KEY = "oft_conventions"  # inside features[ACTION_KEY]
 QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)
 DEFAULT_FEATURES = {
     "timestamp": {"dtype": "float32", "shape": [1], "names": None},
@@ -179,6 +183,7 @@ class LeRobotDataset(EpisodeDataset):
         self.camera_keys = [k for k, ft in feats.items() if ft.get("dtype") in ("video", "image")]
         self.cameras = [k.removeprefix(IMAGE_PREFIX) for k in self.camera_keys]
         self.action_dim = int(np.prod(feats[action_key]["shape"]))
+        self.conventions = Conventions.from_dict(feats[action_key].get(CONVENTIONS_KEY))
         self.proprio_dim = int(np.prod(feats[state_key]["shape"])) if state_key in feats else 0
         self.tasks = load_tasks(self.path)
         self._rows = load_episode_rows(self.path, int(self.info["total_episodes"]))
@@ -446,6 +451,7 @@ class LeRobotWriter:
         video_settings: VideoSettings | None = None,
         action_names: list[str] | None = None,
         state_names: list[str] | None = None,
+        conventions: Conventions | str | None = None,
         chunks_size: int = 1000,
         data_files_size_in_mb: int = 100,
         video_files_size_in_mb: int = 500,
@@ -454,6 +460,9 @@ class LeRobotWriter:
         self.video_settings = video_settings or VideoSettings()
         h, w = int(image_shape[0]), int(image_shape[1])
         features = self._features(cameras, (h, w), action_dim, proprio_dim, video, action_names, state_names)
+        self.conventions = Conventions.from_dict(conventions)
+        if self.conventions is not None:
+            features[ACTION_KEY][CONVENTIONS_KEY] = self.conventions.to_dict()
         if (self.root / INFO_PATH).exists():
             self._resume(features, fps)
         else:
@@ -522,6 +531,15 @@ class LeRobotWriter:
                 f"{self.root}: existing dataset has features {old} at {self.info['fps']} fps; "
                 f"cannot append episodes with {new} at {fps} fps"
             )
+        had = Conventions.from_dict(self.info["features"][ACTION_KEY].get(CONVENTIONS_KEY))
+        if None not in (had, self.conventions) and had != self.conventions:
+            raise ValueError(
+                f"{self.root}: existing episodes have action conventions {had.to_dict()}; cannot append "
+                f"episodes with {self.conventions.to_dict()}"
+            )
+        self.conventions = had or self.conventions
+        if self.conventions is not None:  # recorded from now on (a dataset from before conventions existed)
+            self.info["features"][ACTION_KEY][CONVENTIONS_KEY] = self.conventions.to_dict()
         n = int(self.info["total_episodes"])
         self.tasks = load_tasks(self.root) if n else []
         self.rows = load_episode_rows(self.root, n) if n else []

@@ -6,6 +6,19 @@ Each RLDS episode is a sequence of steps ``{observation: {...}, action, language
 the observation entries of rank 3 with 3 channels (``image``, ``wrist_image``, ...); proprio is ``state``
 (or ``proprio``, ``joint_state``) when present. RLDS gives no random access, so episodes are decoded once,
 at open, and kept in memory — fine for fine-tuning-sized datasets.
+
+Actions are read as stored, *not* through OpenVLA's standardization transforms
+(``prismatic/vla/datasets/rlds/oxe/transforms.py``), so their conventions are those of the stored files, which
+:func:`rlds_conventions` names from the dataset's name:
+
+* ``libero_*`` (``openvla/modified_libero_rlds``): the builders copy LIBERO's HDF5 ``actions`` unchanged, so
+  the gripper is robosuite's -1 = open / +1 = close (``CONVENTIONS["libero"]``). OpenVLA's loader flips it to
+  1 = open / 0 = close (``libero_dataset_transform``) — that is what the paper's checkpoints speak
+  (``openvla_libero``), not what this reader yields.
+* ``bridge*``: the stored gripper is already 1 = open, 0 = close (``bridge_orig_dataset_transform`` only
+  binarizes it): ``CONVENTIONS["openvla"]``.
+* ``aloha*`` with 14-D actions: absolute joints, normalized grippers (``CONVENTIONS["aloha"]``).
+* anything else: unknown (None). ``RLDSDataset(..., conventions=...)`` says it explicitly.
 """
 
 from __future__ import annotations
@@ -15,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from oft.conventions import Conventions, get_conventions
 from oft.data.dataset import EpisodeDataset
 from oft.data.episode import Episode
 
@@ -47,9 +61,26 @@ def _builder_dir(path: Path) -> Path:
     return found[-1]  # the newest version directory
 
 
+def rlds_conventions(name: str, action_dim: int) -> Conventions | None:
+    """The conventions of an RLDS dataset's stored actions, from its name (see the module docstring)."""
+    name = name.lower()
+    if "libero" in name and action_dim == 7:
+        return get_conventions("libero")
+    if "bridge" in name and action_dim == 7:
+        return get_conventions("openvla")
+    if "aloha" in name and action_dim == 14:
+        return get_conventions("aloha")
+    return None
+
+
 class RLDSDataset(EpisodeDataset):
     def __init__(
-        self, path: str | Path, split: str = "train", fps: float = 10.0, max_episodes: int | None = None
+        self,
+        path: str | Path,
+        split: str = "train",
+        fps: float = 10.0,
+        max_episodes: int | None = None,
+        conventions: Conventions | str | None = None,
     ):
         tfds = import_tfds()
         self.path = Path(path)
@@ -65,6 +96,12 @@ class RLDSDataset(EpisodeDataset):
         first = self._episodes[0]
         self.cameras = first.cameras
         self.action_dim, self.proprio_dim = first.actions.shape[1], first.proprio.shape[1]
+        self.name = str(getattr(builder.info, "name", "") or self.path.name)
+        self.conventions = (
+            Conventions.from_dict(conventions)
+            if conventions is not None
+            else rlds_conventions(f"{self.name} {self.path.name}", self.action_dim)
+        )
 
     def _convert(self, ep: dict, k: int) -> Episode:
         steps = list(ep["steps"])

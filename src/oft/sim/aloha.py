@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from oft.conventions import get_conventions
 from oft.observation import Observation
 from oft.sim.aloha_expert import ee_action, task_waypoints
 from oft.sim.base import SimEnv, StepResult, register_env
@@ -70,6 +71,9 @@ log = logging.getLogger(__name__)
 MAX_STEPS = 400  # ACT constants.py SIM_TASK_CONFIGS episode_len for both scripted sim tasks
 EVAL_SEED_OFFSET = 1_000_000
 NUM_ROBOT_QPOS = 16  # 2 arms x (6 joints + 2 fingers); the objects' free joints follow
+# absolute joint targets, grippers (dims 6, 13) a normalized opening 0 closed / 1 open (module doc); a policy
+# in another convention is converted by the rollout, and a delta-action policy is refused there
+CONVENTIONS = get_conventions("aloha")
 # our camera names (OpenVLA-OFT's ALOHA names) -> the scene's camera names
 CAMERAS: dict[str, str] = {
     "cam_high": "top",
@@ -246,7 +250,7 @@ class AlohaEnv(SimEnv):
         self.instruction = TASKS[task].instruction
         self.max_steps = int(max_steps)
         base = get_spec("aloha")
-        self.spec = base.replace(cameras=cameras) if cameras else base
+        self.spec = (base.replace(cameras=cameras) if cameras else base).replace(conventions=CONVENTIONS)
         self.cameras = cameras
         self.image_sizes = image_sizes(cameras, image_size)
         self._task = TASKS[task].joint_task()
@@ -312,6 +316,7 @@ class AlohaEnv(SimEnv):
 
 __all__ = [
     "CAMERAS",
+    "CONVENTIONS",
     "EVAL_SEED_OFFSET",
     "MAX_STEPS",
     "TASKS",

@@ -180,6 +180,7 @@ def collect(
         proprio_dim=spec.proprio_dim,
         robot_type=robot,
         video=cfg.video,
+        conventions=spec.conventions,  # the simulator's own: the expert acts in it
     )
     done = _load_sidecar(out, writer.num_episodes, env_name)
     summary = {"env": env_name, "out": str(out), "tasks": {}, "resumed_from": len(done)}

@@ -13,10 +13,13 @@ checkpoint trained on the OpenVLA LIBERO data sees what it saw there:
 * images are ``agentview_image`` and ``robot0_eye_in_hand_image`` rotated 180 degrees (``[::-1, ::-1]``),
   at 256 px by default (``env_img_res``);
 * proprio (8) = eef position (3) + axis-angle of the eef quaternion (3) + gripper finger qpos (2);
-* actions are 7-D in the dataset's convention (gripper 1 = open, 0 = close, as OpenVLA's RLDS loader
-  stores it); ``gripper="openvla"`` maps it as ``process_action`` does: ``normalize_gripper_action`` to
-  [-1, 1] binarized by sign, then ``invert_gripper_action`` (LIBERO: -1 = open, +1 = close).
-  ``gripper="env"`` passes actions through in LIBERO's own convention.
+* ``step`` takes actions in LIBERO's own conventions (``CONVENTIONS["libero"]``: 7-D delta EEF, gripper
+  -1 = open, +1 = close, what LIBERO's HDF5 and RLDS files store) and snaps the gripper to -1 / +1 as
+  ``process_action`` does (``normalize_gripper_action(binarize=True)``: the sign). A policy that speaks
+  another convention is converted by the rollout from its ``spec.conventions``: a paper checkpoint trained
+  through OpenVLA's RLDS loader (1 = open, 0 = close) gets ``sign(1 - 2x)``, i.e. ``invert_gripper_action``
+  after ``normalize_gripper_action`` exactly as ``run_libero_eval.py`` does; an ``oft`` policy trained on
+  LIBERO's HDF5 files acts unconverted.
 * success is LIBERO's ``done`` flag (its goal predicates hold).
 """
 
@@ -28,6 +31,7 @@ import os
 
 import numpy as np
 
+from oft.conventions import binarize_gripper, get_conventions
 from oft.observation import Observation
 from oft.sim.base import SimEnv, StepResult, register_env
 from oft.spec import get_spec, unknown_name_message
@@ -47,7 +51,7 @@ NOOP_ACTION = np.array([0.0] * 6 + [-1.0], np.float32)  # libero_utils.get_liber
 DEFAULT_IMAGE_SIZE = 256  # run_libero_eval.py env_img_res
 # our camera name (spec.cameras) -> robosuite observation key
 CAMERA_KEYS = {"full_image": "agentview_image", "wrist_image": "robot0_eye_in_hand_image"}
-GRIPPER_MODES = ("openvla", "env")
+CONVENTIONS = get_conventions("libero")  # what robosuite's controller and LIBERO's demonstrations use
 
 
 def _suite(name: str):
@@ -69,14 +73,6 @@ def quat2axisangle(quat: np.ndarray) -> np.ndarray:
     return (quat[:3] * 2.0 * math.acos(quat[3])) / den
 
 
-def openvla_gripper_to_env(action: np.ndarray) -> np.ndarray:
-    """Gripper [0, 1] (1 = open) -> LIBERO's {-1 = open, +1 = close}: normalize, binarize, invert (OFT)."""
-    action = np.array(action, dtype=np.float32)
-    action[..., -1] = np.sign(2.0 * action[..., -1] - 1.0)  # normalize_gripper_action(binarize=True)
-    action[..., -1] = -action[..., -1]  # invert_gripper_action
-    return action
-
-
 @register_env("libero", tasks=libero_tasks)
 class LiberoEnv(SimEnv):
     """One LIBERO task. ``fast_render`` turns shadows/reflections off (faster on CPU, but not the look of
@@ -88,22 +84,19 @@ class LiberoEnv(SimEnv):
         cameras: tuple[str, ...] | list[str] = ("full_image", "wrist_image"),
         image_size: int = DEFAULT_IMAGE_SIZE,
         max_steps: int | None = None,
-        gripper: str = "openvla",
         fast_render: bool = False,
     ) -> None:
         suite_name, index = self._parse_task(task)
         for cam in cameras:
             if cam not in CAMERA_KEYS:
                 raise KeyError(unknown_name_message("libero camera", cam, CAMERA_KEYS))
-        if gripper not in GRIPPER_MODES:
-            raise ValueError(f"gripper must be one of {GRIPPER_MODES}, got {gripper!r}")
         suite = _suite(suite_name)
         bddl = suite.get_task(index)
         self.task, self.suite = task, suite_name
         self.instruction = bddl.language
         self.max_steps = SUITE_MAX_STEPS[suite_name] if max_steps is None else int(max_steps)
-        self.spec = get_spec("libero").replace(cameras=tuple(cameras))
-        self.gripper, self.fast_render = gripper, fast_render
+        self.spec = get_spec("libero").replace(cameras=tuple(cameras), conventions=CONVENTIONS)
+        self.fast_render = fast_render
         self.init_states = suite.get_task_init_states(index)  # (50, state_dim)
         bddl_path = os.path.join(get_libero_path("bddl_files"), bddl.problem_folder, bddl.bddl_file)
         self._env = OffScreenRenderEnv(
@@ -156,8 +149,7 @@ class LiberoEnv(SimEnv):
         action = np.asarray(action, dtype=np.float32).reshape(-1)
         if action.shape != (7,) or not np.all(np.isfinite(action)):
             raise ValueError(f"libero action must be 7 finite numbers, got {action.tolist()}")
-        if self.gripper == "openvla":
-            action = openvla_gripper_to_env(action)
+        action = binarize_gripper(action, self.spec.conventions)
         self._raw, reward, done, info = self._env.step(action.tolist())
         self._steps += 1
         success = bool(done)
@@ -173,4 +165,4 @@ class LiberoEnv(SimEnv):
         self._env.close()
 
 
-__all__ = ["SUITE_MAX_STEPS", "LiberoEnv", "libero_tasks", "openvla_gripper_to_env", "quat2axisangle"]
+__all__ = ["CONVENTIONS", "SUITE_MAX_STEPS", "LiberoEnv", "libero_tasks", "quat2axisangle"]

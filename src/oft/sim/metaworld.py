@@ -21,6 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from oft.conventions import get_conventions
 from oft.observation import Observation
 from oft.sim.base import SimEnv, StepResult, register_env
 from oft.spec import get_spec, unknown_name_message
@@ -41,6 +42,9 @@ DEFAULT_MAX_STEPS = 500  # metaworld's max_path_length (it truncates there)
 CAMERAS = ("topview", "corner", "corner2", "corner3", "corner4", "behindGripper", "gripperPOV")
 # cameras whose image comes out upside down (rotated 180 degrees) from MuJoCo's offscreen buffer
 FLIPPED_CAMERAS = frozenset({"corner"})
+# Actions: xyz delta + gripper effort, -1 = open, +1 = close (metaworld's scripted policies close with +1);
+# proprio: hand xyz + gripper opening. A policy in another convention is converted by the rollout.
+CONVENTIONS = get_conventions("metaworld")
 
 MT10 = (
     "reach-v3",
@@ -169,7 +173,7 @@ class MetaWorldEnv(SimEnv):
         self.instruction = INSTRUCTIONS[task]
         self.max_steps = int(max_steps)
         base = get_spec("metaworld")
-        self.spec = base.replace(cameras=cameras) if cameras else base
+        self.spec = (base.replace(cameras=cameras) if cameras else base).replace(conventions=CONVENTIONS)
         self.cameras = cameras
         self.image_sizes = image_sizes(cameras, image_size)
         self._env = metaworld.env_dict.ALL_V3_ENVIRONMENTS[task]()
@@ -231,6 +235,7 @@ class MetaWorldEnv(SimEnv):
 
 __all__ = [
     "CAMERAS",
+    "CONVENTIONS",
     "EVAL_SEED_OFFSET",
     "INSTRUCTIONS",
     "MT10",

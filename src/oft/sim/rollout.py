@@ -15,6 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
+from oft.conventions import converter_for
 from oft.observation import Observation
 from oft.sim.base import SimEnv
 
@@ -120,6 +121,10 @@ def rollout(
     Images are rendered only when needed — at chunk-query steps (unless ``policy.needs_images`` is False), or
     every step when recording — if the env supports skipping (``env.can_skip_render``): executing an 8-step
     chunk then costs one render, not eight.
+
+    Actions reach ``env.step`` in the simulator's conventions: each chunk is converted from
+    ``policy.spec.conventions`` to ``env.spec.conventions`` (:func:`oft.conventions.converter_for`; a policy
+    without a spec, like the expert, acts natively). ``EpisodeResult.actions`` are the converted ones.
     """
     max_steps = env.max_steps if max_steps is None else int(max_steps)
     if open_loop_steps is not None and open_loop_steps < 1:
@@ -128,6 +133,7 @@ def rollout(
     # a policy that ignores images (the expert) is queried on image-less observations
     render_queries = getattr(policy, "needs_images", True)
     rec = _Recorder(env.spec.cameras, record_video, record_observations)
+    to_env = converter_for(policy, env)
     t0 = time.perf_counter()
     policy.reset()
     obs = env.reset(seed)
@@ -136,7 +142,7 @@ def rollout(
     success = done = False
     info: dict = {}
     while steps < max_steps and not (success or done):
-        chunk = _check_chunk(policy.predict_action_chunk(obs), env.spec.action_dim)  # (K, D)
+        chunk = to_env(_check_chunk(policy.predict_action_chunk(obs), env.spec.action_dim))  # (K, D)
         queries += 1
         n = chunk.shape[0] if open_loop_steps is None else min(open_loop_steps, chunk.shape[0])
         for i in range(n):

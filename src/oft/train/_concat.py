@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 
+from oft.conventions import merge_conventions
 from oft.data.dataset import EpisodeDataset
 
 
@@ -27,6 +28,9 @@ class ConcatDataset(EpisodeDataset):
                     f"{first.action_dim}, {first.proprio_dim}"
                 )
         self.datasets = list(datasets)
+        # one run, one meaning of its actions: datasets that record different conventions are refused
+        named = [(str(d.path), getattr(d, "conventions", None)) for d in datasets]
+        self.conventions = merge_conventions(named)
         self.path = first.path
         self.cameras = list(first.cameras)
         self.fps = first.fps

@@ -98,6 +98,12 @@ def _continue_from(cfg: TrainConfig, spec: RobotSpec, base: Path, dataset):
                 f"TrainConfig.base={str(base)!r} has (action_dim, chunk_len, cameras, head) = {got}, the "
                 f"config asks for {want}"
             )
+        data_conv, policy_conv = getattr(dataset, "conventions", None), policy.spec.conventions
+        if None not in (data_conv, policy_conv) and data_conv != policy_conv:
+            raise ValueError(
+                f"TrainConfig.base={str(base)!r} acts in conventions {policy_conv.to_dict()}, the dataset's "
+                f"actions are in {data_conv.to_dict()}; continuing would mix two meanings of the same numbers"
+            )
         return policy
     if (base / "config.json").is_file():
         return _from_openvla(cfg, spec, base, dataset)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from oft.observation import Batch
-from oft.spec import RobotSpec, get_spec
+from oft.spec import RobotSpec, get_spec, with_dataset_conventions
 from oft.train import distributed as D
 from oft.train.checkpoint import (
     TRAIN_CONFIG,
@@ -108,7 +108,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, dataset, info: D.DistInfo,
     if resume and resume_from is None:
         log.info("--resume: no checkpoint in %s yet, starting from step 0", mgr.root)
     dataset = dataset if dataset is not None else open_datasets(cfg.datasets)
-    spec = robot_spec_for(cfg)
+    spec = with_dataset_conventions(robot_spec_for(cfg), dataset)  # what the dataset's actions mean
     policy = make_policy(cfg, spec, dataset, resume_from)
     state = _make_state(cfg, policy, dataset, spec, info)
     if resume_from is not None:
