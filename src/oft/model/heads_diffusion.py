@@ -41,7 +41,8 @@ class SinusoidalPositionalEncoding(nn.Module):
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         half = self.dim // 2
-        freqs = torch.exp(torch.arange(half, device=t.device) * (-math.log(10000) / (half - 1)))  # (dim/2,)
+        # the reference's operation order ((i * -log 1e4) / (half - 1)), so the float32 rounding matches too
+        freqs = torch.exp(torch.arange(half, device=t.device) * -math.log(10000) / (half - 1))  # (dim/2,)
         args = t.float()[:, None] * freqs[None, :]  # (B, dim/2)
         return torch.cat((args.sin(), args.cos()), dim=-1)  # (B, dim)
 
@@ -175,12 +176,27 @@ class DiffusionHead(ActionHead):
         return loss, {"diffusion_mse_loss": float(loss.detach())}
 
     @torch.no_grad()
-    def predict(self, vla: VLA, inputs: VLAInputs, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Reverse DDIM from pure noise in ``num_inference_steps`` LLM forwards -> (B, K, D) normalized."""
+    def predict(
+        self,
+        vla: VLA,
+        inputs: VLAInputs,
+        generator: torch.Generator | None = None,
+        initial_noise: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Reverse DDIM from pure noise in ``num_inference_steps`` LLM forwards -> (B, K, D) normalized.
+
+        initial_noise: (B, K, D) starting sample x_T (the reference's ``torch.randn`` draw); default a float32
+        ``torch.randn`` from ``generator`` (the global generator when None).
+        """
         batch = _batch_size(inputs)
         device = self.noisy_action_projector.fc1.weight.device
         shape = (batch, self.chunk_len, self.action_dim)
-        x = torch.randn(shape, generator=generator, device=device, dtype=torch.float32)  # (B, K, D)
+        if initial_noise is None:
+            x = torch.randn(shape, generator=generator, device=device, dtype=torch.float32)  # (B, K, D)
+        elif tuple(initial_noise.shape) != shape:
+            raise ValueError(f"initial_noise has shape {tuple(initial_noise.shape)}, expected {shape}")
+        else:
+            x = initial_noise.to(device, torch.float32)
         self.noise_scheduler.set_timesteps(self.num_inference_steps, device=device)
         for t in self.noise_scheduler.timesteps:
             eps = self.predict_noise(vla, inputs, x, t.expand(batch)).float()
