@@ -87,6 +87,29 @@ def test_autoregressive_kv_cache_equals_full_recomputation():
     assert torch.equal(alone, cached[1:])
 
 
+def test_autoregressive_decoding_uses_the_supported_cache_api():
+    """transformers announces ``past_key_values=`` for removal (5.40): the KV cache goes in as a ``Cache``
+    object under the name the installed release supports, so decoding raises no deprecation warning."""
+    import warnings
+
+    from transformers import Cache
+
+    K, D = 2, 3
+    vla = tiny_vla(K, D)
+    head = DiscreteHead(vla.llm_dim, D, K, decode="autoregressive")
+    inputs = tiny_inputs(vla)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        warnings.simplefilter("error", DeprecationWarning)
+        ids = head.decode_autoregressive(vla, inputs, head.action_tokenizer(vla))
+        cache = vla.new_cache()
+        seq = vla.build_sequence(inputs, num_slots=0, stop_token=False)
+        _, returned = vla.llm_forward(seq.embeds, seq.attention_mask, causal=True, cache=cache)
+    assert ids.shape == (2, K * D)
+    assert isinstance(cache, Cache) and returned is cache
+    assert cache.get_seq_length() == seq.embeds.shape[1]  # the call filled the cache it was given
+
+
 @pytest.mark.parametrize("decode", ["parallel", "autoregressive"])
 def test_lm_head_only_at_read_positions(decode):
     K, D = 2, 3

@@ -31,10 +31,11 @@ What a head can ask the VLA for:
   each slot (OpenVLA-OFT's rule).
 * ``vla.build_sequence(inputs, slot_embeds=None, extra_tokens=None, num_slots=None, stop_token=True)`` ->
   :class:`oft.model.vla.Sequence` (embeds, attention_mask, slot_start, lengths) for heads that drive the LLM
-  themselves (autoregressive decoding), ``vla.llm_forward(embeds, attention_mask, causal, past_key_values,
-  use_cache, position_ids)`` -> (hidden, cache), ``vla.lm_logits(hidden)`` (LM head on the given positions
-  only), ``vla.embed_tokens(ids)``, ``vla.llm_dim``, ``vla.num_action_slots``, ``vla.tokenizer``
-  (``TextTokenizer``: ``.vocab_size``, ``.pad_id``, ``.eos_id``, ``.action_token_end``).
+  themselves (autoregressive decoding), ``vla.new_cache()`` (a ``transformers.DynamicCache``),
+  ``vla.llm_forward(embeds, attention_mask, causal, cache, position_ids)`` -> (hidden, cache),
+  ``vla.lm_logits(hidden)`` (LM head on the given positions only), ``vla.embed_tokens(ids)``, ``vla.llm_dim``,
+  ``vla.num_action_slots``, ``vla.tokenizer`` (``TextTokenizer``: ``.vocab_size``, ``.pad_id``, ``.eos_id``,
+  ``.action_token_end``).
 """
 
 from __future__ import annotations

@@ -153,7 +153,8 @@ class DiscreteHead(ActionHead):
         masked out of every step, and their rotary positions continue each example's own prompt.
         """
         seq = vla.build_sequence(inputs, num_slots=0, stop_token=False)  # [BOS, prefix, prompt[1:]]
-        hidden, cache = vla.llm_forward(seq.embeds, seq.attention_mask, causal=True, use_cache=True)
+        cache = vla.new_cache()  # keys/values of the prefix, then of each fed-back token (updated in place)
+        hidden, _ = vla.llm_forward(seq.embeds, seq.attention_mask, causal=True, cache=cache)
         last = (seq.slot_start - 1)[:, None, None].expand(-1, 1, hidden.shape[-1])  # (B, 1, H)
         h = torch.gather(hidden, 1, last)  # (B, 1, H) hidden state before slot 0
         key_mask = seq.attention_mask
@@ -164,12 +165,7 @@ class DiscreteHead(ActionHead):
                 break  # the last token needs no forward of its own
             key_mask = torch.cat([key_mask, key_mask.new_ones(key_mask.shape[0], 1)], dim=1)
             position = (seq.slot_start + j)[:, None]  # (B, 1)
-            h, cache = vla.llm_forward(
-                vla.embed_tokens(ids[-1]),
-                key_mask,
-                causal=True,
-                past_key_values=cache,
-                use_cache=True,
-                position_ids=position,
+            h, _ = vla.llm_forward(
+                vla.embed_tokens(ids[-1]), key_mask, causal=True, cache=cache, position_ids=position
             )
         return torch.cat(ids, dim=1)
