@@ -1,7 +1,7 @@
 """Action conventions are data: a gripper round trip dataset -> policy -> simulator for each suite.
 
-The policy is a stub that replays the dataset's own actions under a real policy spec (trained, or inferred for a
-paper checkpoint), so what is checked is the convention path, not learning: the gripper command that reaches
+The policy is a stub that replays the dataset's own actions under a real policy spec (trained, or inferred for
+a paper checkpoint), so what is checked is the convention path, not learning: the gripper command that reaches
 the simulator must be the one the demonstration gave it. LIBERO itself is not installed here: its adapter's
 step is reproduced from the same libero-free functions (``oft.conventions``) it calls.
 """
@@ -90,7 +90,7 @@ def _libero_hdf5(path, gripper=OPEN_THEN_CLOSE) -> np.ndarray:
 
 
 def openvla_rlds_transform(actions: np.ndarray) -> np.ndarray:
-    """OpenVLA's LIBERO loader (transforms.py libero_dataset_transform): clip the gripper to [0, 1], invert."""
+    """OpenVLA's LIBERO loader (transforms.py libero_dataset_transform): clip the gripper to [0, 1], flip."""
     out = actions.copy()
     out[:, -1] = 1.0 - np.clip(out[:, -1], 0.0, 1.0)
     return out
@@ -137,11 +137,13 @@ def test_oft_policy_trained_on_raw_libero_hdf5_opens_and_closes_libero(tmp_path)
 
 
 def test_paper_checkpoint_on_openvla_rlds_acts_as_the_reference_in_libero(tmp_path):
-    """A paper LIBERO checkpoint speaks OpenVLA's RLDS convention (1 = open, 0 = close); converted, LIBERO gets
-    exactly run_libero_eval.py's process_action of it — and so the demonstration's own command."""
+    """A paper LIBERO checkpoint speaks OpenVLA's RLDS convention (1 = open, 0 = close); converted, LIBERO
+    gets exactly run_libero_eval.py's process_action of it — and so the demonstration's own command."""
     from oft.model.loading import infer_spec
 
-    raw = _libero_hdf5(tmp_path / "demo.hdf5", gripper=[-1.0, -1.0, 1.0, 1.0, -1.0, 1.0, 1.0, 1.0, -1.0, -1.0])
+    raw = _libero_hdf5(
+        tmp_path / "demo.hdf5", gripper=[-1.0, -1.0, 1.0, 1.0, -1.0, 1.0, 1.0, 1.0, -1.0, -1.0]
+    )
     rlds = openvla_rlds_transform(raw)  # what the paper's policy was trained on
     spec = infer_spec("libero_spatial_no_noops", _stats(rlds, 8), proprio_dim=8)
     assert spec.conventions == CONVENTIONS["openvla_libero"]
@@ -217,7 +219,9 @@ def test_metaworld_gripper_round_trip(tmp_path, dataset_gripper):
     actions = np.concatenate([np.zeros((10, 3), np.float32), g[:, None]], 1)
     writer = LeRobotWriter(tmp_path / "ds", fps=80, cameras=["corner"], image_shape=(8, 8), action_dim=4,
                            proprio_dim=4, video=False, conventions=conv)  # fmt: skip
-    writer.add_episode(Episode({"corner": np.zeros((10, 8, 8, 3), np.uint8)}, np.zeros((10, 4)), actions, "x"))
+    writer.add_episode(
+        Episode({"corner": np.zeros((10, 8, 8, 3), np.uint8)}, np.zeros((10, 4)), actions, "x")
+    )
     dataset = open_dataset(tmp_path / "ds")
     assert dataset.conventions == conv
     spec = with_dataset_conventions(get_spec("metaworld"), dataset)
@@ -242,9 +246,9 @@ def test_aloha_gripper_round_trip(tmp_path):
     """ALOHA HDF5 (ACT's layout) -> aloha conventions -> the joint targets and normalized gripper openings
     reach the simulator as recorded; a policy whose gripper is -1 = open / +1 = close is converted."""
     aloha = pytest.importorskip("oft.sim.aloha", exc_type=ImportError)
-    from oft.sim.base import make_env
-
     from gym_aloha.constants import START_ARM_POSE
+
+    from oft.sim.base import make_env
 
     opening = np.array([1.0] * 5 + [0.0] * 5, np.float32)[:, None]  # open, then closed
     arm = np.tile(np.asarray(START_ARM_POSE[:6], np.float32), (10, 1))  # hold the start pose
@@ -253,7 +257,9 @@ def test_aloha_gripper_round_trip(tmp_path):
     dataset = open_dataset(tmp_path)
     assert dataset.conventions == CONVENTIONS["aloha"] == aloha.CONVENTIONS
     spec = with_dataset_conventions(get_spec("aloha"), dataset)
-    robosuite_style = spec.replace(conventions=Conventions("signed", "absolute", "robosuite", (6, 13), "aloha"))
+    robosuite_style = spec.replace(
+        conventions=Conventions("signed", "absolute", "robosuite", (6, 13), "aloha")
+    )
     signed = actions.copy()
     signed[:, [6, 13]] = 1.0 - 2.0 * actions[:, [6, 13]]  # 1 open -> -1, 0 closed -> +1
     with make_env("aloha", task="transfer-cube", cameras=()) as env:
@@ -268,15 +274,15 @@ def test_aloha_gripper_round_trip(tmp_path):
 
 def test_no_conversion_between_delta_and_absolute_or_other_proprio():
     env = LiberoStepStandIn()
-    aloha_policy = ReplayPolicy(get_spec("aloha"), np.zeros((1, 14)))
-    with pytest.raises(ValueError, match="absolute arm actions.*expects delta"):
-        rollout(ReplayPolicy(get_spec("libero").replace(conventions=CONVENTIONS["aloha"].replace(
-            gripper_dims=(6,))), np.zeros((1, 7))), env)  # fmt: skip
+    absolute = CONVENTIONS["aloha"].replace(gripper_dims=(6,))
+    with pytest.raises(ValueError, match=r"absolute arm actions, the simulator expects delta"):
+        rollout(ReplayPolicy(get_spec("libero").replace(conventions=absolute), np.zeros((1, 7))), env)
+    other_proprio = CONVENTIONS["libero"].replace(proprio="metaworld")
     with pytest.raises(ValueError, match="proprio laid out as 'metaworld'"):
-        conv = CONVENTIONS["libero"].replace(proprio="metaworld")
-        rollout(ReplayPolicy(get_spec("libero").replace(conventions=conv), np.zeros((1, 7))), env)
+        rollout(ReplayPolicy(get_spec("libero").replace(conventions=other_proprio), np.zeros((1, 7))), env)
+    no_proprio = get_spec("libero").replace(conventions=other_proprio, proprio_dim=0)
+    assert converter_for(ReplayPolicy(no_proprio, np.zeros((1, 7))), env).identity  # proprio unused: fine
     assert converter_for(object(), env).identity  # a policy without a spec (the expert) acts natively
-    assert aloha_policy.spec.conventions.arm == "absolute"
 
 
 def test_datasets_of_one_run_must_agree(tmp_path):

@@ -25,7 +25,7 @@ def test_gripper_convention_matches_openvla_oft():
     -1 = open / +1 = close as the paper's process_action does (normalize, binarize, invert)."""
     from oft.conventions import CONVENTIONS, action_converter, binarize_gripper
 
-    assert oft_libero.CONVENTIONS == CONVENTIONS["libero"]
+    assert CONVENTIONS["libero"] == oft_libero.CONVENTIONS
     a = np.array([[0.1] * 6 + [1.0], [0.1] * 6 + [0.0], [0.0] * 6 + [0.8]], np.float32)
     to_env = action_converter(CONVENTIONS["openvla_libero"], oft_libero.CONVENTIONS)
     out = binarize_gripper(to_env(a), oft_libero.CONVENTIONS)
