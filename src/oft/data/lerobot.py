@@ -42,7 +42,7 @@ from PIL import Image
 from oft.conventions import Conventions
 from oft.data.dataset import EpisodeDataset
 from oft.data.episode import Episode
-from oft.data.normalize import NormStats, Stats
+from oft.data.normalize import STAT_NAMES, NormStats, Stats
 from oft.data.video import VideoSettings, append_video, decode_segment, encode_video, video_info
 
 log = logging.getLogger(__name__)
@@ -290,7 +290,7 @@ def _feature_stats(d: dict | None) -> Stats | None:
     if not d or "q01" not in d or "q99" not in d:
         return None
     return Stats(
-        **{k: np.asarray(d[k], np.float64).reshape(-1) for k in Stats.__dataclass_fields__ if k != "mask"}
+        **{k: np.asarray(d[k], np.float64).reshape(-1) for k in STAT_NAMES}
     )
 
 
