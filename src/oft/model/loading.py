@@ -31,8 +31,9 @@ from torch import nn
 
 from oft.conventions import paper_conventions
 from oft.data.normalize import NormStats
-from oft.model.heads import get_head_class, make_head
-from oft.model.lora import LoraSpec, apply_lora, fold_lora_state_dict, load_peft_adapter, merge_lora
+from oft.model.assemble import assemble_policy
+from oft.model.heads import get_head_class
+from oft.model.lora import fold_lora_state_dict, load_peft_adapter, merge_lora
 from oft.model.policy import CONFIG_FILE, WEIGHTS_FILE, Policy, PolicyConfig
 from oft.model.tokenizer import TextTokenizer
 from oft.model.vision import timm_vit_config
@@ -164,16 +165,7 @@ def _load_oft(path: Path, device, dtype) -> Policy:
     tokenizer = TextTokenizer.load(path, meta.get("tokenizer"))
     norm_stats = NormStats.from_dict(meta["norm_stats"], f"{path / CONFIG_FILE} norm_stats")
 
-    def build() -> Policy:
-        vla = VLA(config.vla, tokenizer)
-        if config.lora:
-            apply_lora(vla, LoraSpec(config.lora["rank"], config.lora["alpha"]), config.lora["targets"])
-        head = make_head(
-            config.head, vla.llm_dim, config.spec.action_dim, config.spec.chunk_len, **config.head_kwargs
-        )
-        return Policy(config, vla, head, norm_stats)
-
-    policy = materialize(build, device, dtype)
+    policy = assemble_policy(config, tokenizer, norm_stats, device=device, dtype=dtype, empty=True)
     load_safetensors_into(policy, [path / WEIGHTS_FILE], strict=True)
     return policy
 
@@ -246,12 +238,7 @@ def _load_openvla(path: Path, device, dtype, unnorm_key, spec) -> Policy:
     tokenizer = TextTokenizer.load(path)
     config = PolicyConfig(vla_cfg, spec, head="discrete", center_crop=OPENVLA_CENTER_CROP, source="openvla")
 
-    def build() -> Policy:
-        vla = VLA(vla_cfg, tokenizer)
-        head = make_head("discrete", vla.llm_dim, spec.action_dim, spec.chunk_len)
-        return Policy(config, vla, head, stats)
-
-    policy = materialize(build, device, dtype)
+    policy = assemble_policy(config, tokenizer, stats, device=device, dtype=dtype, empty=True)
     load_safetensors_into(policy.vla, weight_files(path), strict=True)
     return policy
 
@@ -295,19 +282,13 @@ def _load_reference_oft(path: Path, device, dtype, options: LoadOptions) -> Poli
         head_kwargs.update(recorded.head_kwargs)  # e.g. diffusion steps, which the .pt files cannot hold
     cfg = json.loads((model_dir / "config.json").read_text())
     vla_cfg = vla_config_from_openvla(cfg, spec.chunk_len, spec.action_dim, proprio_dim, film_sd is not None)
-    # L1 / diffusion never read token logits: no LM head (its weights in the files are skipped)
-    vla_cfg = dataclasses.replace(vla_cfg, lm_head=False)
     config = PolicyConfig(vla_cfg, spec, head_name, head_kwargs, PAPER_CENTER_CROP, source="openvla-oft")
     if recorded is not None:
         _copy_preprocessing(recorded, config)
     tokenizer = TextTokenizer.load(path if (path / "tokenizer.json").is_file() else model_dir)
 
-    def build() -> Policy:
-        vla = VLA(vla_cfg, tokenizer)
-        head = make_head(head_name, vla.llm_dim, spec.action_dim, spec.chunk_len, **head_kwargs)
-        return Policy(config, vla, head, stats)
-
-    policy = materialize(build, device, dtype)
+    # L1 / diffusion never read token logits: assembled without an LM head (the files' one is skipped)
+    policy = assemble_policy(config, tokenizer, stats, device=device, dtype=dtype, empty=True)
     # the proprio projector (and, with FiLM, the whole vision backbone) comes from the component files
     allow_missing = tuple(k for k in policy.vla.state_dict() if k.startswith("proprio_projector."))
     if film_sd is not None:
@@ -428,27 +409,6 @@ def _lora_meta(vla: nn.Module, adapter: Path) -> dict:
 
 
 # --- memory-aware building and filling ------------------------------------------------------------
-def materialize(build, device, dtype: torch.dtype) -> nn.Module:
-    """Build on meta, cast there, allocate once on ``device`` (no float32 copy of a bf16 model)."""
-    with torch.device("meta"):
-        module = build()
-    module = module.to(dtype=dtype).to_empty(device=device)
-    _reset_non_persistent_buffers(module, device)
-    return module
-
-
-def _reset_non_persistent_buffers(module: nn.Module, device) -> None:
-    """``to_empty`` leaves non-persistent buffers (Llama's rotary ``inv_freq``) uninitialized: rebuild."""
-    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding
-
-    for name, sub in list(module.named_modules()):
-        if isinstance(sub, LlamaRotaryEmbedding):
-            parent_name, _, child = name.rpartition(".")
-            parent = module.get_submodule(parent_name) if parent_name else module
-            with torch.device(device):
-                setattr(parent, child, LlamaRotaryEmbedding(sub.config))
-
-
 def weight_files(model_dir: Path) -> list[Path]:
     index = model_dir / "model.safetensors.index.json"
     if index.is_file():
