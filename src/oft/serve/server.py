@@ -293,7 +293,11 @@ class BatchingPredictor:
         # checked here too: a ServablePolicy that is not an oft Policy may not check its own output
         ok = finite_rows(out)
         return [
-            out[i] if ok[i] else NonFiniteActionError(f"policy produced NaN/inf actions for request {i}")
+            out[i]
+            if ok[i]
+            else self._as_error(
+                NonFiniteActionError(f"policy produced NaN/inf actions: {out[i].tolist()}"[:300])
+            )
             for i in range(len(observations))
         ]  # (K, D) each
 
@@ -600,7 +604,9 @@ class PolicyServer:
         prev_total_ms = None
         while True:
             try:
-                msg = await ws.receive(timeout=self.config.ws_idle_timeout_s)
+                # one deadline for the whole wait: aiohttp's own receive timeout restarts at every pong
+                async with asyncio.timeout(self.config.ws_idle_timeout_s):
+                    msg = await ws.receive()
             except TimeoutError:
                 self.stats.idle_websockets_closed += 1
                 logger.info("closing websocket %s: no message for %g s", peer, self.config.ws_idle_timeout_s)
