@@ -44,3 +44,17 @@ def test_serve_benchmark_end_to_end(tiny_checkpoint, tmp_path):
     assert r["websocket_overhead_ms"] == pytest.approx(
         r["websocket"]["median_ms"] - r["in_process"]["median_ms"]
     )
+
+
+def test_every_limit_is_a_flag():
+    import argparse
+
+    from oft.serve.commands import _config, add_arguments
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    flags = "ckpt --max-prompt-tokens 32 --max-connections 9 --idle-timeout 1.5 --body-timeout 2.5"
+    flags += " --ws-idle-timeout 3.5 --ws-heartbeat 0 --clip-actions"
+    c = _config(p.parse_args(flags.split()))
+    got = (c.max_prompt_tokens, c.max_connections, c.idle_timeout_s, c.body_timeout_s, c.ws_idle_timeout_s)
+    assert got == (32, 9, 1.5, 2.5, 3.5) and c.ws_heartbeat_s == 0 and c.clip_actions

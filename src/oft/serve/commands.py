@@ -26,6 +26,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-batch", type=int, default=8, help="most concurrent requests run as one batch")
     p.add_argument("--batch-wait-ms", type=float, default=0.0, help="wait this long for a batch to fill")
     p.add_argument("--max-message-mb", type=float, default=16.0, help="largest request accepted")
+    limits = p.add_argument_group("limits a client can hit (see oft.serve.server.ServerConfig)")
+    limits.add_argument("--max-prompt-tokens", type=int, default=256, help="prompt tokens per request")
+    limits.add_argument("--max-connections", type=int, default=256, help="open connections; more get 503")
+    limits.add_argument(
+        "--idle-timeout", type=float, default=30.0,
+        help="s until an HTTP connection without a complete request head is closed (header + keep-alive)",
+    )  # fmt: skip
+    limits.add_argument("--body-timeout", type=float, default=30.0, help="s to receive a request body")
+    limits.add_argument("--ws-idle-timeout", type=float, default=300.0, help="s of websocket silence")
+    limits.add_argument("--ws-heartbeat", type=float, default=20.0, help="websocket ping interval (0: off)")
+    limits.add_argument(
+        "--clip-actions", action="store_true",
+        help="clamp actions to the policy's training [min, max] (replies count the clipped values)",
+    )  # fmt: skip
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps ...")
     p.add_argument("--dtype", choices=DTYPES, default=None, help="model dtype (default: the checkpoint's)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -65,6 +79,13 @@ def _config(args: argparse.Namespace):
         max_batch=args.max_batch,
         batch_wait_ms=args.batch_wait_ms,
         max_message_bytes=int(args.max_message_mb * 2**20),
+        max_prompt_tokens=args.max_prompt_tokens,
+        max_connections=args.max_connections,
+        idle_timeout_s=args.idle_timeout,
+        body_timeout_s=args.body_timeout,
+        ws_idle_timeout_s=args.ws_idle_timeout,
+        ws_heartbeat_s=args.ws_heartbeat,
+        clip_actions=args.clip_actions,
     )
 
 
