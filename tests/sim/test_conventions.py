@@ -318,3 +318,24 @@ def test_lerobot_dataset_keeps_one_convention(tmp_path):
     assert open_dataset(tmp_path / "ds").conventions == CONVENTIONS["metaworld"]
     with pytest.raises(ValueError, match="existing episodes have action conventions"):
         writer(Conventions("other", "absolute", None))
+
+
+def test_plain_openvla_checkpoint_speaks_openvla_conventions(tmp_path):
+    """A (non-OFT) OpenVLA LIBERO fine-tune reloads in OpenVLA's gripper convention (was: none = inverted)."""
+    import torch
+
+    from oft import load_policy
+    from oft.model import build_policy
+    from oft.train.export import export_reference
+
+    spec = RobotSpec("toy", action_dim=7, proprio_dim=0, chunk_len=1, cameras=("image_primary",))
+    ones = np.ones(7)
+    stats = NormStats(Stats(0 * ones, ones, -ones, ones, -ones, ones), None)
+    torch.manual_seed(0)
+    policy = build_policy(spec, stats, ["pick it up"], arch="tiny", head="discrete", use_proprio=False)
+    export_reference(policy, tmp_path / "ovla", unnorm_key="libero_spatial_no_noops")
+    (tmp_path / "ovla" / "oft_export.json").unlink(missing_ok=True)  # as a real OpenVLA directory
+    for f in ("action_head", "proprio_projector"):
+        assert not list((tmp_path / "ovla").glob(f"{f}--*"))
+    loaded = load_policy(tmp_path / "ovla")
+    assert loaded.spec.conventions == CONVENTIONS["openvla_libero"]

@@ -19,9 +19,13 @@ prepared: images already through the vision backbone and projector, proprio toke
   actions, ``is_pad`` (B, K) bool or None (True = chunk step past the episode end, excluded from the loss).
   ``metrics`` maps names to floats (for logging).
 * ``predict(vla, inputs) -> (B, K, D)`` normalized actions (the policy un-normalizes).
-* ``config() -> dict`` (kwargs to rebuild), and for the paper's checkpoints the classmethod
-  ``kwargs_from_reference(parts)`` + ``load_reference(parts)``, ``parts`` = {"action_head": sd,
-  "noisy_action_projector": sd, ...} read from ``<stem>--*_checkpoint.pt`` (``module.`` stripped).
+* ``config() -> dict`` (kwargs to rebuild), and for the paper's checkpoints the classmethods
+  ``matches_reference(parts)`` (is this the head those files hold?) and ``kwargs_from_reference(parts)``, then
+  ``load_reference(parts)`` and its inverse ``reference_parts()`` (what export writes), ``parts`` =
+  {"action_head": sd, "noisy_action_projector": sd, ...} as in ``<stem>--*_checkpoint.pt`` (``module.``
+  stripped).
+* ``decode_modes``: how its action slots may be decoded (``"parallel"`` first; the discrete head also
+  ``"autoregressive"``) — the one list configs and the CLI check ``decode`` against.
 
 What a head can ask the VLA for:
 
@@ -85,6 +89,17 @@ def head_names() -> tuple[str, ...]:
     return tuple(sorted(HEADS))
 
 
+def head_for_reference(parts: dict[str, dict[str, torch.Tensor]]) -> str:
+    """The registered head whose paper component files ``parts`` are (ValueError naming the files if none)."""
+    _load_builtin_heads()
+    found = [name for name, cls in sorted(HEADS.items()) if cls.matches_reference(parts)]
+    if len(found) != 1:
+        raise ValueError(
+            f"component files {sorted(parts)} match heads {found}; expected exactly one of {sorted(HEADS)}"
+        )
+    return found[0]
+
+
 def make_head(name: str, llm_dim: int, action_dim: int, chunk_len: int, **kwargs) -> ActionHead:
     """Build the head registered as ``name`` (KeyError with a "did you mean" hint if unknown)."""
     return get_head_class(name)(llm_dim=llm_dim, action_dim=action_dim, chunk_len=chunk_len, **kwargs)
@@ -95,6 +110,7 @@ class ActionHead(nn.Module):
 
     name: ClassVar[str] = ""
     uses_lm_head: ClassVar[bool] = False
+    decode_modes: ClassVar[tuple[str, ...]] = ("parallel",)
     num_extra_tokens: int = 0
 
     def __init__(self, llm_dim: int, action_dim: int, chunk_len: int) -> None:
@@ -120,10 +136,19 @@ class ActionHead(nn.Module):
         """Constructor kwargs inferred from the reference's component state dicts (see load_reference)."""
         return {}
 
+    @classmethod
+    def matches_reference(cls, parts: dict[str, dict[str, torch.Tensor]]) -> bool:
+        """True if the paper's component files ``parts`` hold this kind of head."""
+        return False
+
     def load_reference(self, parts: dict[str, dict[str, torch.Tensor]]) -> None:
         """Load the paper's component checkpoints. ``parts`` maps the file stem ("action_head",
         "noisy_action_projector") to its state dict, ``module.`` prefix already stripped."""
         self.load_state_dict(parts["action_head"])
+
+    def reference_parts(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The inverse of :meth:`load_reference`: {file stem: state dict} for export ({} if none)."""
+        return {"action_head": self.state_dict()}
 
 
 def masked_l1(pred: torch.Tensor, target: torch.Tensor, is_pad: torch.Tensor | None) -> torch.Tensor:
@@ -199,6 +224,11 @@ class L1RegressionHead(ActionHead):
 
     def config(self) -> dict:
         return {"hidden_dim": self.hidden_dim, "num_blocks": self.num_blocks}
+
+    @classmethod
+    def matches_reference(cls, parts: dict[str, dict[str, torch.Tensor]]) -> bool:
+        """The paper's ``L1RegressionActionHead``: an ``action_head--*`` with no noise projector."""
+        return "action_head" in parts and "noisy_action_projector" not in parts
 
     @classmethod
     def kwargs_from_reference(cls, parts: dict[str, dict[str, torch.Tensor]]) -> dict:

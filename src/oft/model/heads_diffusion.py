@@ -143,6 +143,19 @@ class DiffusionHead(ActionHead):
         blocks = {k.split(".")[3] for k in sd if k.startswith(prefix + "mlp_resnet_blocks.")}
         return {"hidden_dim": int(sd[prefix + "fc1.weight"].shape[0]), "num_blocks": len(blocks)}
 
+    @classmethod
+    def matches_reference(cls, parts: dict[str, dict[str, torch.Tensor]]) -> bool:
+        """The paper's ``DiffusionActionHead``: ``action_head--*`` + ``noisy_action_projector--*``."""
+        return "action_head" in parts and "noisy_action_projector" in parts
+
+    def reference_parts(self) -> dict[str, dict[str, torch.Tensor]]:
+        sd, prefix = self.state_dict(), "noisy_action_projector."
+        noisy = {k.removeprefix(prefix): v for k, v in sd.items() if k.startswith(prefix)}
+        return {
+            "action_head": {k: v for k, v in sd.items() if not k.startswith(prefix)},
+            "noisy_action_projector": noisy,
+        }
+
     def load_reference(self, parts: dict[str, dict[str, torch.Tensor]]) -> None:
         """``action_head--*`` holds the noise predictor, ``noisy_action_projector--*`` the projector."""
         if "noisy_action_projector" not in parts:

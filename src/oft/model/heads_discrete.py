@@ -75,6 +75,10 @@ class DiscreteHead(ActionHead):
 
     name = "discrete"
     uses_lm_head = True
+    decode_modes = DECODE_MODES
+
+    def reference_parts(self) -> dict[str, dict[str, torch.Tensor]]:
+        return {}  # its "head" is the LLM's own LM head: exported as a plain OpenVLA model
 
     def __init__(
         self,

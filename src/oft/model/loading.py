@@ -32,7 +32,7 @@ from torch import nn
 from oft.conventions import paper_conventions
 from oft.data.normalize import NormStats
 from oft.model.assemble import assemble_policy
-from oft.model.heads import get_head_class
+from oft.model.heads import get_head_class, head_for_reference
 from oft.model.lora import fold_lora_state_dict, load_peft_adapter, merge_lora
 from oft.model.policy import CONFIG_FILE, WEIGHTS_FILE, Policy, PolicyConfig
 from oft.model.tokenizer import TextTokenizer
@@ -229,10 +229,13 @@ def infer_spec(key: str, stats: NormStats, proprio_dim: int) -> RobotSpec:
 def _load_openvla(path: Path, device, dtype, unnorm_key, spec) -> Policy:
     cfg = json.loads((path / "config.json").read_text())
     key, stats = _select_stats(cfg.get("norm_stats") or {}, unnorm_key, f"{path}/config.json norm_stats")
+    # OpenVLA's RLDS loader gives every dataset its gripper convention (1 = open, 0 = close)
+    preset = "libero" if "libero" in key.lower() else "bridge"
     spec = spec or RobotSpec(
         name=f"openvla:{key}", action_dim=stats.action.dim, proprio_dim=0, chunk_len=1,
         cameras=("image_primary",), normalization="bounds_q99",
         action_norm_mask=None if stats.action.mask is None else tuple(bool(m) for m in stats.action.mask),
+        conventions=paper_conventions(preset, stats.action.dim),
     )  # fmt: skip
     vla_cfg = vla_config_from_openvla(cfg, spec.chunk_len, spec.action_dim, 0, False)
     tokenizer = TextTokenizer.load(path)
@@ -276,7 +279,7 @@ def _load_reference_oft(path: Path, device, dtype, options: LoadOptions) -> Poli
     _set_flat_dims(stats, (sidecar or {}).get("flat_dims"))
     recorded = PolicyConfig.from_dict(sidecar["policy"]) if sidecar else None
     spec = options.spec or (recorded.spec if recorded else infer_spec(key, stats, proprio_dim))
-    head_name = "diffusion" if "noisy_action_projector" in parts else "l1"
+    head_name = head_for_reference(parts)
     head_kwargs = get_head_class(head_name).kwargs_from_reference(parts)
     if recorded is not None and recorded.head == head_name:
         head_kwargs.update(recorded.head_kwargs)  # e.g. diffusion steps, which the .pt files cannot hold

@@ -152,15 +152,8 @@ def _write_components(vla, policy, out: Path, step: int) -> None:
         tensors = {f"module.{k}": v.detach().cpu().contiguous() for k, v in sd.items()}
         torch.save(tensors, out / f"{stem}--{step}_checkpoint.pt")
 
-    head = policy.config.head
-    if head in ("l1", "diffusion"):
-        sd = policy.head.state_dict()
-        save("action_head", {k: v for k, v in sd.items() if not k.startswith("noisy_action_projector.")})
-        noisy = {
-            k.removeprefix("noisy_action_projector."): v for k, v in sd.items() if k.startswith("noisy_")
-        }
-        if noisy:
-            save("noisy_action_projector", noisy)
+    for stem, sd in policy.head.reference_parts().items():  # the head says which files it is
+        save(stem, sd)
     if getattr(vla, "proprio_projector", None) is not None:
         save("proprio_projector", vla.proprio_projector.state_dict())
     if vla.config.use_film:
