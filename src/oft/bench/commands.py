@@ -24,7 +24,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variants", nargs="+", default=list(ALL_ROWS), metavar="NAME",
                         help=f"rows to measure (default all): {' '.join(ALL_ROWS)}")  # fmt: skip
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+    parser.add_argument(
+        "--dtype", default=None, choices=sorted(DTYPES),
+        help="model dtype (default: the checkpoint's weights / config torch_dtype; float32 for --arch)",
+    )  # fmt: skip
     parser.add_argument("--compile", action="store_true", help="torch.compile the vision backbone and LLM")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls per row (default 3)")
     parser.add_argument("--iters", type=int, default=20, help="timed calls per row (default 20)")
@@ -34,11 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_base(args: argparse.Namespace):
     """The policy whose trunk every row shares: a checkpoint, or a randomly initialized named arch."""
-    dtype = DTYPES[args.dtype]
     if args.checkpoint:
-        from oft.model.loading import load_policy
+        from oft.model.loading import checkpoint_dtype, load_policy
 
+        dtype = DTYPES[args.dtype] if args.dtype else checkpoint_dtype(args.checkpoint)
         return load_policy(args.checkpoint, device=args.device, dtype=dtype)
+    dtype = DTYPES[args.dtype or "float32"]
     from oft.bench.latency import neutral_stats
     from oft.data.normalize import NormStats
     from oft.model.build import build_policy
@@ -61,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
     base = load_base(args)
     options = BenchOptions(warmup=args.warmup, iters=args.iters, compile=args.compile)
     source = args.checkpoint or f"arch={args.arch} spec={args.spec}"
-    setup = f"{args.dtype}, {torch.get_num_threads()} threads, compile={args.compile}"
+    dtype = str(base.dtype).removeprefix("torch.")
+    setup = f"{dtype}, {torch.get_num_threads()} threads, compile={args.compile}"
     print(
         f"oft bench: {source} on {args.device} ({setup}); {options.warmup}+{options.iters} warmup+timed calls"
     )

@@ -1,19 +1,71 @@
-"""``oft info <checkpoint>``: architecture, parameter counts, robot spec, normalization statistics."""
+"""``oft info <checkpoint>``: architecture, parameter counts, robot spec, normalization statistics.
+
+Also the checkpoint-loading options every command that loads a policy shares (``oft eval``, ``oft serve``,
+``oft info``): :func:`add_loading_arguments` and :func:`load_from_args`, so ``--dtype``, ``--unnorm-key`` and
+``--center-crop`` mean the same everywhere and default to what the checkpoint itself says.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
-from oft.model.policy import Policy
+    from oft.model.policy import Policy
+
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def add_loading_arguments(p: argparse.ArgumentParser) -> None:
+    """``--dtype``, ``--unnorm-key``, ``--center-crop/--no-center-crop``: ``load_policy``'s options."""
+    p.add_argument(
+        "--dtype", choices=DTYPES, default=None,
+        help="model dtype (default: the checkpoint's: its saved weights, or its config's torch_dtype)",
+    )  # fmt: skip
+    p.add_argument(
+        "--unnorm-key", default=None, help="dataset statistics to use when the checkpoint holds several"
+    )
+    p.add_argument(
+        "--center-crop", action=argparse.BooleanOptionalAction, default=None,
+        help="feed the model the 90%%-area center crop (default: the checkpoint's own: on for policies "
+        "trained with crop augmentation, e.g. the paper's OpenVLA-OFT fine-tunes)",
+    )  # fmt: skip
+
+
+def resolve_dtype(name: str | None, checkpoint) -> torch.dtype:
+    """``--dtype NAME``, or the dtype ``checkpoint`` stores its weights in when none is given."""
+    import torch
+
+    from oft.model.loading import checkpoint_dtype
+
+    return getattr(torch, name) if name else checkpoint_dtype(checkpoint)
+
+
+def load_from_args(args: argparse.Namespace, checkpoint, device="cpu") -> Policy:
+    """``load_policy`` with the options of :func:`add_loading_arguments`."""
+    from oft.model.loading import load_policy
+
+    try:
+        return load_policy(
+            checkpoint,
+            device=device,
+            dtype=resolve_dtype(args.dtype, checkpoint),
+            unnorm_key=args.unnorm_key,
+            center_crop=args.center_crop,
+        )
+    except ValueError as e:
+        if args.unnorm_key is None and "unnorm_key" in str(e):  # several datasets' statistics, none chosen
+            raise ValueError(f"{e} (on the command line: --unnorm-key KEY)") from e
+        raise
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", nargs="?", help="checkpoint directory (oft, OpenVLA or OpenVLA-OFT)")
     parser.add_argument("--arch", choices=["openvla-7b"], help="describe a named architecture (meta device)")
-    parser.add_argument("--unnorm-key", default=None, help="dataset statistics to use when there are several")
+    add_loading_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
@@ -23,9 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
         policy = openvla_7b_meta()
     elif args.checkpoint:
-        from oft.model.loading import load_policy
-
-        policy = load_policy(args.checkpoint, unnorm_key=args.unnorm_key)
+        policy = load_from_args(args, args.checkpoint)
     else:
         raise ValueError("oft info needs a checkpoint directory or --arch")
     info = describe(policy)
@@ -61,6 +111,7 @@ def describe(policy: Policy) -> dict:
         "spec": policy.spec.to_dict(),
         "norm_stats": None if stats is None else stats.to_dict(),
         "dtype": str(policy.dtype),
+        "center_crop": policy.config.center_crop,
     }
 
 
@@ -70,7 +121,8 @@ _LLM_FIELDS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_att
 def format_info(info: dict) -> str:
     p = info["parameters"]
     lines = [
-        f"source: {info['source']}   head: {info['head']}   FiLM: {info['film']}   dtype: {info['dtype']}",
+        f"source: {info['source']}   head: {info['head']}   FiLM: {info['film']}   dtype: {info['dtype']}   "
+        f"center crop: {info['center_crop']}",
         "vision: " + " + ".join(f"ViT(d={v['embed_dim']}, depth={v['depth']}, patch={v['patch_size']}, "
                                 f"img={v['img_size']})" for v in info["vision"]),
         "llm: " + ", ".join(f"{k}={v}" for k, v in info["llm"].items()),

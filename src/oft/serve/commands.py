@@ -9,9 +9,9 @@ import logging
 import os
 from pathlib import Path
 
-logger = logging.getLogger(__name__)
+from oft.model.commands import add_loading_arguments, load_from_args
 
-DTYPES = ("float32", "bfloat16", "float16")
+logger = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,11 +41,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="clamp actions to the policy's training [min, max] (replies count the clipped values)",
     )  # fmt: skip
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps ...")
-    p.add_argument("--dtype", choices=DTYPES, default=None, help="model dtype (default: the checkpoint's)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument(
-        "--unnorm-key", default=None, help="dataset statistics to use if the checkpoint has several"
-    )
+    add_loading_arguments(p)  # --dtype (default: the checkpoint's), --unnorm-key, --center-crop
     bench = p.add_argument_group("serving benchmark")
     bench.add_argument("--benchmark", action="store_true", help="measure serving overhead and throughput")
     bench.add_argument("--image-size", type=int, default=224, help="benchmark image side (pixels)")
@@ -58,13 +55,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def load(args: argparse.Namespace):
     import torch
 
-    import oft
-
     if args.threads:
         torch.set_num_threads(args.threads)
-    dtype = getattr(torch, args.dtype) if args.dtype else None
-    kwargs = {"unnorm_key": args.unnorm_key} if args.unnorm_key else {}
-    policy = oft.load_policy(args.checkpoint, device=args.device, dtype=dtype, **kwargs)
+    policy = load_from_args(args, args.checkpoint, device=args.device)
     policy.eval()
     return policy
 
@@ -128,6 +121,8 @@ def _benchmark(args: argparse.Namespace, policy, config) -> int:
         server_args += ["--threads", str(args.threads)]
     if args.unnorm_key:
         server_args += ["--unnorm-key", args.unnorm_key]
+    if args.center_crop is not None:
+        server_args.append("--center-crop" if args.center_crop else "--no-center-crop")
     result = benchmark_serving(
         policy,
         bench_config,

@@ -11,6 +11,8 @@ import json
 import logging
 from pathlib import Path
 
+from oft.model.commands import add_loading_arguments, load_from_args
+
 log = logging.getLogger(__name__)
 
 
@@ -29,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=int, default=None, help="rendered image size (default adapter's)")
     p.add_argument("--cameras", default=None, help="comma-separated cameras (default: the policy's)")
     p.add_argument("--device", default="cpu", help="device for --checkpoint")
+    add_loading_arguments(p)  # --dtype, --unnorm-key, --center-crop/--no-center-crop
 
 
 def run(args: argparse.Namespace) -> int:
@@ -45,9 +48,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         if not args.checkpoint.exists():
             raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
-        from oft import load_policy
-
-        policy = load_policy(args.checkpoint, device=args.device)
+        policy = load_from_args(args, args.checkpoint, device=args.device)
         policy.eval()
     results = evaluate(
         policy,

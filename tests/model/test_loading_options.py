@@ -1,0 +1,145 @@
+"""Every command that loads a policy (``oft eval``, ``oft serve``, ``oft info``, ``oft bench``) takes
+``load_policy``'s options the same way: ``--dtype`` defaults to the checkpoint's own dtype (the help said so,
+the code used float32), ``--unnorm-key`` picks a dataset's statistics, ``--center-crop/--no-center-crop``
+overrides the checkpoint's crop default."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from oft.cli import build_parser, main
+from oft.data.normalize import NormStats, Stats
+from oft.spec import get_spec
+
+PAPER = "openvla-oft-tiny-libero"
+COMMANDS = ("eval", "serve", "info", "bench")
+
+
+def _stats(dim: int) -> Stats:
+    o = np.ones(dim)
+    return Stats(mean=0 * o, std=o, min=-2 * o, max=2 * o, q01=-o, q99=o)
+
+
+@pytest.fixture(scope="module")
+def bf16_checkpoint(tmp_path_factory) -> Path:
+    """A tiny oft policy saved in bf16 (what a bf16 training run writes), center crop recorded on."""
+    from oft.model import build_policy
+
+    torch.manual_seed(0)
+    spec = get_spec("libero")
+    stats = NormStats(action=_stats(spec.action_dim), proprio=_stats(spec.proprio_dim))
+    policy = build_policy(spec, stats, ["pick up the block"], arch="tiny", center_crop=True)
+    path = tmp_path_factory.mktemp("bf16") / "policy"
+    policy.to(torch.bfloat16).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def two_datasets(shared_fixtures, tmp_path_factory) -> tuple[Path, str, dict]:
+    """The paper-format fixture with statistics for a second dataset (files linked, statistics rewritten).
+
+    Returns (checkpoint, the added key, its action statistics)."""
+    src = shared_fixtures / PAPER
+    dst = tmp_path_factory.mktemp("two") / PAPER
+    for f in src.rglob("*"):
+        target = dst / f.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if f.is_file() and f.name != "dataset_statistics.json":
+            target.symlink_to(f)
+    stats = json.loads((src / "dataset_statistics.json").read_text())
+    (key,) = stats
+    other = json.loads(json.dumps(stats[key]))
+    for name in ("q01", "q99", "min", "max", "mean", "std"):
+        other["action"][name] = [2.0 * v + 0.5 for v in other["action"][name]]
+    stats["other_suite"] = other
+    (dst / "dataset_statistics.json").write_text(json.dumps(stats))
+    return dst, "other_suite", other["action"]
+
+
+@pytest.fixture
+def loaded(monkeypatch, tmp_path):
+    """``loaded(command, checkpoint, *flags)`` runs the command's loading path; -> the policy it loaded."""
+    import oft.model.loading as loading
+    import oft.sim.evaluate as evaluate_module
+
+    real, seen = loading.load_policy, []
+
+    def recording(*args, **kwargs):
+        seen.append(real(*args, **kwargs))
+        return seen[-1]
+
+    def no_rollouts(policy, *args, **kwargs):
+        row = {"successes": 0, "episodes": 0, "success_rate": 0.0}
+        return {"tasks": {"t": row}, "overall": row, "wall_s": 0.0, "env_steps_per_s": 0.0}
+
+    monkeypatch.setattr(loading, "load_policy", recording)
+    monkeypatch.setattr(evaluate_module, "evaluate", no_rollouts)
+
+    def run(command: str, checkpoint: Path, *flags: str):
+        if command == "eval":
+            out = ["--env", "metaworld", "--tasks", "t", "--out", str(tmp_path / "ev")]
+            assert main(["eval", "--checkpoint", str(checkpoint), *out, *flags]) == 0
+        elif command == "info":
+            assert main(["info", str(checkpoint), "--json", *flags]) == 0
+        elif command == "serve":
+            from oft.serve.commands import load
+
+            argv = ["serve", str(checkpoint), *flags]
+            load(build_parser(argv).parse_args(argv))
+        else:
+            from oft.bench.commands import load_base
+
+            argv = ["bench", str(checkpoint), "--device", "cpu", *flags]
+            load_base(build_parser(argv).parse_args(argv))
+        assert seen, f"oft {command} did not load through load_policy"
+        return seen[-1]
+
+    return run
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_dtype_defaults_to_the_checkpoints(command, loaded, bf16_checkpoint, capsys):
+    assert loaded(command, bf16_checkpoint).dtype == torch.bfloat16
+    if command == "info":
+        assert json.loads(capsys.readouterr().out)["dtype"] == "torch.bfloat16"
+    assert loaded(command, bf16_checkpoint, "--dtype", "float32").dtype == torch.float32
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_dtype_of_a_paper_checkpoint_is_its_configs(command, loaded, shared_fixtures):
+    """The paper's checkpoints record ``torch_dtype: bfloat16`` (its deployment loads them so)."""
+    assert loaded(command, shared_fixtures / PAPER).dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("command", ["eval", "serve", "info"])
+def test_center_crop_flag_overrides_the_checkpoint(command, loaded, bf16_checkpoint, capsys):
+    assert loaded(command, bf16_checkpoint).config.center_crop is True  # recorded in the checkpoint
+    capsys.readouterr()
+    assert loaded(command, bf16_checkpoint, "--no-center-crop").config.center_crop is False
+    if command == "info":
+        assert json.loads(capsys.readouterr().out)["center_crop"] is False
+    assert loaded(command, bf16_checkpoint, "--center-crop").config.center_crop is True
+
+
+@pytest.mark.parametrize("command", ["eval", "serve", "info"])
+def test_unnorm_key_selects_a_datasets_statistics(command, loaded, two_datasets):
+    checkpoint, key, action = two_datasets
+    policy = loaded(command, checkpoint, "--unnorm-key", key, "--dtype", "float32")
+    for name in ("q01", "q99"):
+        np.testing.assert_allclose(getattr(policy.norm_stats.action, name), action[name], rtol=1e-6)
+
+
+@pytest.mark.parametrize("command", ["eval", "info"])
+def test_several_datasets_without_unnorm_key_is_one_clean_error(command, two_datasets, tmp_path, capsys):
+    checkpoint, key, _ = two_datasets
+    argv = ["info", str(checkpoint)]
+    if command == "eval":
+        argv = ["eval", "--checkpoint", str(checkpoint), "--tasks", "t", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert key in err and "--unnorm-key KEY" in err and "Traceback" not in err
