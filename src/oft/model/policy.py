@@ -21,7 +21,7 @@ from torch import nn
 from oft.data.normalize import NormStats, normalize, unnormalize
 from oft.model.heads import ActionHead
 from oft.model.preprocess import DEFAULT_CROP_SCALE, ImagePipeline, normalize_pixels
-from oft.model.safety import check_actions
+from oft.model.safety import check_actions, check_prompt, clip_to_bounds
 from oft.model.vla import VLA, VLAConfig, VLAInputs
 from oft.observation import Batch, Observation, check_finite
 from oft.spec import RobotSpec
@@ -156,18 +156,28 @@ class Policy(nn.Module):
         return self.vla.config.proprio_dim > 0
 
     @torch.no_grad()
-    def predict_action_chunk(self, obs: Observation | list[Observation]) -> np.ndarray:
-        """-> (K, D) float32 actions in robot units, or (B, K, D) for a list of observations."""
+    def predict_action_chunk(self, obs: Observation | list[Observation], *, clip: bool = False) -> np.ndarray:
+        """-> (K, D) float32 actions in robot units, or (B, K, D) for a list of observations.
+
+        Raises :class:`oft.model.safety.NonFiniteActionError` instead of returning NaN/inf actions and
+        :class:`oft.model.safety.PromptTooLongError` when an instruction does not fit the model's positions.
+        clip: clamp the actions to the range of the training data (the action statistics' min/max); a
+        warning is logged when a value moved.
+        """
         single = isinstance(obs, Observation)
         batch = [obs] if single else list(obs)
         if not batch:
             raise ValueError("predict_action_chunk got an empty list of observations")
         images, proprio = self._stack_observations(batch)
+        for o in batch:
+            check_prompt(self, o.instruction)
         inputs = self.prepare(images, proprio, [o.instruction for o in batch])
         norm = self.head.predict(self.vla, inputs).float().cpu().numpy()  # (B, K, D)
         actions = unnormalize(norm, self.norm_stats.action, self.spec.normalization, self.spec.mask)
-        actions = actions.astype(np.float32)
-        return check_actions(actions[0] if single else actions)  # NaN/inf never leave
+        actions = check_actions(actions.astype(np.float32))  # NaN/inf never leave
+        if clip:
+            actions, _ = clip_to_bounds(actions, self.norm_stats.action)
+        return actions[0] if single else actions
 
     def _stack_observations(self, batch: list[Observation]) -> tuple[torch.Tensor, torch.Tensor | None]:
         pipeline = self.image_pipeline
