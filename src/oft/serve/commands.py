@@ -45,7 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_loading_arguments(p)  # --dtype (default: the checkpoint's), --unnorm-key, --center-crop
     bench = p.add_argument_group("serving benchmark")
     bench.add_argument("--benchmark", action="store_true", help="measure serving overhead and throughput")
-    bench.add_argument("--image-size", type=int, default=224, help="benchmark image side (pixels)")
+    bench.add_argument(
+        "--image-size", type=int, default=None, help="benchmark image side (default: what the policy renders)"
+    )
     bench.add_argument("--requests", type=int, default=50, help="latency samples per path")
     bench.add_argument("--clients", default="1,4,16", help="concurrent clients for the throughput runs")
     bench.add_argument("--seconds", type=float, default=5.0, help="duration of each throughput run")

@@ -121,12 +121,10 @@ def _from_openvla(cfg: TrainConfig, spec: RobotSpec, base: Path, dataset):
     """
     import json
 
-    from oft.model.heads import make_head
-    from oft.model.loading import load_safetensors_into, materialize, vla_config_from_openvla, weight_files
-    from oft.model.lora import LoraSpec, apply_lora
-    from oft.model.policy import Policy, PolicyConfig
+    from oft.model.assemble import add_lora, assemble_policy, init_module
+    from oft.model.loading import load_safetensors_into, vla_config_from_openvla, weight_files
+    from oft.model.policy import PolicyConfig
     from oft.model.tokenizer import TextTokenizer
-    from oft.model.vla import VLA
 
     hf = json.loads((base / "config.json").read_text())
     proprio_dim = spec.proprio_dim if cfg.proprio else 0
@@ -135,20 +133,19 @@ def _from_openvla(cfg: TrainConfig, spec: RobotSpec, base: Path, dataset):
     dtype = (
         torch.bfloat16 if cfg.bf16 and cfg.device != "cpu" and torch.cuda.is_available() else torch.float32
     )
-    vla = materialize(lambda: VLA(vla_cfg, tokenizer), "cpu", dtype)
+    head_kwargs = {"decode": cfg.decode} if cfg.head == "discrete" else {}
+    config = PolicyConfig(vla_cfg, spec, cfg.head, head_kwargs, center_crop=cfg.augment, source="openvla")
+    policy = assemble_policy(config, tokenizer, dataset_stats(dataset), dtype=dtype, empty=True)
+    vla = policy.vla
     new = [n for n in vla.state_dict() if n.startswith("proprio_projector.") or _FILM_KEY.search(n)]
     load_safetensors_into(vla, weight_files(base), strict=True, allow_missing=tuple(new))
     _init_new_modules(vla)
-    head_kwargs = {"decode": cfg.decode} if cfg.head == "discrete" else {}
-    head = make_head(cfg.head, vla.llm_dim, spec.action_dim, spec.chunk_len, **head_kwargs).to(dtype)
-    config = PolicyConfig(vla_cfg, spec, cfg.head, head.config(), center_crop=cfg.augment, source="openvla")
+    init_module(policy.head)
     if cfg.lora_rank:
-        lora = LoraSpec(cfg.lora_rank, min(cfg.lora_rank, 16), cfg.lora_dropout)
-        apply_lora(vla, lora)
-        targets = sorted({n.rsplit(".lora_A", 1)[0] for n, _ in vla.named_parameters() if ".lora_A." in n})
-        config.lora = {"rank": lora.rank, "alpha": lora.alpha, "targets": targets}
+        lora = {"rank": cfg.lora_rank, "alpha": min(cfg.lora_rank, 16), "dropout": cfg.lora_dropout}
+        add_lora(policy, lora)
     log.info("fine-tuning OpenVLA %s with a new %s head (%s decoding)", base, cfg.head, cfg.decode)
-    return Policy(config, vla, head, dataset_stats(dataset))
+    return policy
 
 
 def _init_new_modules(vla) -> None:

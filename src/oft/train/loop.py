@@ -203,13 +203,15 @@ def _make_state(cfg: TrainConfig, policy, dataset, spec: RobotSpec, info: D.Dist
         chunk_len=spec.chunk_len,
         cameras=list(spec.cameras),
         batch_size=cfg.batch_size,
-        image_size=_input_size(policy),
+        pipeline=policy.image_pipeline,
         augment=cfg.augment,
         pad=cfg.pad_chunks,
         seed=cfg.seed,
         rank=info.rank,
         world_size=info.world_size,
     )
+    # the policy records the size of the frames it was trained on: simulators render at it (oft eval asks)
+    policy.config.frame_sizes = {c: list(hw) for c, hw in loader.frame_sizes.items()}
     model = D.wrap_ddp(policy, info)
     return _State(policy=policy, model=model, optimizer=optimizer, scheduler=scheduler, loader=loader)
 
@@ -228,12 +230,6 @@ def _enable_grad_checkpointing(policy) -> None:
         )
     enable, kwarg = found[0]
     enable(**{kwarg: {"use_reentrant": False}})
-
-
-def _input_size(policy) -> int | None:
-    """The policy's image size: frames are resized once at load instead of every step."""
-    backbone = getattr(getattr(policy, "vla", None), "vision_backbone", None)
-    return getattr(backbone, "image_size", None)
 
 
 def apply_optimizer_settings(cfg: TrainConfig, optimizer: torch.optim.Optimizer, scheduler) -> None:
