@@ -105,7 +105,7 @@ def test_nan_model_gets_errors_on_both_protocols_and_health_says_so(nan_policy):
         status, reply = HttpClientPolicy(srv.http_url).post(
             codec.json_dumps(http_body(libero_request(2))).encode()
         )
-        assert status == 500 and "actions" not in reply and reply["error"]["type"] == "non_finite_actions"
+        assert status == 503 and "actions" not in reply and reply["error"]["type"] == "non_finite_actions"
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(srv.http_url + "/healthz", timeout=10)
         assert e.value.code == 503
@@ -151,6 +151,25 @@ def test_server_checks_finiteness_of_any_policy():
     nan = ConstantPolicy(float("nan"))
     with ServerThread(nan, ServerConfig(port=0)) as srv, WebsocketClientPolicy(srv.ws_url, None) as c:
         assert c.send_raw(codec.packb(libero_request(0)))["error"]["type"] == "non_finite_actions"
+
+
+class RaisingPolicy(ConstantPolicy):
+    def predict_action_chunk(self, obs):
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+@pytest.mark.parametrize(("policy", "kind"), [(ConstantPolicy(float("nan")), "non_finite_actions"),
+                                              (RaisingPolicy(0.0), "internal_error")])  # fmt: skip
+def test_a_failing_model_is_a_503_never_a_500(policy, kind):
+    """No reply of the server is a 500: a model fault is 'service unavailable', as /healthz says."""
+    with ServerThread(policy, ServerConfig(port=0)) as srv:
+        status, reply = HttpClientPolicy(srv.http_url).post(
+            codec.json_dumps(http_body(libero_request(0))).encode()
+        )
+        assert status == 503 and reply["error"]["type"] == kind and "actions" not in reply, reply
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(srv.http_url + "/healthz", timeout=10)
+        assert e.value.code == 503
 
 
 # ---------------------------------------------------------------- prompt tokens

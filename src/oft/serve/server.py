@@ -9,8 +9,9 @@ busy (up to ``max_batch``, prompts of similar token length only) is run as one
 ``predict_action_chunk(list[obs])`` call in a worker thread, so the event loop keeps accepting, decoding and
 validating requests while the model computes. A bad request is answered with ``{"error": {"type",
 "message"}}`` (HTTP 4xx) and never reaches the model. A model fault (an exception, or NaN/inf actions) is
-answered as ``internal_error``/``non_finite_actions`` (HTTP 500) to the requests it concerned, never as
-numbers, and ``/healthz`` turns to 503 until the model answers correctly again.
+answered as ``internal_error``/``non_finite_actions`` (HTTP 503: the service cannot answer now; no reply is
+ever a 500) to the requests it concerned, never as numbers, and ``/healthz`` turns to 503 until the model
+answers correctly again.
 
 Every limit a client can hit is a :class:`ServerConfig` field (and an ``oft serve`` flag): message size,
 prompt tokens, open connections, idle/header, body and websocket idle timeouts, websocket heartbeat.
@@ -467,11 +468,11 @@ class PolicyServer:
         except RequestError as e:
             self.stats.bad_requests += 1
             return 400, error_reply(e.type, e.message)
-        except ModelError as e:
-            return 500, error_reply(e.type, e.message)
-        except Exception as e:  # the batcher itself failed: a server fault, reported as one
+        except ModelError as e:  # the model failed, not the request: 503, as /healthz reports it
+            return 503, error_reply(e.type, e.message)
+        except Exception as e:  # the batcher itself failed: a server fault, reported as one (never a 500)
             logger.exception("request failed")
-            return 500, error_reply("internal_error", f"{type(e).__name__}: {e}")
+            return 503, error_reply("internal_error", f"{type(e).__name__}: {e}")
         return 200, {"actions": actions, "server_timing": timing}
 
     # ------------------------------------------------------------ HTTP routes
