@@ -28,6 +28,9 @@ def test_oft_train_writes_a_loadable_checkpoint(tiny_dataset_dir, tmp_path, caps
     assert (out / "loss_curve.png").is_file() and (out / "metrics.jsonl").is_file()
     assert any((out / "tb").iterdir())
     policy = oft.load_policy(path)
+    # the policy knows the frames it was trained on (32 px, stored) and its crop (augmentation is on)
+    assert policy.render_sizes == {c: (32, 32) for c in policy.spec.cameras}
+    assert policy.config.center_crop and policy.image_pipeline.train_crop_scale == policy.config.crop_scale
     rng = np.random.default_rng(1)
     obs = Observation([rng.integers(0, 255, (48, 48, 3), dtype=np.uint8) for _ in range(2)],
                       rng.normal(size=4).astype(np.float32), "open the drawer number 1")  # fmt: skip
