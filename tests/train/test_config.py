@@ -103,3 +103,13 @@ def test_schedule_decays_10x_at_the_milestone_and_warmup_does_not_cancel_it():
     assert lrs[0] == pytest.approx(0.1 + 0.9 * 0.25)
     assert lrs[3] == pytest.approx(1.0)
     assert lrs[4:] == pytest.approx([0.1] * 4)  # the paper's script would be back at 1.0 here
+
+
+def test_head_and_decode_choices_come_from_the_head_registry(tmp_path):
+    from oft.model.heads import head_names
+
+    assert set(head_names()) >= {"l1", "diffusion", "discrete"}
+    TrainConfig(datasets=(str(tmp_path),), head="discrete", decode="autoregressive").validate()
+    with pytest.raises(ValueError, match=r"TrainConfig\.decode.*'l1'"):
+        # an L1 head decodes in parallel only
+        TrainConfig(datasets=(str(tmp_path),), head="l1", decode="autoregressive").validate()
