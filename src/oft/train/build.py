@@ -90,7 +90,10 @@ def _continue_from(cfg: TrainConfig, spec: RobotSpec, base: Path, dataset):
     from oft import load_policy
 
     if (base / "oft_config.json").is_file():
-        policy = load_policy(base)
+        from oft.model.loading import checkpoint_dtype
+
+        policy = load_policy(base, dtype=checkpoint_dtype(base))  # keeps training in the dtype it has
+        set_lora_dropout(policy, cfg.lora_dropout)
         got = (policy.spec.action_dim, policy.spec.chunk_len, policy.spec.num_cameras, policy.config.head)
         want = (spec.action_dim, spec.chunk_len, spec.num_cameras, cfg.head)
         if got != want:
