@@ -258,8 +258,14 @@ def action_converter(
 
 def converter_for(policy, env) -> ActionConverter:
     """:func:`action_converter` from ``policy.spec.conventions`` (a policy without a spec, like the scripted
-    expert, speaks the simulator's own) to ``env.spec.conventions``."""
+    expert, speaks the simulator's own) to ``env.spec.conventions``. A serving client
+    (``oft.serve.client.WebsocketClientPolicy``) has no spec of its own: the server's metadata carries it."""
     spec = getattr(policy, "spec", None)
+    metadata = getattr(policy, "get_server_metadata", None)
+    if spec is None and callable(metadata) and isinstance((metadata() or {}).get("spec"), dict):
+        from oft.spec import RobotSpec
+
+        spec = RobotSpec.from_dict(metadata()["spec"])
     source = getattr(spec, "conventions", None)
     uses_proprio = bool(getattr(policy, "uses_proprio", True)) and getattr(spec, "proprio_dim", 1) > 0
     conv = action_converter(source, getattr(env.spec, "conventions", None), uses_proprio)

@@ -339,3 +339,19 @@ def test_plain_openvla_checkpoint_speaks_openvla_conventions(tmp_path):
         assert not list((tmp_path / "ovla").glob(f"{f}--*"))
     loaded = load_policy(tmp_path / "ovla")
     assert loaded.spec.conventions == CONVENTIONS["openvla_libero"]
+
+
+def test_a_serving_client_is_converted_with_the_servers_spec():
+    """Evaluating through ``oft serve`` + a client converts like the policy itself (metadata has the spec)."""
+    policy_spec = get_spec("libero").replace(conventions=CONVENTIONS["openvla_libero"])
+
+    class Client:  # what WebsocketClientPolicy exposes: no .spec, only the server's metadata
+        def get_server_metadata(self) -> dict:
+            return {"spec": policy_spec.to_dict()}
+
+    class Env:
+        spec = get_spec("libero")
+
+    conv = converter_for(Client(), Env())
+    assert not conv.identity
+    np.testing.assert_allclose(conv(np.array([[0, 0, 0, 0, 0, 0, 1.0]]))[0, 6], -1.0)  # open -> open
