@@ -152,3 +152,28 @@ def test_diffusion_loss_decreases_on_overfit():
     assert np.isfinite(losses).all() and "diffusion_mse_loss" in metrics
     # the loss is noisy (random timestep and noise per step): compare averages of the first/last 15
     assert np.mean(losses[-15:]) < 0.6 * np.mean(losses[:15]), losses
+
+
+def test_sequence_assembled_once_per_chunk(monkeypatch):
+    """Only the noisy slots and the timestep token change between denoising steps: one assembly per chunk,
+    and the same chunk as assembling the sequence anew at every step."""
+    K, D = 2, 3
+    vla = tiny_vla(K, D)
+    head = DiffusionHead(vla.llm_dim, D, K, num_inference_steps=5)
+    inputs = tiny_inputs(vla)
+    noise = torch.randn(len(INSTRUCTIONS), K, D, generator=torch.Generator().manual_seed(0))
+    built = []
+    original = VLA.build_sequence
+    monkeypatch.setattr(
+        VLA, "build_sequence", lambda self, *a, **k: built.append(1) or original(self, *a, **k)
+    )
+    cached = head.predict(vla, inputs, initial_noise=noise)
+    assert len(built) == 1
+    # reference: a full assembly inside every step
+    head.noise_scheduler.set_timesteps(5)
+    x = noise.clone()
+    with torch.no_grad():
+        for t in head.noise_scheduler.timesteps:
+            eps = head.predict_noise(vla, inputs, x, t.expand(len(INSTRUCTIONS)))
+            x = head.noise_scheduler.step(eps, int(t), x).prev_sample
+    torch.testing.assert_close(cached, x, rtol=0, atol=1e-6)

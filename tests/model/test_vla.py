@@ -162,3 +162,64 @@ def test_unknown_head_name():
 def test_unknown_arch_name():
     with pytest.raises(KeyError, match=r"[Dd]id you mean .small."):
         build_policy(SPEC, NormStats(_stats(3), _stats(4)), ["x"], arch="smal")
+
+
+def _loop_sequence(vla, inputs, slots, extra, stop=True):
+    """The per-example assembly (the old ``build_sequence``): [BOS, prefix, extra, prompt[1:], slots, </s>]"""
+    eos = vla.embed_tokens(torch.tensor([vla.tokenizer.eos_id]))
+    rows = []
+    for b in range(inputs.batch_size):
+        L = int(inputs.text_lengths[b])
+        parts = [inputs.text_embeds[b, :1], inputs.prefix_embeds[b]]
+        parts += [extra[b]] if extra is not None else []
+        parts += [inputs.text_embeds[b, 1:L], slots[b]] + ([eos] if stop else [])
+        rows.append(torch.cat(parts))
+    S = max(r.shape[0] for r in rows)
+    return torch.stack([torch.cat([r, r.new_zeros(S - r.shape[0], r.shape[1])]) for r in rows])
+
+
+@pytest.mark.parametrize("stop", [True, False])
+@pytest.mark.parametrize("with_extra", [True, False])
+def test_build_sequence_equals_per_example_assembly(policy, stop, with_extra):
+    """The batched (tensor-op) assembly puts every token where the per-example loop did, padding zero."""
+    vla = policy.vla
+    prompts = ["open", "press the red button now please", "open the drawer"]
+    with torch.no_grad():
+        inputs = _inputs(policy, prompts)
+        B, n, H = len(prompts), vla.num_action_slots, vla.llm_dim
+        slots = torch.randn(B, n, H)
+        extra = torch.randn(B, 2, H) if with_extra else None
+        seq = vla.build_sequence(inputs, slots, extra, stop_token=stop)
+        expected = _loop_sequence(vla, inputs, slots, extra, stop)
+    torch.testing.assert_close(seq.embeds, expected, rtol=0, atol=0)
+    lengths = (expected.abs().sum(-1) > 0).sum(1)
+    assert seq.lengths.tolist() == lengths.tolist() == seq.attention_mask.sum(1).tolist()
+    for b in range(B):  # the slots sit at slot_index
+        assert torch.equal(seq.embeds[b, seq.slot_index[b]], slots[b])
+        assert int(seq.slot_start[b]) == int(seq.slot_index[b, 0])
+
+
+def test_replace_tokens_equals_a_fresh_assembly(policy):
+    vla = policy.vla
+    with torch.no_grad():
+        inputs = _inputs(policy, ["open", "press the red button now please"])
+        n, H = vla.num_action_slots, vla.llm_dim
+        seq = vla.build_sequence(inputs, extra_tokens=torch.zeros(2, 1, H))
+        slots, extra = torch.randn(2, n, H), torch.randn(2, 1, H)
+        swapped = vla.replace_tokens(seq, slot_embeds=slots, extra_tokens=extra)
+        fresh = vla.build_sequence(inputs, slots, extra)
+    assert torch.equal(swapped.embeds, fresh.embeds)
+    assert all(seq.embeds[b, seq.slot_index[b]].abs().sum() == 0 for b in range(2))  # original left alone
+    with pytest.raises(ValueError, match="slot_embeds"):
+        vla.replace_tokens(seq, slot_embeds=torch.randn(2, n + 1, H))
+
+
+def test_one_embedding_lookup_per_chunk(policy):
+    """The prompt and </s> are embedded in one call (not once more per assembled sequence)."""
+    calls = []
+    hook = policy.vla.language_model.model.embed_tokens.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        policy.predict_action_chunk(_obs())
+    finally:
+        hook.remove()
+    assert len(calls) == 1

@@ -23,7 +23,7 @@ from torch import nn
 from oft.model.heads import ActionHead, MLPResNet, chunk_features, masked_mean, register_head
 
 if TYPE_CHECKING:
-    from oft.model.vla import VLA, VLAInputs
+    from oft.model.vla import VLA, Sequence, VLAInputs
 
 
 class SinusoidalPositionalEncoding(nn.Module):
@@ -165,14 +165,27 @@ class DiffusionHead(ActionHead):
         self.load_state_dict(state)
 
     def predict_noise(
-        self, vla: VLA, inputs: VLAInputs, noisy: torch.Tensor, timesteps: torch.Tensor
+        self,
+        vla: VLA,
+        inputs: VLAInputs,
+        noisy: torch.Tensor,
+        timesteps: torch.Tensor,
+        sequence: Sequence | None = None,
     ) -> torch.Tensor:
-        """One conditioned LLM forward: noisy chunk (B, K, D) at ``timesteps`` (B,) -> noise (B, K, D)."""
+        """One conditioned LLM forward: noisy chunk (B, K, D) at ``timesteps`` (B,) -> noise (B, K, D).
+
+        sequence: the sequence of ``inputs`` already assembled (with a timestep token): only the slots and
+        the timestep token are replaced, so the T denoising steps assemble it once.
+        """
         batch = noisy.shape[0]
         dtype = self.noisy_action_projector.fc1.weight.dtype
         t_token = self.time_encoder(timesteps).to(dtype).unsqueeze(1)  # (B, 1, H)
         slots = self.noisy_action_projector(noisy.reshape(batch, -1, 1).to(dtype))  # (B, K*D, H)
-        hidden = vla.action_hidden_states(inputs, slot_embeds=slots, extra_tokens=t_token)  # (B, K*D, H)
+        if sequence is None:
+            sequence = vla.build_sequence(inputs, slot_embeds=slots, extra_tokens=t_token)
+        else:
+            sequence = vla.replace_tokens(sequence, slot_embeds=slots, extra_tokens=t_token)
+        hidden = vla.slot_hidden_states(sequence)  # (B, K*D, H)
         return self.noise_predictor(chunk_features(hidden, self.chunk_len).to(dtype))  # (B, K, D)
 
     def compute_loss(
@@ -211,8 +224,12 @@ class DiffusionHead(ActionHead):
         else:
             x = initial_noise.to(device, torch.float32)
         self.noise_scheduler.set_timesteps(self.num_inference_steps, device=device)
+        # assembled once: each step swaps in its noisy slots and timestep token (zeros until then)
+        sequence = vla.build_sequence(
+            inputs, extra_tokens=inputs.prefix_embeds.new_zeros(batch, 1, vla.llm_dim)
+        )
         for t in self.noise_scheduler.timesteps:
-            eps = self.predict_noise(vla, inputs, x, t.expand(batch)).float()
+            eps = self.predict_noise(vla, inputs, x, t.expand(batch), sequence).float()
             x = self.noise_scheduler.step(eps, int(t), x).prev_sample  # int: its tables stay on the CPU
         return x
 

@@ -79,6 +79,8 @@ class VLAInputs:
     text_lengths: torch.Tensor
     text_embeds: torch.Tensor
     patch_embeds: torch.Tensor
+    # (1, H) embedding of </s>, looked up with the prompt in one embedding call (None: looked up when needed)
+    stop_embed: torch.Tensor | None = None
 
     @property
     def batch_size(self) -> int:
@@ -87,13 +89,21 @@ class VLAInputs:
 
 @dataclass
 class Sequence:
-    """An assembled LLM input. slot_start: (B,) position of the first action slot of each example."""
+    """An assembled LLM input. slot_start: (B,) position of the first action slot of each example.
+
+    ``slot_index`` (B, n_slots) are the positions of the action slots and ``extra_start`` the (shared)
+    position of the first head extra token, so :meth:`VLA.replace_tokens` can swap slots / extra tokens in
+    without assembling the sequence again (the diffusion head's T denoising steps change nothing else).
+    """
 
     embeds: torch.Tensor  # (B, S, H)
     attention_mask: torch.Tensor  # (B, S) bool, False on padding
     slot_start: torch.Tensor  # (B,)
     lengths: torch.Tensor  # (B,) non-padding length
     extra: dict = field(default_factory=dict)
+    slot_index: torch.Tensor | None = None  # (B, n_slots) long
+    extra_start: int = 0
+    num_extra: int = 0
 
 
 @functools.cache
@@ -169,24 +179,34 @@ class VLA(nn.Module):
         device = self.language_model.model.embed_tokens.weight.device
         return ids.to(device), torch.tensor([len(s) for s in seqs], device=device)
 
-    def film_embedding(self, text_embeds: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    def film_embedding(
+        self, text_embeds: torch.Tensor, lengths: torch.Tensor, stop_embed: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Mean embedding of the language tokens (BOS, prompt, </s>; not the action slots) -> (B, H).
 
         The reference averages every non-action token, which in padded training batches includes padding;
         we exclude padding so that a prompt's FiLM signal does not depend on its batch mates.
+        stop_embed: (1, H) embedding of </s> (looked up here when None).
         """
         valid = torch.arange(text_embeds.shape[1], device=lengths.device)[None] < lengths[:, None]  # (B, T)
         total = (text_embeds * valid.unsqueeze(-1).to(text_embeds.dtype)).sum(1)
-        eos = self.embed_tokens(torch.tensor([self.tokenizer.eos_id], device=lengths.device))  # (1, H)
+        eos = self._stop_embed(lengths.device) if stop_embed is None else stop_embed  # (1, H)
         return (total + eos) / (lengths[:, None].to(text_embeds.dtype) + 1)
+
+    def _stop_embed(self, device: torch.device) -> torch.Tensor:
+        return self.embed_tokens(torch.tensor([self.tokenizer.eos_id], device=device))  # (1, H)
 
     def prepare(
         self, pixels: torch.Tensor, proprio: torch.Tensor | None, instructions: list[str]
     ) -> VLAInputs:
         """(B, N, 3*n_vits, H, W) normalized pixels, (B, P) normalized proprio, B instructions."""
         ids, lengths = self.tokenize(instructions)
-        text_embeds = self.embed_tokens(ids)  # (B, T, H)
-        lang = self.film_embedding(text_embeds, lengths) if self.config.use_film else None
+        B, T = ids.shape
+        # the prompt and </s> in one embedding lookup; </s> is then reused by FiLM and every sequence built
+        all_ids = torch.cat([ids.reshape(-1), ids.new_full((1,), self.tokenizer.eos_id)])
+        embedded = self.embed_tokens(all_ids)  # (B*T + 1, H)
+        text_embeds, stop = embedded[:-1].reshape(B, T, -1), embedded[-1:]  # (B, T, H), (1, H)
+        lang = self.film_embedding(text_embeds, lengths, stop) if self.config.use_film else None
         patches = self.projector(self.vision_backbone(pixels.to(text_embeds.dtype), lang))  # (B, N*P, H)
         prefix = patches
         if self.config.proprio_dim > 0:
@@ -194,7 +214,7 @@ class VLA(nn.Module):
                 raise ValueError(f"this model needs proprio of dim {self.config.proprio_dim}, got None")
             token = self.proprio_projector(proprio.to(patches.dtype).reshape(patches.shape[0], -1))
             prefix = torch.cat([patches, token.unsqueeze(1)], dim=1)
-        return VLAInputs(prefix, ids, lengths, text_embeds, patches)
+        return VLAInputs(prefix, ids, lengths, text_embeds, patches, stop)
 
     def build_sequence(
         self,
@@ -204,36 +224,70 @@ class VLA(nn.Module):
         num_slots: int | None = None,
         stop_token: bool = True,
     ) -> Sequence:
-        """Assemble [BOS, prefix, extra, prompt[1:], slots, </s>] per example, right-padded."""
+        """Assemble [BOS, prefix, extra, prompt[1:], slots, </s>] per example, right-padded.
+
+        Built for the whole batch with tensor ops (no per-example loop, no device->host sync): the part before
+        the prompt has the same length for every example; the rest is gathered with a per-example shift so
+        that each example's slots follow its own prompt. ``inputs.text_embeds`` are padded to the longest
+        prompt, so the width is S = 1 + n_prefix + n_extra + (T - 1) + n_slots + stop.
+        """
         B, H = inputs.batch_size, self.llm_dim
         n_slots = self.num_action_slots if num_slots is None else num_slots
         ref = inputs.prefix_embeds
+        dtype, device = ref.dtype, ref.device
         if slot_embeds is None:
             slot_embeds = ref.new_zeros(B, n_slots, H)  # OpenVLA-OFT zeroes the slot embeddings
         elif slot_embeds.shape[:2] != (B, n_slots):
             raise ValueError(
                 f"slot_embeds has shape {tuple(slot_embeds.shape)}, expected ({B}, {n_slots}, {H})"
             )
-        stop = self.embed_tokens(torch.tensor([self.tokenizer.eos_id], device=ref.device)).to(ref.dtype)
-        rows, slot_start = [], []
-        for b in range(B):
-            L = int(inputs.text_lengths[b])
-            parts = [inputs.text_embeds[b, :1], inputs.prefix_embeds[b]]
-            if extra_tokens is not None:
-                parts.append(extra_tokens[b])
-            parts.append(inputs.text_embeds[b, 1:L])
-            slot_start.append(sum(p.shape[0] for p in parts))
-            parts.append(slot_embeds[b].to(ref.dtype))
-            if stop_token:
-                parts.append(stop)
-            rows.append(torch.cat(parts, dim=0))
-        lengths = torch.tensor([r.shape[0] for r in rows], device=ref.device)
-        S = int(lengths.max())
-        embeds = ref.new_zeros(B, S, H)
-        for b, r in enumerate(rows):
-            embeds[b, : r.shape[0]] = r
-        mask = torch.arange(S, device=ref.device)[None] < lengths[:, None]
-        return Sequence(embeds, mask, torch.tensor(slot_start, device=ref.device), lengths)
+        text = inputs.text_embeds.to(dtype)  # (B, T, H)
+        head = [text[:, :1], ref]
+        n_extra = 0
+        if extra_tokens is not None:
+            head.append(extra_tokens.to(dtype))
+            n_extra = extra_tokens.shape[1]
+        n_head = 1 + ref.shape[1] + n_extra
+        after = [slot_embeds.to(dtype)]
+        if stop_token:
+            stop = inputs.stop_embed if inputs.stop_embed is not None else self._stop_embed(device)
+            after.append(stop.to(dtype).expand(B, 1, H))
+        n_after = n_slots + int(stop_token)
+        if B == 1:  # one prompt: no padding, the parts simply follow each other
+            embeds = torch.cat([*head, text[:, 1:], *after], dim=1)
+        else:
+            embeds = torch.cat([*head, _shift_after_prompt(text, after, inputs.text_lengths, n_after)], dim=1)
+        S = embeds.shape[1]
+        lengths = n_head - 1 + inputs.text_lengths + n_after  # (B,)
+        mask = torch.arange(S, device=device)[None] < lengths[:, None]  # (B, S)
+        slot_start = n_head - 1 + inputs.text_lengths  # (B,)
+        slot_index = slot_start[:, None] + torch.arange(n_slots, device=device)  # (B, n_slots)
+        return Sequence(
+            embeds, mask, slot_start, lengths, slot_index=slot_index, extra_start=n_head - n_extra,
+            num_extra=n_extra,
+        )  # fmt: skip
+
+    def replace_tokens(
+        self, seq: Sequence, slot_embeds: torch.Tensor | None = None, extra_tokens: torch.Tensor | None = None
+    ) -> Sequence:
+        """``seq`` with new slot embeddings (B, n_slots, H) and/or extra tokens (B, n_extra, H), rest kept:
+        what changes between the diffusion head's denoising steps. ``seq`` itself is not modified."""
+        embeds = seq.embeds.clone()
+        if extra_tokens is not None:
+            if extra_tokens.shape[1] != seq.num_extra:
+                raise ValueError(
+                    f"{extra_tokens.shape[1]} extra tokens for a sequence built with {seq.num_extra}"
+                )
+            embeds[:, seq.extra_start : seq.extra_start + seq.num_extra] = extra_tokens.to(embeds.dtype)
+        if slot_embeds is not None:
+            if seq.slot_index is None or slot_embeds.shape[:2] != seq.slot_index.shape:
+                raise ValueError(
+                    f"slot_embeds has shape {tuple(slot_embeds.shape)}, expected "
+                    f"{None if seq.slot_index is None else tuple(seq.slot_index.shape)} + (H,)"
+                )
+            index = seq.slot_index.unsqueeze(-1).expand(-1, -1, embeds.shape[-1])
+            embeds.scatter_(1, index, slot_embeds.to(embeds.dtype))
+        return dataclasses.replace(seq, embeds=embeds)
 
     # --- LLM ------------------------------------------------------------------------------------------------
     def new_cache(self) -> Cache:
@@ -287,10 +341,33 @@ class VLA(nn.Module):
         causal: bool = False,
     ) -> torch.Tensor:
         """One forward over the full sequence -> (B, K*D, H) hidden states feeding each action slot."""
-        seq = self.build_sequence(inputs, slot_embeds, extra_tokens)
+        return self.slot_hidden_states(self.build_sequence(inputs, slot_embeds, extra_tokens), causal)
+
+    def slot_hidden_states(self, seq: Sequence, causal: bool = False) -> torch.Tensor:
+        """One LLM forward over an assembled sequence -> (B, n_slots, H), the state before each slot."""
         hidden, _ = self.llm_forward(seq.embeds, seq.attention_mask, causal=causal)
-        idx = seq.slot_start[:, None] - 1 + torch.arange(self.num_action_slots, device=hidden.device)
-        return torch.gather(hidden, 1, idx.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
+        idx = (seq.slot_index - 1).unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
+        return torch.gather(hidden, 1, idx)
+
+
+def _shift_after_prompt(
+    text: torch.Tensor, after: list[torch.Tensor], text_lengths: torch.Tensor, n_after: int
+) -> torch.Tensor:
+    """[prompt[1:], after..., padding] per example: (B, T-1 + n_after, H), ``after`` right behind each prompt.
+
+    text: (B, T, H) right-padded prompt embeddings (with BOS), text_lengths: (B,) their lengths L_b <= T.
+    Output position p takes prompt token p + 1 while p < L_b - 1, then ``after`` token p - (L_b - 1), then
+    zeros (padding).
+    """
+    B, T, H = text.shape
+    src = torch.cat([text[:, 1:], *after, text.new_zeros(B, 1, H)], dim=1)  # (B, T-1 + n_after + 1, H)
+    width = T - 1 + n_after
+    p = torch.arange(width, device=text.device)[None]  # (1, width)
+    n_prompt = (text_lengths - 1)[:, None]  # (B, 1) prompt tokens after BOS
+    index = torch.where(
+        p < n_prompt, p, torch.where(p < n_prompt + n_after, p + (T - 1) - n_prompt, width)
+    )  # (B, width)
+    return torch.gather(src, 1, index.unsqueeze(-1).expand(-1, -1, H))
 
 
 def attention_mask_4d(key_mask: torch.Tensor, q_len: int, causal: bool, dtype: torch.dtype) -> torch.Tensor:
