@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "info": ("oft.model.commands", "describe a checkpoint: architecture, parameters, robot spec, stats"),
     "serve": ("oft.serve.commands", "serve a policy over websocket (openpi) and HTTP (/act)"),
     "bench": ("oft.bench.commands", "measure latency and throughput like the paper's Table II"),
+    "verify": ("oft.commands_verify", "check a dataset or checkpoint against its sha256 checksums"),
 }
 
 

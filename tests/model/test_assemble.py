@@ -57,7 +57,7 @@ def test_old_checkpoint_with_an_unused_lm_head_still_loads(tmp_path):
     vocab, hidden = policy.vla.language_model.model.embed_tokens.weight.shape
     tensors["vla.language_model.lm_head.weight"] = torch.randn(vocab, hidden)
     save_file(tensors, str(path / "model.safetensors"), metadata={"format": "oft-policy"})
-    loaded = load_policy(path)
+    loaded = load_policy(path, verify=False)  # edited after saving: its recorded checksums no longer match
     assert loaded.vla.language_model.lm_head is None
     np.testing.assert_array_equal(_predict(policy), _predict(loaded))
 

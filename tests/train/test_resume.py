@@ -217,10 +217,13 @@ def test_resume_keeps_the_dtype_the_run_trained_in(tmp_path):
     """
     from safetensors.torch import save_file
 
+    from oft.checksums import write_checksums
+
     cfg, data = _first_run(tmp_path)
     ckpt = CheckpointManager(tmp_path).latest()
     as_bf16 = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in _weights(ckpt).items()}
     save_file(as_bf16, str(ckpt / "model.safetensors"), metadata={"format": "oft-policy"})
+    write_checksums(ckpt)  # a deliberate change: record it, or the resume refuses the checkpoint
 
     result = train(cfg.replace(max_steps=BASE_STEPS + 2), tmp_path, resume=True, dataset=data)
     assert result.step == BASE_STEPS + 2

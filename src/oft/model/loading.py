@@ -29,8 +29,16 @@ import torch
 from safetensors import safe_open
 from torch import nn
 
+from oft.checksums import verify_checkpoint
 from oft.conventions import paper_conventions
 from oft.data.normalize import NormStats
+from oft.files import (
+    CorruptFileError,
+    config_values,
+    load_tensors_file,
+    read_json_object,
+    reading,
+)
 from oft.model.assemble import assemble_policy
 from oft.model.heads import get_head_class, head_for_reference
 from oft.model.lora import fold_lora_state_dict, load_peft_adapter, merge_lora
@@ -76,6 +84,7 @@ def load_policy(
     apply_adapter: bool = True,
     merge_adapter: bool = True,
     attn_implementation: str = "sdpa",
+    verify: bool = True,
 ) -> Policy:
     """Load any supported checkpoint directory into an eval-mode :class:`Policy`.
 
@@ -88,10 +97,21 @@ def load_policy(
         recorded); off for plain OpenVLA checkpoints (:data:`OPENVLA_CENTER_CROP`: pass True for OpenVLA
         fine-tunes trained with augmentation, as OpenVLA's own LIBERO evaluation does).
     apply_adapter / merge_adapter: for ``base/`` + ``lora_adapter/`` layouts: apply the adapter, fold it in.
+    verify: when the directory has an ``oft_checksums.json`` (every checkpoint ``oft`` writes), check the
+        sha256 of the files a policy is made of first (a corrupted weight file is an error, not a wrong
+        policy); costs one read of the weights (~0.5 s per GB here).
+
+    Statistics are never guessed: an OpenVLA-OFT fine-tune without its ``dataset_statistics.json`` is refused
+    (its ``config.json`` ``norm_stats`` are the *base* model's datasets) unless ``unnorm_key`` names one of
+    those on purpose. A corrupt or wrongly typed file raises :class:`~oft.files.CorruptFileError` naming it.
     """
-    path = _latest_training_checkpoint(Path(path))
+    from oft.hub import resolve
+
+    path = _latest_training_checkpoint(resolve(path, "model"))  # a Hub id -> its cached snapshot
     if not path.is_dir():
         raise FileNotFoundError(f"checkpoint directory {path} does not exist")
+    if verify:
+        verify_checkpoint(path)
     dtype = dtype or torch.float32
     options = LoadOptions(unnorm_key, spec, center_crop, apply_adapter, merge_adapter)
     if (path / CONFIG_FILE).is_file():
@@ -135,7 +155,7 @@ def checkpoint_dtype(path: str | Path) -> torch.dtype:
     path = _latest_training_checkpoint(Path(path))
     if (path / CONFIG_FILE).is_file() and (path / WEIGHTS_FILE).is_file():
         counts: dict[torch.dtype, int] = {}
-        with safe_open(str(path / WEIGHTS_FILE), framework="pt") as f:
+        with reading(path / WEIGHTS_FILE, "safetensors file"), _open_safetensors(path / WEIGHTS_FILE) as f:
             for key in f.keys():  # noqa: SIM118 (safe_open is not a dict)
                 tensor = f.get_slice(key)
                 dtype = _SAFETENSORS_DTYPES.get(tensor.get_dtype())
@@ -144,7 +164,7 @@ def checkpoint_dtype(path: str | Path) -> torch.dtype:
         return max(counts, key=counts.get) if counts else torch.float32
     for model_dir in (path, path / "base"):
         if (model_dir / "config.json").is_file():
-            cfg = json.loads((model_dir / "config.json").read_text())
+            cfg = read_json_object(model_dir / "config.json", "model config")
             name = cfg.get("torch_dtype") or cfg.get("dtype")
             dtype = getattr(torch, name, None) if isinstance(name, str) else None
             return dtype if isinstance(dtype, torch.dtype) and dtype.is_floating_point else torch.float32
@@ -160,12 +180,14 @@ def _numel(shape) -> int:
 
 # --- our format -----------------------------------------------------------------------------------
 def _load_oft(path: Path, device, dtype) -> Policy:
-    meta = json.loads((path / CONFIG_FILE).read_text())
-    config = PolicyConfig.from_dict(meta)
+    meta = read_json_object(path / CONFIG_FILE, "policy config")
+    with config_values(path / CONFIG_FILE):
+        config = PolicyConfig.from_dict(meta)
+        norm_stats = NormStats.from_dict(meta["norm_stats"], f"{path / CONFIG_FILE} norm_stats")
     tokenizer = TextTokenizer.load(path, meta.get("tokenizer"))
-    norm_stats = NormStats.from_dict(meta["norm_stats"], f"{path / CONFIG_FILE} norm_stats")
 
-    policy = assemble_policy(config, tokenizer, norm_stats, device=device, dtype=dtype, empty=True)
+    with config_values(path / CONFIG_FILE):  # wrongly typed sizes fail while the modules are built
+        policy = assemble_policy(config, tokenizer, norm_stats, device=device, dtype=dtype, empty=True)
     load_safetensors_into(policy, [path / WEIGHTS_FILE], strict=True)
     return policy
 
@@ -188,7 +210,11 @@ def vla_config_from_openvla(
     return VLAConfig(vits, llm, chunk_len, action_dim, proprio_dim, use_film=film)
 
 
-def _select_stats(all_stats: dict, unnorm_key: str | None, where: str) -> tuple[str, NormStats]:
+def _select_stats(all_stats: dict, unnorm_key: str | None, file: Path) -> tuple[str, NormStats]:
+    """(key, statistics) chosen from ``{unnorm_key: {"action": ..., "proprio": ...}}`` read from ``file``."""
+    where = f"{file} norm_stats" if file.name == "config.json" else str(file)
+    if not isinstance(all_stats, dict):
+        raise CorruptFileError(file, f"statistics are a {type(all_stats).__name__}, expected an object")
     if unnorm_key is None:
         if len(all_stats) != 1:
             raise ValueError(
@@ -198,7 +224,8 @@ def _select_stats(all_stats: dict, unnorm_key: str | None, where: str) -> tuple[
     if unnorm_key not in all_stats:
         raise KeyError(f"unnorm_key {unnorm_key!r} not in {where}; available: {sorted(all_stats)}")
     d = all_stats[unnorm_key]
-    return unnorm_key, NormStats.from_dict({k: v for k, v in d.items() if k in ("action", "proprio")}, where)
+    with config_values(file):
+        return unnorm_key, NormStats.from_dict({k: d[k] for k in ("action", "proprio") if k in d}, where)
 
 
 def infer_spec(key: str, stats: NormStats, proprio_dim: int) -> RobotSpec:
@@ -227,8 +254,8 @@ def infer_spec(key: str, stats: NormStats, proprio_dim: int) -> RobotSpec:
 
 
 def _load_openvla(path: Path, device, dtype, unnorm_key, spec) -> Policy:
-    cfg = json.loads((path / "config.json").read_text())
-    key, stats = _select_stats(cfg.get("norm_stats") or {}, unnorm_key, f"{path}/config.json norm_stats")
+    cfg = read_json_object(path / "config.json", "model config")
+    key, stats = _select_stats(cfg.get("norm_stats") or {}, unnorm_key, path / "config.json")
     # OpenVLA's RLDS loader gives every dataset its gripper convention (1 = open, 0 = close)
     preset = "libero" if "libero" in key.lower() else "bridge"
     spec = spec or RobotSpec(
@@ -237,11 +264,11 @@ def _load_openvla(path: Path, device, dtype, unnorm_key, spec) -> Policy:
         action_norm_mask=None if stats.action.mask is None else tuple(bool(m) for m in stats.action.mask),
         conventions=paper_conventions(preset, stats.action.dim),
     )  # fmt: skip
-    vla_cfg = vla_config_from_openvla(cfg, spec.chunk_len, spec.action_dim, 0, False)
     tokenizer = TextTokenizer.load(path)
-    config = PolicyConfig(vla_cfg, spec, head="discrete", center_crop=OPENVLA_CENTER_CROP, source="openvla")
-
-    policy = assemble_policy(config, tokenizer, stats, device=device, dtype=dtype, empty=True)
+    with config_values(path / "config.json"):  # wrongly typed sizes fail while the modules are built
+        vla_cfg = vla_config_from_openvla(cfg, spec.chunk_len, spec.action_dim, 0, False)
+        config = PolicyConfig(vla_cfg, spec, "discrete", center_crop=OPENVLA_CENTER_CROP, source="openvla")
+        policy = assemble_policy(config, tokenizer, stats, device=device, dtype=dtype, empty=True)
     load_safetensors_into(policy.vla, weight_files(path), strict=True)
     return policy
 
@@ -254,7 +281,7 @@ def read_component(path: Path, stem: str) -> dict[str, torch.Tensor] | None:
         return None
     if len(files) > 1:
         raise ValueError(f"several {stem} checkpoints in {path}: {[f.name for f in files]}")
-    sd = torch.load(files[0], map_location="cpu", weights_only=True)
+    sd = load_tensors_file(files[0])  # tensors only: a pickled object is refused, naming the file
     return {k.removeprefix("module."): v for k, v in sd.items()}
 
 
@@ -273,9 +300,9 @@ def _load_reference_oft(path: Path, device, dtype, options: LoadOptions) -> Poli
     proprio_dim = (
         int(parts["proprio_projector"]["fc1.weight"].shape[1]) if "proprio_projector" in parts else 0
     )
-    all_stats = _read_dataset_statistics(path, model_dir)
+    stats_file, all_stats = _read_dataset_statistics(path, model_dir, options.unnorm_key)
     unnorm_key = options.unnorm_key or (sidecar or {}).get("unnorm_key")
-    key, stats = _select_stats(all_stats, unnorm_key, f"{path}/dataset_statistics.json")
+    key, stats = _select_stats(all_stats, unnorm_key, stats_file)
     _set_flat_dims(stats, (sidecar or {}).get("flat_dims"))
     recorded = PolicyConfig.from_dict(sidecar["policy"]) if sidecar else None
     spec = options.spec or (recorded.spec if recorded else infer_spec(key, stats, proprio_dim))
@@ -283,15 +310,18 @@ def _load_reference_oft(path: Path, device, dtype, options: LoadOptions) -> Poli
     head_kwargs = get_head_class(head_name).kwargs_from_reference(parts)
     if recorded is not None and recorded.head == head_name:
         head_kwargs.update(recorded.head_kwargs)  # e.g. diffusion steps, which the .pt files cannot hold
-    cfg = json.loads((model_dir / "config.json").read_text())
-    vla_cfg = vla_config_from_openvla(cfg, spec.chunk_len, spec.action_dim, proprio_dim, film_sd is not None)
+    cfg = read_json_object(model_dir / "config.json", "model config")
+    with config_values(model_dir / "config.json"):
+        film = film_sd is not None
+        vla_cfg = vla_config_from_openvla(cfg, spec.chunk_len, spec.action_dim, proprio_dim, film)
     config = PolicyConfig(vla_cfg, spec, head_name, head_kwargs, PAPER_CENTER_CROP, source="openvla-oft")
     if recorded is not None:
         _copy_preprocessing(recorded, config)
     tokenizer = TextTokenizer.load(path if (path / "tokenizer.json").is_file() else model_dir)
 
     # L1 / diffusion never read token logits: assembled without an LM head (the files' one is skipped)
-    policy = assemble_policy(config, tokenizer, stats, device=device, dtype=dtype, empty=True)
+    with config_values(model_dir / "config.json"):  # wrongly typed sizes fail while the modules are built
+        policy = assemble_policy(config, tokenizer, stats, device=device, dtype=dtype, empty=True)
     # the proprio projector (and, with FiLM, the whole vision backbone) comes from the component files
     allow_missing = tuple(k for k in policy.vla.state_dict() if k.startswith("proprio_projector."))
     if film_sd is not None:
@@ -312,7 +342,7 @@ def read_export_sidecar(path: Path) -> dict | None:
     f = path / EXPORT_SIDECAR
     if not f.is_file():
         return None
-    d = json.loads(f.read_text())
+    d = read_json_object(f, "oft export record")
     if d.get("format") != "oft-export" or "policy" not in d:
         raise ValueError(f"{f} is not an oft export record (format={d.get('format')!r}, keys {sorted(d)})")
     return d
@@ -360,15 +390,39 @@ def _apply_reference_adapter(policy: Policy, adapter: Path, film: bool, merge: b
         policy.config.lora = _lora_meta(policy.vla, adapter)
 
 
-def _read_dataset_statistics(path: Path, model_dir: Path) -> dict:
+DATASET_STATISTICS = "dataset_statistics.json"
+
+
+def _read_dataset_statistics(path: Path, model_dir: Path, unnorm_key: str | None) -> tuple[Path, dict]:
+    """(file, {unnorm_key: statistics}) of an OpenVLA-OFT fine-tune: its ``dataset_statistics.json``.
+
+    Never guessed: the ``norm_stats`` of the model's ``config.json`` are OpenVLA's pre-training datasets
+    (or whatever the base was fine-tuned on), not this fine-tune's, and un-normalizing with them gives actions
+    that are wrong without any error (issue 13: off by up to 0.66). The paper's deployment only warns; we
+    refuse unless ``unnorm_key`` names one of those statistics on purpose.
+    """
     for d in (path, model_dir):
-        f = d / "dataset_statistics.json"
+        f = d / DATASET_STATISTICS
         if f.is_file():
-            return json.loads(f.read_text())
-    cfg = json.loads((model_dir / "config.json").read_text())
-    if cfg.get("norm_stats"):
-        return cfg["norm_stats"]
-    raise FileNotFoundError(f"no dataset_statistics.json in {path} and no norm_stats in its config.json")
+            data = read_json_object(f, "dataset statistics")
+            if not all(isinstance(v, dict) for v in data.values()):
+                raise CorruptFileError(f, "expected {unnorm_key: {'action': ..., 'proprio': ...}}")
+            return f, data
+    config = model_dir / "config.json"
+    found = read_json_object(config, "model config").get("norm_stats") or {}
+    if not isinstance(found, dict):
+        raise CorruptFileError(config, f"norm_stats is a {type(found).__name__}, expected an object")
+    if unnorm_key is not None and unnorm_key in found:
+        log.warning("%s: no %s; un-normalizing with %s norm_stats[%r] as unnorm_key asked",
+                    path, DATASET_STATISTICS, config, unnorm_key)  # fmt: skip
+        return config, found
+    instead = f"{config} carries norm_stats for {sorted(found)}" if found else f"{config} has no norm_stats"
+    raise FileNotFoundError(
+        f"{path / DATASET_STATISTICS} is missing: the statistics this fine-tune's actions are un-normalized "
+        f"with; {instead} (the base model's datasets, not necessarily this fine-tune's). Copy the "
+        f"fine-tune's {DATASET_STATISTICS} into {path}"
+        + (", or pass unnorm_key= naming one of those to use it on purpose" if found else "")
+    )
 
 
 def _film_keys(vla: VLA) -> tuple[str, ...]:
@@ -385,8 +439,9 @@ def _film_lora_scaling(
     the file's ``lora_A`` weights have (its ``--lora_rank`` must equal the training run's for them to load).
     """
     if (adapter / "adapter_config.json").is_file():
-        c = json.loads((adapter / "adapter_config.json").read_text())
-        return float(c["lora_alpha"]) / float(c["r"])
+        c = read_json_object(adapter / "adapter_config.json", "adapter config")
+        with config_values(adapter / "adapter_config.json"):
+            return float(c["lora_alpha"]) / float(c["r"])
     if recorded is not None and recorded.lora:
         return float(recorded.lora["alpha"]) / float(recorded.lora["rank"])
     ranks = {int(v.shape[0]) for k, v in film_sd.items() if re.search(r"\.lora_A(\.default)?\.weight$", k)}
@@ -415,7 +470,11 @@ def _lora_meta(vla: nn.Module, adapter: Path) -> dict:
 def weight_files(model_dir: Path) -> list[Path]:
     index = model_dir / "model.safetensors.index.json"
     if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        with config_values(index):
+            shards = sorted(set(read_json_object(index, "safetensors index")["weight_map"].values()))
+        missing = [s for s in shards if not (model_dir / s).is_file()]
+        if missing:
+            raise FileNotFoundError(f"{index} lists shards that are missing: {missing}")
         return [model_dir / s for s in shards]
     single = model_dir / "model.safetensors"
     if single.is_file():
@@ -439,7 +498,7 @@ def load_safetensors_into(
     unexpected = []
     no_lm_head = not any(_LM_HEAD.search(k) for k in params)
     for f in files:
-        with safe_open(str(f), framework="pt") as reader:
+        with _open_safetensors(f) as reader:
             for key in reader.keys():  # noqa: SIM118 (safe_open is not a dict)
                 name = _peft_name(key, params)
                 if name is None and no_lm_head and _LM_HEAD.search(key):
@@ -447,7 +506,9 @@ def load_safetensors_into(
                 if name is None:
                     unexpected.append(key)
                     continue
-                _copy(params[name], reader.get_tensor(key), key)
+                with reading(f, "safetensors file"):
+                    tensor = reader.get_tensor(key)
+                _copy(params[name], tensor, f"{f}: {key}")
                 seen.add(name)
     missing = [k for k in params if k not in seen and k not in allow_missing and ".lora_" not in k]
     if strict and (missing or unexpected):
@@ -455,6 +516,13 @@ def load_safetensors_into(
             f"checkpoint does not match the model: missing {missing[:8]} ({len(missing)}), "
             f"unexpected {unexpected[:8]} ({len(unexpected)})"
         )
+
+
+def _open_safetensors(path: Path):
+    """``safe_open`` naming the file when its header is truncated or garbage (safetensors checks the
+    header covers the whole file, so a truncated file fails here)."""
+    with reading(path, "safetensors file"):
+        return safe_open(str(path), framework="pt")
 
 
 def load_tensors(module: nn.Module, sd: dict[str, torch.Tensor], strict_prefix: str = "") -> None:

@@ -7,7 +7,6 @@ default is LoRA on all linear layers, rank 32, alpha 16, dropout 0.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import asdict, dataclass
@@ -103,11 +102,14 @@ def load_peft_adapter(
     FiLM fine-tune, the vision backbone, which its ``vision_backbone--*.pt`` carries whole (LoRA included).
     Returns the skipped adapter keys.
     """
+    from oft.files import read_json_object, reading
+
     adapter_dir = Path(adapter_dir)
-    cfg = json.loads((adapter_dir / "adapter_config.json").read_text())
+    cfg = read_json_object(adapter_dir / "adapter_config.json", "adapter config")
     if cfg.get("peft_type", "LORA") != "LORA" or cfg.get("use_dora") or cfg.get("rank_pattern"):
         raise ValueError(f"unsupported adapter in {adapter_dir}: only plain LoRA (no DoRA / rank_pattern)")
-    sd = load_file(str(adapter_dir / "adapter_model.safetensors"))
+    with reading(adapter_dir / "adapter_model.safetensors", "safetensors file"):
+        sd = load_file(str(adapter_dir / "adapter_model.safetensors"))
     sd = {k.removeprefix("base_model.model."): v for k, v in sd.items()}
     skipped = sorted(k for k in sd if k.startswith(skip_prefixes)) if skip_prefixes else []
     sd = {k: v for k, v in sd.items() if k not in set(skipped)}

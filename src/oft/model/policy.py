@@ -264,6 +264,9 @@ class Policy(nn.Module):
         self.vla.tokenizer.save(path)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         save_file(state, str(path / WEIGHTS_FILE), metadata={"format": "oft-policy"})
+        from oft.checksums import write_checksums
+
+        write_checksums(path, [CONFIG_FILE, "tokenizer.json", WEIGHTS_FILE])  # load_policy verifies them
         log.info("saved policy to %s", path)
         return path
 

@@ -7,12 +7,13 @@ last 256 ids of the base vocabulary are the action bins of the discrete head, as
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
 
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+from oft.files import config_values, read_json_object, reading
 
 PROMPT_TEMPLATE = "In: What action should the robot take to {instruction}?\nOut:"
 NUM_ACTION_BINS = 256
@@ -84,9 +85,12 @@ class TextTokenizer:
         path = directory / "tokenizer.json"
         if not path.is_file():
             raise FileNotFoundError(f"no tokenizer.json in {directory}")
-        tok = Tokenizer.from_file(str(path))
+        with reading(path, "tokenizer file"):  # tokenizers raises a bare Exception for a corrupt file
+            tok = Tokenizer.from_file(str(path))
         if meta is not None:
-            return cls(tok, **{**meta, "prompt_suffix_ids": tuple(meta.get("prompt_suffix_ids", ()))})
+            with config_values(directory / "oft_config.json"):  # our checkpoints keep the ids there
+                ids = {**meta, "prompt_suffix_ids": tuple(int(i) for i in meta.get("prompt_suffix_ids", ()))}
+                return cls(tok, **ids)
         names = _hf_special_tokens(directory)
         ids = {}
         for role, default in (("bos", "<s>"), ("eos", "</s>"), ("pad", "<PAD>")):
@@ -104,7 +108,7 @@ def _hf_special_tokens(directory: Path) -> dict[str, str]:
         path = directory / fname
         if not path.is_file():
             continue
-        data = json.loads(path.read_text())
+        data = read_json_object(path, "tokenizer config")
         for role in ("bos", "eos", "pad"):
             value = data.get(f"{role}_token")
             if isinstance(value, dict):

@@ -138,6 +138,9 @@ class CheckpointManager:
         if tmp.exists():
             shutil.rmtree(tmp)
         write_fn(tmp)
+        from oft.checksums import update_checksums
+
+        update_checksums(tmp, changed=())  # Policy.save hashed the policy; add the trainer's files
         _fsync_tree(tmp)
         if final.exists():  # re-saving a step (e.g. the end of a resumed run that was already finished)
             old = self.root / f".old-{final.name}-{os.getpid()}"

@@ -76,6 +76,9 @@ def export_reference(
     stats = {key: _stats_entry(policy.norm_stats)}
     (tmp / "dataset_statistics.json").write_text(json.dumps(stats, indent=2))
     _write_record(policy, tmp, key)
+    from oft.checksums import write_checksums
+
+    write_checksums(tmp)  # oft_checksums.json (other readers ignore it); load_policy verifies it
     if out.exists():
         shutil.rmtree(out)
     tmp.rename(out)
