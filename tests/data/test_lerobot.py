@@ -308,3 +308,49 @@ def test_not_a_dataset(tmp_path):
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(ValueError, match="not a dataset file"):
         open_dataset(tmp_path / "notes.txt")
+
+
+# ---------------------------------------------------------------------------- interruption points (issue 13)
+
+
+def test_kill_right_after_stats_json_does_not_count_an_episode_twice(tmp_path, make_episode, monkeypatch):
+    """Killed after meta/stats.json counted episode 2 but before info.json committed it: the resumed writer
+    rebuilds its running statistics from the committed episodes, so the dataset equals an uninterrupted one
+    (on main the image/timestamp/index statistics counted episode 2 twice)."""
+    eps = [make_episode(6 + s, seed=s, instruction=f"task {s % 2}") for s in range(4)]
+    _write(tmp_path / "whole", eps).finalize()
+
+    root = tmp_path / "ds"
+    _write(root, eps[:2])
+    real_commit = LeRobotWriter._commit
+
+    def killed(self, n, length):
+        raise KeyboardInterrupt("kill -9 right after stats.json")
+
+    monkeypatch.setattr(LeRobotWriter, "_commit", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _write(root, [eps[2]])
+    monkeypatch.setattr(LeRobotWriter, "_commit", real_commit)
+    assert json.loads((root / "meta/stats.json").read_text())["timestamp"]["count"] == [6 + 7 + 8]
+    assert open_dataset(root).num_episodes == 2
+    _write(root, eps[2:]).finalize()
+
+    whole = json.loads((tmp_path / "whole/meta/stats.json").read_text())
+    resumed = json.loads((root / "meta/stats.json").read_text())
+    assert resumed["timestamp"]["count"] == [6 + 7 + 8 + 9]
+    assert resumed == whole
+    from oft.checksums import verify
+
+    assert verify(root).ok  # the checksums were brought up to date on resume
+
+
+def test_checksums_follow_every_append_and_resume(tmp_path, make_episode):
+    from oft.checksums import DATASET_CHECKSUMS, verify
+
+    root = tmp_path / "ds"
+    _write(root, [make_episode(5, seed=0)])
+    assert verify(root).ok
+    _write(root, [make_episode(5, seed=1), make_episode(4, seed=2)]).finalize()  # reopened, finalized
+    report = verify(root)
+    assert report.ok and not report.unlisted and not report.notes
+    assert json.loads((root / DATASET_CHECKSUMS).read_text())["total_episodes"] == 3

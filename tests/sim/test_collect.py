@@ -68,3 +68,32 @@ def test_parallel_workers_give_the_same_dataset_as_one(tmp_path):
     for i in range(2):
         np.testing.assert_array_equal(da.episode(i).actions, db.episode(i).actions)
         np.testing.assert_array_equal(da.episode(i).proprio, db.episode(i).proprio)
+
+
+def test_kill_after_stats_json_resumes_to_the_uninterrupted_dataset(tmp_path, monkeypatch):
+    """Issue 13: a kill right after meta/stats.json counted an episode, before info.json committed it; the
+    resumed collection must not count that episode twice (main: 300 vs 266 frames in the image statistics)."""
+    from oft.data.lerobot import LeRobotWriter
+
+    whole = collect("metaworld", ["reach-v3"], 3, tmp_path / "whole", _cfg())
+    real_commit = LeRobotWriter._commit
+
+    def commit(self, n, length):
+        if n == 2:
+            raise KeyboardInterrupt("kill -9 right after stats.json")
+        real_commit(self, n, length)
+
+    monkeypatch.setattr(LeRobotWriter, "_commit", commit)
+    with pytest.raises(KeyboardInterrupt):
+        collect("metaworld", ["reach-v3"], 3, tmp_path / "ds", _cfg())
+    monkeypatch.setattr(LeRobotWriter, "_commit", real_commit)
+    resumed = collect("metaworld", ["reach-v3"], 3, tmp_path / "ds", _cfg())
+    assert resumed["resumed_from"] == 2 and resumed["num_episodes"] == whole["num_episodes"] == 3
+    a = json.loads((tmp_path / "whole/meta/stats.json").read_text())
+    b = json.loads((tmp_path / "ds/meta/stats.json").read_text())
+    assert b["observation.images.corner"]["count"] == a["observation.images.corner"]["count"]
+    assert b["timestamp"]["count"] == a["timestamp"]["count"]
+    assert a == b
+    from oft.checksums import verify
+
+    assert verify(tmp_path / "ds").ok and verify(tmp_path / "whole").ok

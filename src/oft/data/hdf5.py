@@ -47,6 +47,7 @@ from PIL import Image
 from oft.conventions import Conventions, get_conventions
 from oft.data.dataset import EpisodeDataset
 from oft.data.episode import Episode
+from oft.files import CorruptFileError, detail, reading
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +70,12 @@ def _open(path: Path) -> h5py.File:
     try:
         return h5py.File(path, "r")
     except OSError as e:
-        raise ValueError(f"{path}: unreadable HDF5 ({e})") from None
+        raise CorruptFileError(path, f"unreadable HDF5 ({detail(e)})") from e
 
 
 def _get(group, key: str, where: str):
     if key not in group:
-        raise ValueError(f"{where}: missing key {key!r}; has {sorted(group.keys())}")
+        raise CorruptFileError(where, f"missing key {key!r}; has {sorted(group.keys())}")
     return group[key]
 
 
@@ -210,13 +211,13 @@ class RobomimicDataset(EpisodeDataset):
 
     def episode_arrays(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         file, demo = self.index[self._check_index(i)]
-        with _open(file) as f:
+        with _open(file) as f, reading(file, "HDF5 data"):  # a truncated file fails on read, not open
             return self._arrays(f["data"][demo], f"{file}: data/{demo}")
 
     def _episode(self, i: int) -> Episode:
         file, demo = self.index[i]
         where = f"{file}: data/{demo}"
-        with _open(file) as f:
+        with _open(file) as f, reading(file, "HDF5 data"):
             group = f["data"][demo]
             actions, proprio = self._arrays(group, where)
             images = {}
@@ -282,13 +283,13 @@ class AlohaDataset(EpisodeDataset):
 
     def episode_arrays(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         file = self.files[self._check_index(i)]
-        with _open(file) as f:
+        with _open(file) as f, reading(file, "HDF5 data"):
             return self._arrays(f, str(file))
 
     def _episode(self, i: int) -> Episode:
         file = self.files[i]
         where = str(file)
-        with _open(file) as f:
+        with _open(file) as f, reading(file, "HDF5 data"):
             actions, qpos = self._arrays(f, where)
             group = _get(f["observations"], "images", f"{where}: /observations")
             images = {}

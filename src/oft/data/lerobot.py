@@ -22,7 +22,15 @@ scale, delta or absolute: :mod:`oft.conventions`) is stored in info.json inside 
 Crash safety of :class:`LeRobotWriter`: every file is written under a temporary name and renamed into place;
 data and videos first, then the episode table, tasks, stats, and ``meta/info.json`` last.
 ``total_episodes`` in info.json is the commit point: a reader ignores rows and video frames past it, and
-a writer reopening the dataset drops them before appending.
+a writer reopening the dataset drops them before appending, and rebuilds the running statistics from the
+per-episode ones of the committed rows (``stats/<feature>/<stat>``), never from a stats.json that may already
+count an uncommitted episode. After each commit the writer records the sha256 of the files it wrote in
+``meta/oft_checksums.json`` (:mod:`oft.checksums`).
+
+Reading checks what the dataset records against what is decoded: frame counts of the parquet and of every
+video segment against ``meta/episodes`` ``length``, ``frame_index`` = 0..length-1, ``timestamp`` spaced
+1/fps, and video frame times against the ``timestamp`` column; a disagreement, an unreadable file or a
+wrongly typed value raises :class:`~oft.files.CorruptFileError` naming the file (and the episode).
 """
 
 from __future__ import annotations
@@ -39,11 +47,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from PIL import Image
 
+from oft.checksums import read_checksums, update_checksums
 from oft.conventions import Conventions
 from oft.data.dataset import EpisodeDataset
 from oft.data.episode import Episode
 from oft.data.normalize import STAT_NAMES, NormStats, Stats
-from oft.data.video import VideoSettings, append_video, decode_segment, encode_video, video_info
+from oft.data.video import VideoSettings, append_video, decode_segment_timed, encode_video, video_info
+from oft.files import CorruptFileError, detail, read_json_object
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +78,7 @@ DEFAULT_FEATURES = {
     "task_index": {"dtype": "int64", "shape": [1], "names": None},
 }
 TMP_MARK = ".tmp-"
+TIMESTAMP_TOLERANCE_S = 1e-4  # LeRobot's check_timestamps_sync default
 
 
 # ----------------------------------------------------------------------------------------------- reading
@@ -81,13 +92,18 @@ def load_info(root: Path) -> dict:
     path = Path(root) / INFO_PATH
     if not path.exists():
         raise FileNotFoundError(f"{path}: missing; a LeRobot v3 dataset needs meta/info.json")
-    try:
-        info = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    info = read_json_object(path, "JSON")
     missing = [k for k in ("fps", "features", "data_path", "total_episodes") if k not in info]
     if missing:
-        raise ValueError(f"{path}: missing keys {missing}; expected a LeRobot v3.0 info.json")
+        raise CorruptFileError(path, f"missing keys {missing}; expected a LeRobot v3.0 info.json")
+    types = {"fps": (int, float), "features": dict, "data_path": str, "total_episodes": int}
+    for key, kind in types.items():
+        if not isinstance(info[key], kind) or isinstance(info[key], bool):
+            raise CorruptFileError(
+                path,
+                f"{key} is {info[key]!r} ({type(info[key]).__name__}), expected "
+                f"{' or '.join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))}",
+            )
     version = str(info.get("codebase_version", "?"))
     if not version.startswith("v3"):
         raise ValueError(
@@ -105,11 +121,16 @@ def read_parquet(path: Path, columns: list[str] | None = None, only: list[str] |
     try:
         names = pq.read_schema(path).names
         missing = [c for c in columns or [] if c not in names]
-        if missing:
-            raise ValueError(f"{path}: missing columns {missing}; has {names}")
-        return pq.read_table(path, columns=[c for c in only if c in names] if only else None)
-    except (pa.ArrowInvalid, OSError) as e:
-        raise ValueError(f"{path}: unreadable parquet ({e})") from None
+        table = (
+            None
+            if missing
+            else pq.read_table(path, columns=[c for c in only if c in names] if only else None)
+        )
+    except (pa.ArrowException, OSError) as e:
+        raise CorruptFileError(path, f"unreadable parquet ({detail(e)})") from e
+    if missing:
+        raise CorruptFileError(path, f"missing columns {missing}; has {names}")
+    return table
 
 
 def load_tasks(root: Path) -> list[str]:
@@ -156,16 +177,21 @@ def _vectors(column: pa.ChunkedArray, n: int) -> np.ndarray:
     return np.asarray(arr.to_numpy(zero_copy_only=False), np.float32).reshape(n, -1)
 
 
-def _decode_images(column: pa.ChunkedArray, root: Path, where: str) -> np.ndarray:
+def _decode_images(column: pa.ChunkedArray, root: Path, file: Path, where: str) -> np.ndarray:
     arr = column.combine_chunks()
     out = []
     for k, item in enumerate(arr.to_pylist()):
         data = item.get("bytes") if isinstance(item, dict) else item
+        source = file
         if data is None and isinstance(item, dict) and item.get("path"):
-            data = (root / item["path"]).read_bytes()
+            source = root / item["path"]
+            data = source.read_bytes()
         if data is None:
-            raise ValueError(f"{where}: image {k} has neither bytes nor a path")
-        out.append(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+            raise CorruptFileError(file, f"{where} image {k} has neither bytes nor a path")
+        try:
+            out.append(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+        except (OSError, ValueError, SyntaxError) as e:  # PIL: UnidentifiedImageError, truncated data
+            raise CorruptFileError(source, f"{where} image {k} does not decode ({detail(e)})") from e
     return np.stack(out)
 
 
@@ -211,35 +237,57 @@ class LeRobotDataset(EpisodeDataset):
         path = self.stats_path
         if not path.exists():
             return None
-        try:
-            raw = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not valid JSON ({e})") from None
-        action = _feature_stats(raw.get(self.action_key))
+        raw = read_json_object(path, "JSON")
+        action = _feature_stats(raw.get(self.action_key), path)
         if action is None:
             log.info("%s has no q01/q99 for %r; run `oft stats %s`", path, self.action_key, self.path)
             return None
-        return NormStats(action=action, proprio=_feature_stats(raw.get(self.state_key)))
+        return NormStats(action=action, proprio=_feature_stats(raw.get(self.state_key), path))
+
+    def _data_file(self, row: dict) -> Path:
+        return self.path / self.info["data_path"].format(
+            chunk_index=row["data/chunk_index"], file_index=row["data/file_index"]
+        )
 
     def _frames(self, i: int, numeric_only: bool = False) -> pa.Table:
         row = self._rows[i]
-        path = self.path / self.info["data_path"].format(
-            chunk_index=row["data/chunk_index"], file_index=row["data/file_index"]
-        )
+        path = self._data_file(row)
         key = (path, numeric_only)
         if self._cache is None or self._cache[0] != key:
-            only = ["episode_index", "frame_index", self.action_key, self.state_key] if numeric_only else None
+            only = ["episode_index", "frame_index", "timestamp", self.action_key, self.state_key]
+            only = only if numeric_only else None
             self._cache = (key, read_parquet(path, ["episode_index", self.action_key], only))
         table = self._cache[1]
         frames = table.filter(pc.equal(table["episode_index"], row["episode_index"]))
         if "frame_index" in frames.column_names:
             frames = frames.sort_by("frame_index")
         if frames.num_rows != row["length"]:
-            raise ValueError(
-                f"{path}: episode {row['episode_index']} has {frames.num_rows} frames, "
-                f"meta/episodes says {row['length']}"
+            raise CorruptFileError(
+                path,
+                f"episode {row['episode_index']} has {frames.num_rows} frames, "
+                f"meta/episodes says {row['length']}",
             )
+        self._check_frame_times(frames, path, row["episode_index"])
         return frames
+
+    def _check_frame_times(self, frames: pa.Table, path: Path, episode: int) -> None:
+        """``frame_index`` must be 0..T-1 and ``timestamp`` step by 1/fps (LeRobot's own
+        ``check_timestamps_sync`` tolerance, 1e-4 s): a gap or a repeat is a corrupt episode."""
+        n = frames.num_rows
+        if "frame_index" in frames.column_names:
+            index = frames["frame_index"].to_numpy()
+            if not np.array_equal(index, np.arange(n)):
+                bad = int(np.flatnonzero(index != np.arange(n))[0])
+                raise CorruptFileError(
+                    path, f"episode {episode}: frame_index {int(index[bad])} at row {bad}, expected {bad}"
+                )
+        if "timestamp" in frames.column_names and n > 1:
+            steps = np.diff(frames["timestamp"].to_numpy().astype(np.float64))
+            off = np.abs(steps - 1.0 / self.fps) > TIMESTAMP_TOLERANCE_S
+            if off.any():
+                j = int(np.flatnonzero(off)[0])
+                raise CorruptFileError(path, f"episode {episode}: timestamp steps by {steps[j]:.6f} s after "
+                                       f"frame {j}, expected 1/fps = {1.0 / self.fps:.6f} s")  # fmt: skip
 
     def episode_arrays(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         frames = self._frames(self._check_index(i), numeric_only=True)
@@ -261,9 +309,12 @@ class LeRobotDataset(EpisodeDataset):
         images = {}
         for key, cam in zip(self.camera_keys, self.cameras, strict=True):
             if self.info["features"][key]["dtype"] == "video":
-                images[cam] = self._video_frames(row, key, len(actions))
+                images[cam] = self._video_frames(row, key, frames)
             else:
-                images[cam] = _decode_images(frames[key], self.path, f"{self.path}: {key}")
+                file = self._data_file(row)
+                images[cam] = _decode_images(
+                    frames[key], self.path, file, f"episode {row['episode_index']} {key}"
+                )
         instruction = self._row_task(row)
         if "task_index" in frames.column_names and frames.num_rows:
             t = frames["task_index"][0].as_py()
@@ -271,27 +322,47 @@ class LeRobotDataset(EpisodeDataset):
         meta = {"episode_index": row["episode_index"], "source": str(self.path)}
         return Episode(images=images, proprio=proprio, actions=actions, instruction=instruction, meta=meta)
 
-    def _video_frames(self, row: dict, key: str, length: int) -> np.ndarray:
+    def _video_frames(self, row: dict, key: str, table: pa.Table) -> np.ndarray:
+        """The episode's frames of video feature ``key``: exactly one per parquet row, each at
+        ``from_timestamp + timestamp`` (half a frame of tolerance), else a CorruptFileError naming it."""
         prefix = f"videos/{key}/"
+        episode, length = row["episode_index"], table.num_rows
         path = self.path / self.info["video_path"].format(
             video_key=key, chunk_index=row[prefix + "chunk_index"], file_index=row[prefix + "file_index"]
         )
         if not path.exists():
-            raise FileNotFoundError(f"{path}: missing video for episode {row['episode_index']}")
-        frames = decode_segment(path, row[prefix + "from_timestamp"], row[prefix + "to_timestamp"], self.fps)
-        if len(frames) < length:
-            raise ValueError(
-                f"{path}: episode {row['episode_index']} has {len(frames)} video frames, expected {length}"
+            raise FileNotFoundError(f"{path}: missing video for episode {episode}")
+        from_s, to_s = row[prefix + "from_timestamp"], row[prefix + "to_timestamp"]
+        frames, times = decode_segment_timed(path, from_s, to_s, self.fps)
+        if len(frames) != length:
+            raise CorruptFileError(
+                path,
+                f"episode {episode}: {len(frames)} video frames decode between {from_s:.3f} s and "
+                f"{to_s:.3f} s, the dataset records {length}",
             )
-        return frames[:length]
+        want = (
+            table["timestamp"].to_numpy().astype(np.float64)
+            if "timestamp" in table.column_names
+            else np.arange(length) / self.fps
+        )
+        off = np.abs(times - from_s - want) >= 0.5 / self.fps
+        if off.any():
+            j = int(np.flatnonzero(off)[0])
+            raise CorruptFileError(
+                path,
+                f"episode {episode}: video frame {j} is at {times[j] - from_s:.4f} s of the episode, "
+                f"its timestamp is {want[j]:.4f} s",
+            )
+        return frames
 
 
-def _feature_stats(d: dict | None) -> Stats | None:
+def _feature_stats(d: dict | None, path: Path) -> Stats | None:
     if not d or "q01" not in d or "q99" not in d:
         return None
-    return Stats(
-        **{k: np.asarray(d[k], np.float64).reshape(-1) for k in STAT_NAMES}
-    )
+    try:
+        return Stats(**{k: np.asarray(d[k], np.float64).reshape(-1) for k in STAT_NAMES})
+    except (KeyError, TypeError, ValueError) as e:
+        raise CorruptFileError(path, f"wrongly typed or missing statistic ({detail(e)})") from e
 
 
 # ----------------------------------------------------------------------------------------------- writing
@@ -412,6 +483,16 @@ def merge_stats(a: dict[str, np.ndarray] | None, b: dict[str, np.ndarray]) -> di
     return out
 
 
+def _row_stats(row: dict) -> dict[str, dict[str, np.ndarray]]:
+    """A ``meta/episodes`` row's per-episode statistics (``stats/<feature>/<stat>`` columns)."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for name, value in row.items():
+        if name.startswith("stats/") and value is not None:
+            feature, stat = name.removeprefix("stats/").rsplit("/", 1)
+            out.setdefault(feature, {})[stat] = np.asarray(value, np.int64 if stat == "count" else np.float64)
+    return out
+
+
 def _jsonable(stats: dict[str, dict[str, np.ndarray]]) -> dict:
     return {f: {k: np.asarray(v).tolist() for k, v in s.items()} for f, s in stats.items()}
 
@@ -520,6 +601,7 @@ class LeRobotWriter:
         self.tasks: list[str] = []
         self.rows: list[dict] = []
         self.stats: dict[str, dict[str, np.ndarray]] = {}
+        self._rehash_all = True
         _write_json(self.info, self.root / INFO_PATH)
 
     def _resume(self, features: dict, fps: int) -> None:
@@ -549,15 +631,28 @@ class LeRobotWriter:
                 f"{self.root / EPISODES_DIR}: the episode table spans {len(episode_files)} files; "
                 "appending keeps it in one file, so this dataset cannot be continued here"
             )
-        raw = (
-            json.loads((self.root / STATS_PATH).read_text())
-            if n and (self.root / STATS_PATH).exists()
-            else {}
-        )
-        self.stats = {f: {k: np.asarray(v) for k, v in s.items()} for f, s in raw.items()}
+        self.stats = self._committed_stats()
         for tmp in self.root.rglob(f"*{TMP_MARK}*"):
             tmp.unlink()
+        record = read_checksums(self.root)
+        # no record yet, or one from before the last commit (killed in between): hash all at the next one
+        self._rehash_all = record is None or record.get("total_episodes") != n
         log.info("resuming %s at episode %d", self.root, n)
+
+    def _committed_stats(self) -> dict[str, dict[str, np.ndarray]]:
+        """The running statistics of the committed episodes, merged from their rows' per-episode statistics
+        in episode order, as :meth:`add_episode` merged them: stats.json may already count an episode that was
+        never committed (a kill after it was written), so it is not read back."""
+        stats: dict[str, dict[str, np.ndarray]] = {}
+        for row in self.rows:
+            episode = _row_stats(row)
+            if not episode:  # a dataset whose rows carry no per-episode statistics: trust its stats.json
+                path = self.root / STATS_PATH
+                log.warning("%s: episode rows hold no stats/ columns; continuing from %s", self.root, path)
+                raw = read_json_object(path, "JSON") if path.exists() else {}
+                return {f: {k: np.asarray(v) for k, v in s.items()} for f, s in raw.items()}
+            stats = {f: merge_stats(stats.get(f), s) for f, s in episode.items()}
+        return stats
 
     @property
     def num_episodes(self) -> int:
@@ -565,8 +660,12 @@ class LeRobotWriter:
 
     # -- appending
 
-    def add_episode(self, ep: Episode) -> int:
-        """Append ``ep``; returns its episode index. The dataset is valid again when this returns."""
+    def add_episode(self, ep: Episode, sidecars: tuple[Path, ...] = ()) -> int:
+        """Append ``ep``; returns its episode index. The dataset is valid again when this returns.
+
+        sidecars: files inside the dataset the caller rewrote for this episode (``oft collect``'s seeds),
+        hashed again with the files written here when the checksums are recorded after the commit.
+        """
         self._check(ep)
         n, length = self.num_episodes, len(ep)
         new_task = ep.instruction not in self.tasks
@@ -594,7 +693,28 @@ class LeRobotWriter:
         self.stats = {f: merge_stats(self.stats.get(f), s) for f, s in ep_stats.items()}
         _write_json(_jsonable(self.stats), self.root / STATS_PATH)
         self._commit(n, length)
+        self._record_checksums(row, sidecars)
         return n
+
+    def _record_checksums(self, row: dict, sidecars: tuple[Path, ...]) -> None:
+        """sha256 of what this episode rewrote (the rest keeps its recorded hash), after the commit."""
+        data = DATA_PATH.format(chunk_index=row["data/chunk_index"], file_index=row["data/file_index"])
+        changed = [
+            self.root / data,
+            self.root / EPISODES_PATH.format(chunk_index=0, file_index=0),
+            self.root / TASKS_PATH,
+            self.root / STATS_PATH,
+            self.root / INFO_PATH,
+            *sidecars,
+        ]
+        for cam in self.cameras if self.video else ():
+            key = IMAGE_PREFIX + cam
+            changed.append(self.root / VIDEO_PATH.format(
+                video_key=key, chunk_index=row[f"videos/{key}/chunk_index"],
+                file_index=row[f"videos/{key}/file_index"]))  # fmt: skip
+        total = self.num_episodes
+        update_checksums(self.root, None if self._rehash_all else changed, total_episodes=total)
+        self._rehash_all = False
 
     def _check(self, ep: Episode) -> None:
         if sorted(ep.cameras) != sorted(self.cameras):

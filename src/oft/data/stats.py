@@ -177,6 +177,9 @@ def save_stats(dataset, stats: NormStats | dict, out: str | Path | None = None) 
         for name, d in entries.items():
             current[keys[name]] = {k: np.asarray(v).tolist() for k, v in d.items() if k != "mask"}
         _write_json(current, path)
+        from oft.checksums import refresh_checksums
+
+        refresh_checksums(dataset.path, [path])  # a dataset oft checksums stays verifiable
         return path
     path = Path(out) if out is not None else dataset.stats_path
     if path is None:

@@ -21,6 +21,8 @@ from pathlib import Path
 import av
 import numpy as np
 
+from oft.files import reading
+
 log = logging.getLogger(__name__)
 
 
@@ -97,9 +99,20 @@ def _copy_packets(path: Path, container, ostream, offset_s: float, end_s: float 
 
 def decode_segment(path: Path, from_s: float, to_s: float, fps: float) -> np.ndarray:
     """Frames with ``from_s <= t < to_s`` (half a frame of tolerance) as (T, H, W, 3) uint8 RGB."""
+    return decode_segment_timed(path, from_s, to_s, fps)[0]
+
+
+def decode_segment_timed(path: Path, from_s: float, to_s: float, fps: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`decode_segment` and the presentation time of every frame, (T,) float64 seconds.
+
+    A truncated or corrupt file raises :class:`~oft.files.CorruptFileError` naming it (PyAV's own errors do
+    not); a flipped byte that still decodes is found only by checksums (:mod:`oft.checksums`).
+    """
     half = 0.5 / fps
-    frames = []
-    with av.open(str(path)) as container:
+    frames, times = [], []
+    with reading(path, "MP4 video"), av.open(str(path)) as container:
+        if not container.streams.video:
+            raise ValueError("no video stream")
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         if from_s > half:
@@ -111,9 +124,10 @@ def decode_segment(path: Path, from_s: float, to_s: float, fps: float) -> np.nda
             if t >= to_s - half:
                 break
             frames.append(frame.to_ndarray(format="rgb24"))
+            times.append(t)
     if not frames:
         raise ValueError(f"{path}: no video frames between {from_s:.4f}s and {to_s:.4f}s")
-    return np.stack(frames)
+    return np.stack(frames), np.asarray(times, np.float64)
 
 
 def video_info(path: Path, fps: int, settings: VideoSettings) -> dict:

@@ -224,7 +224,7 @@ def _collect_task(runner, writer, done, env_name, task, n, env_kwargs, cfg, bar)
             continue
         done.append({"index": writer.num_episodes, "task": task, "seed": seed, "steps": len(ep)})
         _save_sidecar(writer.root, env_name, done)  # before the commit: entries past it are ignored
-        writer.add_episode(ep)
+        writer.add_episode(ep, sidecars=(writer.root / SIDECAR,))
         needed -= 1
         bar.update(1)
         if needed == 0:
