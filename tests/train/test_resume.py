@@ -96,6 +96,7 @@ REFUSED = {
     "batch_size": ({}, 2),
     "bf16": ({}, False),
     "seed": ({}, 1),
+    "dataset_weights": ({}, (1.0,)),
 }
 APPLIED = {
     "lr": ({}, 1e-4),

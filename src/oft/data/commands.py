@@ -12,7 +12,10 @@ from oft.data.stats import dataset_stats, save_stats
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", help="LeRobot v3 directory, HDF5 file or folder, or RLDS directory")
+    parser.add_argument(
+        "dataset",
+        help="LeRobot v3 directory, HDF5 file or folder, RLDS directory, or Hub dataset id (org/name)",
+    )
     parser.add_argument(
         "--out", default=None, help="write NormStats JSON here instead of next to the dataset"
     )
@@ -34,7 +37,9 @@ def _table(name: str, stats: dict[str, np.ndarray]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    dataset = open_dataset(args.dataset)
+    from oft.hub import resolve
+
+    dataset = open_dataset(resolve(args.dataset, "dataset"))
     stats = dataset_stats(dataset, memory_mb=args.memory_mb, num_bins=args.bins)
     path = save_stats(dataset, stats, args.out)
     for name, s in stats.items():

@@ -39,8 +39,23 @@ class EpisodeDataset:
         raise NotImplementedError
 
     def episode(self, i: int) -> Episode:
-        """Episode ``i`` (0-based; negative indices count from the end)."""
-        return self._episode(self._check_index(i))
+        """Episode ``i`` (0-based; negative indices count from the end). A malformed episode (cameras with
+        different frame counts, non-finite values, ...) raises ValueError naming the dataset and episode."""
+        j = self._check_index(i)
+        try:
+            return self._episode(j)
+        except ValueError as e:
+            if type(e) is not ValueError or str(e).startswith(self.where(j)):
+                raise  # CorruptFileError & co. already name their file
+            raise ValueError(f"{self.where(j)}: {e}") from e
+
+    def where(self, i: int) -> str:
+        """How errors name episode ``i``: the dataset's path and the episode index."""
+        return f"{self.path}: episode {i}" if self.path is not None else f"episode {i}"
+
+    def episode_lengths(self) -> np.ndarray:
+        """(E,) int64 frames per episode, from the numeric arrays (no image is decoded)."""
+        return np.asarray([len(self.episode_arrays(i)[0]) for i in range(self.num_episodes)], np.int64)
 
     def episode_arrays(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """(actions (T, D), proprio (T, P)) of episode ``i`` without decoding images."""

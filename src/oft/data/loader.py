@@ -74,6 +74,7 @@ class ChunkLoader:
         drop_last: bool = True,
         aug_threads: int | None = 1,
         pipeline: ImagePipeline | None = None,
+        weights: Sequence[float] | None = None,
     ):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
@@ -90,6 +91,8 @@ class ChunkLoader:
         self.pipeline = pipeline or (ImagePipeline(image_size) if image_size is not None else None)
         self._load(dataset)
         self.starts = chunk_starts(self.lengths, chunk_len, pad)
+        self._set_weights(dataset, weights)
+        _warn_short_episodes(dataset, self.lengths, chunk_len, pad)
         self.per_rank = len(self.starts) // world_size
         full, rest = divmod(self.per_rank, batch_size)
         self.batches_per_epoch = full + (1 if rest and not drop_last else 0)
@@ -154,9 +157,41 @@ class ChunkLoader:
     def __iter__(self) -> ChunkLoader:
         return self
 
+    def _set_weights(self, dataset: EpisodeDataset, weights: Sequence[float] | None) -> None:
+        """Sampling weights of a mixture (one per dataset of a ConcatDataset, in its order), normalized."""
+        self.weights, self.sample_source = None, None
+        if weights is None:
+            return
+        parts = getattr(dataset, "datasets", [dataset])
+        w = np.asarray(weights, np.float64)
+        if len(w) != len(parts) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+            raise ValueError(
+                f"weights={list(weights)}: expected {len(parts)} finite non-negative numbers (one a dataset) "
+                "with a positive sum"
+            )
+        episode_source = np.repeat(np.arange(len(parts)), [d.num_episodes for d in parts])
+        self.sample_source = episode_source[self.frame_episode[self.starts]]  # (S,) dataset of each sample
+        empty = [k for k in range(len(parts)) if w[k] > 0 and not np.any(self.sample_source == k)]
+        if empty:
+            raise ValueError(f"datasets {[str(parts[k].path) for k in empty]} have weight > 0 but no sample")
+        self.weights = w / w.sum()
+
     def _epoch_order(self, epoch: int) -> np.ndarray:
+        """This rank's sample indices of ``epoch``: a permutation of all samples (seeded by (seed, epoch)), or
+        for a weighted mixture, as many draws: a dataset by weight, then that dataset's next sample in its own
+        permutation (so within a dataset every sample is seen before any repeats)."""
         if self._order_epoch != epoch:
-            perm = np.random.default_rng([self.seed, epoch]).permutation(len(self.starts))
+            rng = np.random.default_rng([self.seed, epoch])
+            if self.weights is None:
+                perm = rng.permutation(len(self.starts))
+            else:
+                pick = rng.choice(len(self.weights), size=len(self.starts), p=self.weights)
+                perm = np.empty(len(self.starts), np.int64)
+                for k in range(len(self.weights)):
+                    where = np.flatnonzero(pick == k)
+                    own = rng.permutation(np.flatnonzero(self.sample_source == k))
+                    if len(where):
+                        perm[where] = np.resize(own, len(where))
             perm = perm[: self.per_rank * self.world_size]
             self._order, self._order_epoch = perm[self.rank :: self.world_size], epoch
         return self._order
@@ -164,11 +199,16 @@ class ChunkLoader:
     def __next__(self) -> Batch:
         if self.batch >= self.batches_per_epoch:
             self.epoch, self.batch = self.epoch + 1, 0
-        order = self._epoch_order(self.epoch)
-        picks = order[self.batch * self.batch_size : (self.batch + 1) * self.batch_size]
-        out = self.make_batch(self.starts[picks], self._generator(self.epoch, self.batch))
+        out = self.make_batch(
+            self.batch_starts(self.epoch, self.batch), self._generator(self.epoch, self.batch)
+        )
         self.batch += 1
         return out
+
+    def batch_starts(self, epoch: int, batch: int) -> np.ndarray:
+        """Global start frames of batch ``batch`` of ``epoch`` on this rank. (B,) int64."""
+        order = self._epoch_order(epoch)
+        return self.starts[order[batch * self.batch_size : (batch + 1) * self.batch_size]]
 
     def _generator(self, epoch: int, batch: int) -> torch.Generator:
         state = np.random.SeedSequence([self.seed, epoch, batch, self.rank]).generate_state(1, np.uint64)[0]
@@ -176,39 +216,64 @@ class ChunkLoader:
 
     def make_batch(self, starts: np.ndarray, generator: torch.Generator | None = None) -> Batch:
         """The batch whose samples start at global frames ``starts``."""
-        idx, is_pad = chunk_indices(starts, self.frame_end[starts], self.chunk_len)
-        starts_t = torch.from_numpy(starts)
-        images = self.images[starts_t]  # (B, N, H, W, 3)
-        if self.augment is not None:
-            g = generator or torch.Generator().manual_seed(0)
-            with _torch_threads(self.aug_threads):
-                if self.pipeline is not None:  # the policy's crop area
-                    images = self.pipeline(images, train=True, augment=self.augment, generator=g)
-                else:  # no policy: the augmentation config's own crop
-                    images = augment_images(images, g, self.augment)
-        proprio = self.proprio[starts_t] if self.proprio.shape[1] else None
-        return Batch(
-            images=images,
-            proprio=proprio,
-            instructions=[self.instructions[e] for e in self.frame_episode[starts]],
-            actions=self.actions[torch.from_numpy(idx)],  # (B, K, D)
-            action_is_pad=torch.from_numpy(is_pad) if self.pad else None,
-        )
+        return assemble_batch(self, starts, self._images(starts), generator)
+
+    def _images(self, starts: np.ndarray) -> torch.Tensor:
+        return self.images[torch.from_numpy(starts)]  # (B, N, H, W, 3)
 
     # -- resuming
 
     def state_dict(self) -> dict:
-        return {
-            "epoch": self.epoch,
-            "batch": self.batch,
-            "seed": self.seed,
-            "num_samples": len(self.starts),
-            "world_size": self.world_size,
-        }
+        """(epoch, batch) and what they mean: the same for the in-memory and the streaming loader, so a run
+        may resume with either."""
+        return {"epoch": self.epoch, "batch": self.batch, **self._identity()}
+
+    def _identity(self) -> dict:
+        out = {"seed": self.seed, "num_samples": len(self.starts), "world_size": self.world_size}
+        if self.weights is not None:
+            out["weights"] = [float(w) for w in self.weights]
+        return out
 
     def load_state_dict(self, state: dict) -> None:
-        expect = {"seed": self.seed, "num_samples": len(self.starts), "world_size": self.world_size}
+        expect = self._identity()
         got = {k: state.get(k) for k in expect}
         if got != expect:
             raise ValueError(f"loader state was saved for {got}, this loader has {expect}")
         self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
+
+
+def _warn_short_episodes(dataset, lengths: np.ndarray, chunk_len: int, pad: bool) -> None:
+    """Episodes shorter than a chunk give no sample without ``pad_chunks``: say which, instead of silence."""
+    short = np.flatnonzero(lengths < chunk_len)
+    if len(short) and not pad:
+        log.warning(
+            "%s: %d of %d episodes are shorter than chunk_len=%d and give no sample (episodes %s%s); "
+            "pad_chunks=True trains on them with padded chunks",
+            getattr(dataset, "path", None), len(short), len(lengths), chunk_len,
+            short[:10].tolist(), " ..." if len(short) > 10 else "",
+        )  # fmt: skip
+
+
+def assemble_batch(
+    loader, starts: np.ndarray, images: torch.Tensor, generator: torch.Generator | None
+) -> Batch:
+    """A :class:`Batch` from the (B, N, H, W, 3) uint8 ``images`` of the samples starting at global frames
+    ``starts`` and ``loader``'s numeric arrays; the training augmentation drawn from ``generator``. Shared by
+    the in-memory and the streaming loader, so both give the same batch for the same samples."""
+    idx, is_pad = chunk_indices(starts, loader.frame_end[starts], loader.chunk_len)
+    starts_t = torch.from_numpy(starts)
+    if loader.augment is not None:
+        g = generator or torch.Generator().manual_seed(0)
+        with _torch_threads(loader.aug_threads):
+            if loader.pipeline is not None:  # the policy's crop area
+                images = loader.pipeline(images, train=True, augment=loader.augment, generator=g)
+            else:  # no policy: the augmentation config's own crop
+                images = augment_images(images, g, loader.augment)
+    proprio = loader.proprio[starts_t] if loader.proprio.shape[1] else None
+    return Batch(
+        images=images,
+        proprio=proprio,
+        instructions=[loader.instructions[e] for e in loader.frame_episode[starts]],
+        actions=loader.actions[torch.from_numpy(idx)],  # (B, K, D)
+        action_is_pad=torch.from_numpy(is_pad) if loader.pad else None,
+    )

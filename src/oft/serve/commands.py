@@ -94,7 +94,9 @@ def _is_loopback(host: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not Path(args.checkpoint).exists():
+    from oft.hub import is_hub_id
+
+    if not Path(args.checkpoint).exists() and not is_hub_id(args.checkpoint):  # Hub ids: load_policy fetches
         raise FileNotFoundError(f"checkpoint {args.checkpoint!r} does not exist")
     config = _config(args)
     policy = load(args)

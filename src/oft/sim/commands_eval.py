@@ -46,7 +46,9 @@ def run(args: argparse.Namespace) -> int:
     if args.expert:
         policy = ExpertPolicy
     else:
-        if not args.checkpoint.exists():
+        from oft.hub import is_hub_id
+
+        if not args.checkpoint.exists() and not is_hub_id(args.checkpoint):  # Hub ids: load_policy fetches
             raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
         policy = load_from_args(args, args.checkpoint, device=args.device)
         policy.eval()

@@ -59,6 +59,15 @@ class ConcatDataset(EpisodeDataset):
         d, j = self._locate(self._check_index(i))
         return d.episode_arrays(j)
 
+    def where(self, i: int) -> str:
+        d, j = self._locate(i)
+        return d.where(j)
+
+    def episode_lengths(self):
+        import numpy as np
+
+        return np.concatenate([d.episode_lengths() for d in self.datasets])
+
     @property
     def instructions(self) -> list[str]:
         return [text for d in self.datasets for text in d.instructions]

@@ -36,7 +36,9 @@ def build_from_config(cfg: TrainConfig, spec: RobotSpec, dataset, resume_from: P
     elif is_architecture(cfg.base):
         policy = _build_from_scratch(cfg, spec, dataset)
     else:
-        policy = _continue_from(cfg, spec, Path(cfg.base), dataset)
+        from oft.hub import resolve
+
+        policy = _continue_from(cfg, spec, resolve(cfg.base, "model"), dataset)
     set_trainable(policy, cfg)
     return policy.train()
 

@@ -21,6 +21,7 @@ from oft.spec import PRESETS as SPEC_PRESETS
 from oft.spec import unknown_name_message
 
 DEVICES = ("auto", "cpu", "cuda")
+DATA_LOADERS = ("auto", "memory", "stream")
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,15 @@ class TrainConfig:
       multiplied with the decay rather than overwriting it, unlike the paper's script), grad_clip (None: off).
       batch_size is per process; the global batch is batch_size * grad_accum * world size.
       max_steps counts optimizer updates; max_minutes (None: no limit) stops earlier by wall clock.
+    Data
+      datasets: paths or Hub dataset ids (``lerobot/aloha_sim_transfer_cube_human``, ``org/name@revision``;
+        a local path that exists wins). dataset_weights: sampling weight of each dataset of a mixture (the
+        paper's ``data_mix``); None samples every chunk of every dataset once per epoch.
+      data_loader: "memory" decodes every frame once into RAM (fastest for small data, the quickstart),
+        "stream" decodes per batch in ``num_workers`` worker processes (memory bounded whatever the dataset's
+        size), "auto" streams when the decoded frames would take more than a quarter of the available memory.
+        Both give the same batches, so a run may resume with the other. num_workers: None = one per CPU
+        core beyond the first (at most 8), shared among the ranks of a node.
     """
 
     base: str = "small"
@@ -77,6 +87,9 @@ class TrainConfig:
     bf16: bool = True
     grad_checkpointing: bool = False
     seed: int = 0
+    dataset_weights: tuple[float, ...] | None = None
+    data_loader: str = "auto"
+    num_workers: int | None = None
     device: str = "auto"
     num_threads: int | None = None
     save_every: int = 1000
@@ -171,10 +184,15 @@ def _check_choices(cfg: TrainConfig) -> None:
 
     heads = head_names()
     modes = get_head_class(cfg.head).decode_modes if cfg.head in heads else ()
-    for name, choices in (("head", heads), ("decode", modes), ("device", DEVICES)):
+    for name, choices in (
+        ("head", heads),
+        ("decode", modes),
+        ("device", DEVICES),
+        ("data_loader", DATA_LOADERS),
+    ):
         value = getattr(cfg, name)
         if value not in choices:
-            what = f"decode mode of head {cfg.head!r}" if name == "decode" else name
+            what = f"decode mode of head {cfg.head!r}" if name == "decode" else name.replace("_", " ")
             raise ValueError(f"TrainConfig.{name}: " + unknown_name_message(what, value, choices))
     if cfg.robot not in SPEC_PRESETS:
         raise ValueError("TrainConfig.robot: " + unknown_name_message("robot spec", cfg.robot, SPEC_PRESETS))
@@ -192,6 +210,7 @@ def _check_choices(cfg: TrainConfig) -> None:
 
 _POSITIVE_INT = ("batch_size", "grad_accum", "max_steps", "save_every", "keep_last", "log_every")
 _NON_NEGATIVE_INT = ("lora_rank", "warmup_steps", "seed")
+_NON_NEGATIVE_OR_NONE = ("num_workers",)
 
 
 def _check_ranges(cfg: TrainConfig) -> None:
@@ -201,6 +220,9 @@ def _check_ranges(cfg: TrainConfig) -> None:
     for name in _NON_NEGATIVE_INT:
         if getattr(cfg, name) < 0:
             raise _bad(name, getattr(cfg, name), "an integer >= 0")
+    for name in _NON_NEGATIVE_OR_NONE:
+        if getattr(cfg, name) is not None and getattr(cfg, name) < 0:
+            raise _bad(name, getattr(cfg, name), "an integer >= 0, or None")
     positive_or_none = ("chunk_len", "decay_step", "max_minutes", "grad_clip", "num_threads")
     for name in positive_or_none:
         value = getattr(cfg, name)
@@ -223,25 +245,33 @@ def _check_combinations(cfg: TrainConfig) -> None:
         raise _bad("warmup_steps", cfg.warmup_steps, f"fewer than max_steps={cfg.max_steps}")
     if cfg.decay_step is not None and cfg.warmup_steps > cfg.decay_step:
         raise _bad("warmup_steps", cfg.warmup_steps, f"at most decay_step={cfg.decay_step}")
+    if cfg.dataset_weights is not None:
+        w = cfg.dataset_weights
+        if cfg.datasets and len(w) != len(cfg.datasets):
+            raise _bad("dataset_weights", w, f"one weight per dataset ({len(cfg.datasets)})")
+        if any(not x >= 0 for x in w) or sum(w) <= 0:
+            raise _bad("dataset_weights", w, "non-negative numbers with a positive sum")
     spec = SPEC_PRESETS[cfg.robot]
     if cfg.proprio and spec.proprio_dim == 0:
         raise _bad("proprio", cfg.proprio, f"False: robot {cfg.robot!r} has no proprio (proprio_dim=0)")
 
 
 def _check_paths(cfg: TrainConfig) -> None:
+    from oft.hub import is_hub_id
     from oft.model.build import ARCHITECTURES
 
-    if cfg.base not in ARCHITECTURES and not os.path.isdir(cfg.base):
+    if cfg.base not in ARCHITECTURES and not os.path.isdir(cfg.base) and not is_hub_id(cfg.base):
         raise _bad(
             "base",
             cfg.base,
-            f"an architecture name ({', '.join(ARCHITECTURES)}) or an existing checkpoint directory",
+            f"an architecture name ({', '.join(ARCHITECTURES)}), an existing checkpoint directory or a Hub "
+            "model id (org/name[@revision])",
         )
     if not cfg.datasets:
         raise _bad("datasets", cfg.datasets, "at least one dataset directory (--dataset DIR)")
     for path in cfg.datasets:
-        if not os.path.exists(path):
-            raise _bad("datasets", cfg.datasets, f"existing paths; {path!r} does not exist")
+        if not os.path.exists(path) and not is_hub_id(path):
+            raise _bad("datasets", cfg.datasets, f"existing paths or Hub ids; {path!r} is neither")
 
 
 # --------------------------------------------------------------------------- resuming
@@ -268,6 +298,7 @@ RESUME_FIXED = (
     "batch_size",
     "bf16",
     "seed",
+    "dataset_weights",
 )
 # applied from the resumed step on, and logged: the optimizer's lr / weight decay and the schedule are rebuilt
 # from the new values (the lr at step s is ``lr * multiplier(s)`` of the new schedule), gradient clipping,
@@ -288,6 +319,8 @@ RESUME_FREE = (
     "max_minutes",
     "grad_checkpointing",
     "device",
+    "data_loader",  # both loaders give the same batches
+    "num_workers",
     "num_threads",
     "save_every",
     "keep_last",
@@ -369,7 +402,13 @@ def _parse_typed(name: str, raw: str, tp):
         return None
     core = args[0] if optional and len(args) == 1 else tp
     if typing.get_origin(core) is tuple:
-        return tuple(p.strip() for p in raw.split(",") if p.strip())
+        items = tuple(p.strip() for p in raw.split(",") if p.strip())
+        if typing.get_args(core)[:1] == (float,):
+            try:
+                return tuple(float(p) for p in items)
+            except ValueError:
+                raise ValueError(f"{name}={raw!r}: expected comma-separated numbers") from None
+        return items
     value = _parse_scalar(raw)
     if core is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)

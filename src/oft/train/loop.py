@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import random
 import time
 from dataclasses import dataclass, field
@@ -169,9 +170,17 @@ def robot_spec_for(cfg: TrainConfig) -> RobotSpec:
 
 
 def open_datasets(paths: tuple[str, ...]):
+    """Open the datasets, first verifying those that carry checksums (``oft collect`` writes them): silent
+    corruption stops a run before it trains a policy (a sha256 read of the files: ~0.1 s for the quickstart's
+    dataset; ~1 s per GB)."""
+    from oft.checksums import verify_dataset
     from oft.data import open_dataset
+    from oft.hub import resolve
 
-    datasets = [open_dataset(p) for p in paths]
+    local = [resolve(p, "dataset") for p in paths]  # Hub ids -> the cached snapshot
+    for p in local:
+        verify_dataset(p)
+    datasets = [open_dataset(p) for p in local]
     if len(datasets) == 1:
         return datasets[0]
     from oft.train._concat import ConcatDataset
@@ -187,8 +196,6 @@ def make_policy(cfg: TrainConfig, spec: RobotSpec, dataset, resume_from: Path | 
 
 
 def _make_state(cfg: TrainConfig, policy, dataset, spec: RobotSpec, info: D.DistInfo) -> _State:
-    from oft.data.loader import ChunkLoader
-
     policy.to(info.device)
     policy.train()
     if cfg.grad_checkpointing:
@@ -198,22 +205,72 @@ def _make_state(cfg: TrainConfig, policy, dataset, spec: RobotSpec, info: D.Dist
         raise ValueError("the policy has no trainable parameters; check lora_rank / base")
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = make_scheduler(optimizer, cfg.decay_step, cfg.decay_factor, cfg.warmup_steps)
-    loader = ChunkLoader(
-        dataset,
+    loader = make_loader(cfg, dataset, spec, policy.image_pipeline, info)
+    # the policy records the size of the frames it was trained on: simulators render at it (oft eval asks)
+    policy.config.frame_sizes = {c: list(hw) for c, hw in loader.frame_sizes.items()}
+    model = D.wrap_ddp(policy, info)
+    return _State(policy=policy, model=model, optimizer=optimizer, scheduler=scheduler, loader=loader)
+
+
+def make_loader(cfg: TrainConfig, dataset, spec: RobotSpec, pipeline, info: D.DistInfo):
+    """The in-memory :class:`~oft.data.loader.ChunkLoader` or the streaming
+    :class:`~oft.data.stream.StreamLoader`, as ``cfg.data_loader`` says ("auto": :func:`choose_loader`)."""
+    from oft.data.loader import ChunkLoader
+    from oft.data.stream import StreamLoader
+
+    kind = cfg.data_loader
+    if kind == "auto":
+        kind = choose_loader(dataset, spec, pipeline.size, _local_world_size(info))
+    common = dict(
         chunk_len=spec.chunk_len,
         cameras=list(spec.cameras),
         batch_size=cfg.batch_size,
-        pipeline=policy.image_pipeline,
+        pipeline=pipeline,
         augment=cfg.augment,
         pad=cfg.pad_chunks,
         seed=cfg.seed,
         rank=info.rank,
         world_size=info.world_size,
+        weights=cfg.dataset_weights,
     )
-    # the policy records the size of the frames it was trained on: simulators render at it (oft eval asks)
-    policy.config.frame_sizes = {c: list(hw) for c, hw in loader.frame_sizes.items()}
-    model = D.wrap_ddp(policy, info)
-    return _State(policy=policy, model=model, optimizer=optimizer, scheduler=scheduler, loader=loader)
+    if kind == "memory":
+        return ChunkLoader(dataset, **common)
+    workers = cfg.num_workers
+    if workers is None:
+        workers = min(8, max(1, (os.cpu_count() or 2) // _local_world_size(info) - 1))
+    return StreamLoader(dataset, num_workers=workers, **common)
+
+
+MEMORY_FRACTION = 0.25  # "auto" keeps the decoded frames in RAM when all ranks' copies take at most this much
+
+
+def choose_loader(dataset, spec: RobotSpec, side: int, local_ranks: int = 1) -> str:
+    """ "memory" when every rank of this node holding the decoded frames ((F, N, side, side, 3) uint8 each)
+    takes at most :data:`MEMORY_FRACTION` of the available memory, else "stream". Counting the frames reads
+    the numeric columns only."""
+    frames = int(dataset.episode_lengths().sum())
+    need = frames * len(spec.cameras) * side * side * 3 * local_ranks
+    available = _available_memory()
+    kind = "memory" if need <= MEMORY_FRACTION * available else "stream"
+    log.info(
+        "data_loader=auto: %d frames x %d cameras at %d px = %.2f GB decoded x %d rank(s), %.1f GB available "
+        "-> %s", frames, len(spec.cameras), side, need / local_ranks / 1e9, local_ranks, available / 1e9,
+        kind,
+    )  # fmt: skip
+    return kind
+
+
+def _available_memory() -> int:
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+
+
+def _local_world_size(info: D.DistInfo) -> int:
+    return int(os.environ.get("LOCAL_WORLD_SIZE", info.world_size))
 
 
 def _enable_grad_checkpointing(policy) -> None:
@@ -279,18 +336,25 @@ def _run(cfg: TrainConfig, state: _State, mgr: CheckpointManager, info: D.DistIn
     samples_per_step = cfg.batch_size * cfg.grad_accum * info.world_size
     samples, train_s, last_ckpt, loss = 0, 0.0, None, math.nan
     stopped_by = "max_steps"
+    sums: dict[str, torch.Tensor] = {}  # metrics summed on the device since the last log step
+    since_log = 0
     try:
         while state.step < cfg.max_steps:
             ts = time.perf_counter()
-            loss, metrics = train_step(cfg, state, batches, info)
+            step_loss, metrics = train_step(cfg, state, batches, info)
+            _accumulate(sums, {"loss": step_loss, **metrics})
+            since_log += 1
             train_s += time.perf_counter() - ts
             samples += samples_per_step
             state.step += 1
             log_now = _should_log(cfg, state.step)  # the same on every rank: safe to all-reduce under it
-            if log_now:
-                loss = D.mean_over_ranks(loss, info)
-            feedback.step(state.step, samples, {**metrics, "loss": loss}, log_now=log_now)
-            time_up = deadline is not None and D.any_rank(time.perf_counter() > deadline, info)
+            logged = None
+            if log_now:  # the one host sync of a logging interval
+                logged = {k: D.mean_over_ranks(float(v) / since_log, info) for k, v in sums.items()}
+                logged["lr"] = metrics["lr"]
+                loss, sums, since_log = logged["loss"], {}, 0
+            feedback.step(state.step, samples, logged or {}, log_now=log_now)
+            time_up = deadline is not None and _time_up(deadline, log_now, info)
             if time_up or state.step % cfg.save_every == 0 or state.step == cfg.max_steps:
                 last_ckpt = save_checkpoint(cfg, state, mgr, info) or last_ckpt
             if time_up:
@@ -331,10 +395,12 @@ def _batches(loader):
             raise ValueError("the data loader produced no batch; is the dataset shorter than one chunk?")
 
 
-def train_step(cfg: TrainConfig, state: _State, batches, info: D.DistInfo) -> tuple[float, dict]:
-    """One optimizer update over ``grad_accum`` micro-batches; returns (mean loss, mean metrics)."""
+def train_step(cfg: TrainConfig, state: _State, batches, info: D.DistInfo) -> tuple[torch.Tensor, dict]:
+    """One optimizer update over ``grad_accum`` micro-batches; returns (mean loss, mean metrics) as detached
+    device tensors (``lr`` a float): nothing here waits for the device, so on a GPU the host fetches and
+    uploads the next batch while this step computes."""
     state.model.train()
-    total, sums = 0.0, {}
+    total, sums = None, {}
     for micro in range(cfg.grad_accum):
         batch: Batch = next(batches).to(info.device)
         last = micro == cfg.grad_accum - 1
@@ -343,16 +409,36 @@ def train_step(cfg: TrainConfig, state: _State, batches, info: D.DistInfo) -> tu
             loss, metrics = state.model(batch)
         with sync:
             (loss / cfg.grad_accum).backward()
-        total += float(loss.detach()) / cfg.grad_accum
+        total = _add(total, loss.detach() / cfg.grad_accum)
         for k, v in metrics.items():
-            sums[k] = sums.get(k, 0.0) + float(v) / cfg.grad_accum
+            sums[k] = _add(sums.get(k), (v.detach() if torch.is_tensor(v) else v) / cfg.grad_accum)
     if cfg.grad_clip is not None:
-        sums["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(state.policy.parameters(), cfg.grad_clip))
+        sums["grad_norm"] = torch.nn.utils.clip_grad_norm_(state.policy.parameters(), cfg.grad_clip).detach()
     sums["lr"] = state.optimizer.param_groups[0]["lr"]  # the lr this update uses
     state.optimizer.step()
     state.scheduler.step()
     state.optimizer.zero_grad(set_to_none=True)
     return total, sums
+
+
+def _add(a, b):
+    return b if a is None else a + b
+
+
+def _accumulate(sums: dict, metrics: dict) -> None:
+    """Add this step's metrics (device tensors) into ``sums`` without a host sync; ``lr`` is not summed."""
+    for k, v in metrics.items():
+        if k != "lr":
+            sums[k] = _add(sums.get(k), v.float() if torch.is_tensor(v) else float(v))
+
+
+def _time_up(deadline: float, log_now: bool, info: D.DistInfo) -> bool:
+    """Past the wall-clock budget. One process checks every step (host clock only); ranks of a multi-process
+    run agree at log steps, where they all-reduce anyway: a step never waits on the slowest rank's clock."""
+    past = time.perf_counter() > deadline
+    if not info.enabled:
+        return past
+    return D.any_rank(past, info) if log_now else False
 
 
 def _autocast(cfg: TrainConfig, device: torch.device):
