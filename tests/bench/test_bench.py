@@ -43,24 +43,33 @@ def test_variants_share_the_trunk(base):
     assert build_variant(base, VARIANTS["pdac_diffusion_T5"]).head.num_inference_steps == 5
 
 
-def test_ar_baseline_is_honest(base):
-    """KV cache: one prefix forward + one single-token forward per further token; LM head on 1 row each."""
+def test_ar_baseline_is_honest(base, monkeypatch):
+    """KV cache: one prefix forward of the LLM, then one single-row step per further token (the prefix is
+    never recomputed); the LM head on 1 row and the 256 action ids per token."""
+    from oft.model.vla import VLA, TokenDecoder
+
     ar = build_variant(base, VARIANTS["ar_discrete"])
     obs = fake_observation(ar, "open the drawer", 0)
-    seq_lens, lm_rows = [], []
+    seq_lens, lm_shapes, step_rows = [], [], []
     h1 = ar.vla.language_model.model.register_forward_hook(
         lambda m, a, kw, out: seq_lens.append(kw["inputs_embeds"].shape[1]), with_kwargs=True
     )
-    h2 = ar.vla.language_model.lm_head.register_forward_hook(lambda m, a, out: lm_rows.append(a[0].shape[1]))
+    lm_logits, step = VLA.lm_logits, TokenDecoder.__call__
+    monkeypatch.setattr(
+        VLA, "lm_logits", lambda self, h, t=None: lm_shapes.append(h.shape[1]) or lm_logits(self, h, t)
+    )
+    monkeypatch.setattr(
+        TokenDecoder, "__call__", lambda self, x: step_rows.append(x.shape[1]) or step(self, x)
+    )
     try:
         actions = ar.predict_action_chunk(obs)
     finally:
         h1.remove()
-        h2.remove()
     D = base.spec.action_dim
     assert actions.shape == (1, D)
-    assert len(seq_lens) == D and seq_lens[1:] == [1] * (D - 1) and seq_lens[0] > 1
-    assert lm_rows == [1] * D
+    assert len(seq_lens) == 1 and seq_lens[0] > 1  # the prefix, once
+    assert step_rows == [1] * (D - 1)  # one row per fed-back token, no forward for the last one
+    assert lm_shapes == [1] * D
 
 
 def test_run_bench_all_rows_and_json(base, tmp_path):

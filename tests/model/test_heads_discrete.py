@@ -111,24 +111,72 @@ def test_autoregressive_decoding_uses_the_supported_cache_api():
 
 
 @pytest.mark.parametrize("decode", ["parallel", "autoregressive"])
-def test_lm_head_only_at_read_positions(decode):
+def test_lm_head_only_at_read_positions(decode, monkeypatch):
+    """Logits are computed for the K*D rows read and, at inference, for the 256 action ids only."""
     K, D = 2, 3
     vla = tiny_vla(K, D)
     head = DiscreteHead(vla.llm_dim, D, K, decode=decode)
-    rows: list[int] = []
-    hook = vla.language_model.lm_head.register_forward_hook(
-        lambda m, inp, out: rows.append(inp[0].reshape(-1, inp[0].shape[-1]).shape[0])
-    )
-    try:
-        inputs = tiny_inputs(vla)
-        out = head.predict(vla, inputs)
-    finally:
-        hook.remove()
+    shapes: list[tuple[int, int]] = []
+    original = VLA.lm_logits
+
+    def counting(self, hidden, tokens=None):
+        out = original(self, hidden, tokens)
+        shapes.append((hidden.reshape(-1, hidden.shape[-1]).shape[0], out.shape[-1]))
+        return out
+
+    monkeypatch.setattr(VLA, "lm_logits", counting)
+    inputs = tiny_inputs(vla)
+    out = head.predict(vla, inputs)
     B = len(INSTRUCTIONS)
     assert out.shape == (B, K, D)
-    assert sum(rows) == B * K * D  # one row per action token read, nothing else
+    assert sum(rows for rows, _ in shapes) == B * K * D  # one row per action token read, nothing else
+    assert {cols for _, cols in shapes} == {head.n_bins}  # action-token columns only
     if decode == "autoregressive":
-        assert rows == [B] * (K * D)
+        assert [rows for rows, _ in shapes] == [B] * (K * D)
+
+
+def test_action_logits_equal_the_full_vocabulary_slice():
+    vla = tiny_vla(2, 3)
+    head = DiscreteHead(vla.llm_dim, 3, 2)
+    tok = head.action_tokenizer(vla)
+    h = torch.randn(2, 5, vla.llm_dim)
+    with torch.no_grad():
+        full = vla.lm_logits(h)[..., tok.first_id : tok.vocab_size]
+        part = vla.lm_logits(h, slice(tok.first_id, tok.vocab_size))
+    torch.testing.assert_close(part, full, rtol=0, atol=1e-6)
+    assert torch.equal(head._read_action_ids(vla, h, tok), head._argmax_action_ids(vla.lm_logits(h), tok))
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_token_decoder_equals_llm_forward_with_cache(attn):
+    """The lean one-token step gives transformers' hidden states (padded batch, grouped-query attention)."""
+    from oft.model.vla import TokenDecoder
+
+    torch.manual_seed(0)
+    tok = build_word_tokenizer(INSTRUCTIONS)
+    vit = ViTConfig(img_size=16, patch_size=8, embed_dim=16, depth=1, num_heads=2)
+    llm = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+               num_key_value_heads=2, vocab_size=tok.vocab_size, max_position_embeddings=256)  # fmt: skip
+    vla = VLA(VLAConfig([vit], llm, 2, 3, 0, attn_implementation=attn), tok).eval()
+    inputs = tiny_inputs(vla)
+    steps = 4
+    with torch.no_grad():
+        seq = vla.build_sequence(inputs, num_slots=0, stop_token=False)
+        new = torch.randn(2, steps, vla.llm_dim)
+        positions = seq.slot_start[:, None] + torch.arange(steps)
+        reference, mask = vla.new_cache(), seq.attention_mask
+        vla.llm_forward(seq.embeds, mask, causal=True, cache=reference)
+        lean = vla.new_cache()
+        vla.llm_forward(seq.embeds, mask, causal=True, cache=lean)
+        decoder = TokenDecoder(vla, lean, mask, positions)
+        for j in range(steps):
+            mask = torch.cat([mask, mask.new_ones(2, 1)], dim=1)
+            expected, _ = vla.llm_forward(
+                new[:, j : j + 1], mask, causal=True, cache=reference, position_ids=positions[:, j : j + 1]
+            )
+            torch.testing.assert_close(decoder(new[:, j : j + 1]), expected, rtol=1e-5, atol=1e-5)
+        with pytest.raises(ValueError, match="prepared for 4 tokens"):
+            decoder(new[:, :1])
 
 
 def test_autoregressive_without_chunking():

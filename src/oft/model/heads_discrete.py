@@ -142,34 +142,40 @@ class DiscreteHead(ActionHead):
             ids = self.decode_autoregressive(vla, inputs, tok)
         else:
             hidden = vla.action_hidden_states(inputs)  # (B, K*D, H), bidirectional, zero slots
-            ids = self._argmax_action_ids(vla.lm_logits(hidden), tok)  # (B, K*D)
+            ids = self._read_action_ids(vla, hidden, tok)  # (B, K*D)
         return tok.decode(ids).reshape(ids.shape[0], self.chunk_len, self.action_dim)
 
     def _argmax_action_ids(self, logits: torch.Tensor, tok: ActionTokenizer) -> torch.Tensor:
         """Greedy choice restricted to the action-token range: (..., V) logits -> (...) ids."""
         return tok.first_id + logits[..., tok.first_id : tok.vocab_size].argmax(dim=-1)
 
+    def _read_action_ids(self, vla: VLA, hidden: torch.Tensor, tok: ActionTokenizer) -> torch.Tensor:
+        """Greedy action ids from hidden states (B, n, H) -> (B, n): the LM head computes only the logits
+        of the action tokens (the argmax is restricted to them anyway), not the whole vocabulary."""
+        logits = vla.lm_logits(hidden, slice(tok.first_id, tok.vocab_size))  # (B, n, n_bins)
+        return tok.first_id + logits.argmax(dim=-1)
+
     def decode_autoregressive(self, vla: VLA, inputs: VLAInputs, tok: ActionTokenizer) -> torch.Tensor:
         """Greedy causal decoding with a KV cache: one prefix forward, then one token per step -> (B, K*D).
 
         The prefix ends with the last prompt token, whose hidden state predicts slot 0. Right-padded prompts
         of different lengths decode together: new tokens are appended after the padding, the padding is
-        masked out of every step, and their rotary positions continue each example's own prompt.
+        masked out of every step, and their rotary positions continue each example's own prompt. The steps
+        run through :class:`oft.model.vla.TokenDecoder` (preallocated cache, one row per layer op).
         """
+        from oft.model.vla import TokenDecoder
+
+        n = self.chunk_len * self.action_dim
         seq = vla.build_sequence(inputs, num_slots=0, stop_token=False)  # [BOS, prefix, prompt[1:]]
-        cache = vla.new_cache()  # keys/values of the prefix, then of each fed-back token (updated in place)
+        cache = vla.new_cache()
         hidden, _ = vla.llm_forward(seq.embeds, seq.attention_mask, causal=True, cache=cache)
         last = (seq.slot_start - 1)[:, None, None].expand(-1, 1, hidden.shape[-1])  # (B, 1, H)
         h = torch.gather(hidden, 1, last)  # (B, 1, H) hidden state before slot 0
-        key_mask = seq.attention_mask
-        ids = []
-        for j in range(self.chunk_len * self.action_dim):
-            ids.append(self._argmax_action_ids(vla.lm_logits(h), tok))  # (B, 1)
-            if j == self.chunk_len * self.action_dim - 1:
-                break  # the last token needs no forward of its own
-            key_mask = torch.cat([key_mask, key_mask.new_ones(key_mask.shape[0], 1)], dim=1)
-            position = (seq.slot_start + j)[:, None]  # (B, 1)
-            h, _ = vla.llm_forward(
-                vla.embed_tokens(ids[-1]), key_mask, causal=True, cache=cache, position_ids=position
-            )
-        return torch.cat(ids, dim=1)
+        positions = seq.slot_start[:, None] + torch.arange(n - 1, device=hidden.device)  # (B, n - 1)
+        decoder = TokenDecoder(vla, cache, seq.attention_mask, positions)
+        ids = torch.empty(h.shape[0], n, dtype=torch.long, device=h.device)
+        for j in range(n):
+            ids[:, j : j + 1] = self._read_action_ids(vla, h, tok)  # (B, 1)
+            if j < n - 1:  # the last token needs no forward of its own
+                h = decoder(vla.embed_tokens(ids[:, j : j + 1]))
+        return ids

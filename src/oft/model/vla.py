@@ -324,14 +324,22 @@ class VLA(nn.Module):
         )
         return out.last_hidden_state, cache
 
-    def lm_logits(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Vocabulary logits for the given hidden states only (B, n, H) -> (B, n, V)."""
-        if self.language_model.lm_head is None:
+    def lm_logits(self, hidden: torch.Tensor, tokens: slice | None = None) -> torch.Tensor:
+        """Vocabulary logits for the given hidden states only (B, n, H) -> (B, n, V).
+
+        tokens: only these vocabulary ids (B, n, len(range)): e.g. the 256 action tokens a decoder reads
+        instead of all 32k (the same numbers, 1/128 of the work).
+        """
+        lm_head = self.language_model.lm_head
+        if lm_head is None:
             raise ValueError(
                 "this VLA was built without an LM head (VLAConfig.lm_head=False); only the discrete head "
                 "reads token logits"
             )
-        return self.language_model.lm_head(hidden)
+        if tokens is None:
+            return lm_head(hidden)
+        bias = None if lm_head.bias is None else lm_head.bias[tokens]
+        return nn.functional.linear(hidden, lm_head.weight[tokens], bias)
 
     def action_hidden_states(
         self,
@@ -348,6 +356,131 @@ class VLA(nn.Module):
         hidden, _ = self.llm_forward(seq.embeds, seq.attention_mask, causal=causal)
         idx = (seq.slot_index - 1).unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
         return torch.gather(hidden, 1, idx)
+
+
+class TokenDecoder:
+    """Feeds one token per call after a prefilled causal sequence: greedy decoding with a KV cache.
+
+    The keys/values of the prefix (``cache``, filled by :meth:`VLA.llm_forward`) are copied once into
+    buffers preallocated for all ``positions`` to come, and each call runs the decoder layers' weights on the
+    one new row, writing its key/value in place. This is Llama's decoder-layer arithmetic for a single query
+    (``modeling_llama.LlamaDecoderLayer``) written out, so that a token costs a dozen tensor ops per layer
+    and not transformers' per-call machinery (mask construction, output dataclasses, cache bookkeeping),
+    which at one row is most of the time: RMSNorm is ``F.rms_norm``, and the q/k/v and gate/up projections
+    of plain ``nn.Linear`` layers are fused into one matmul each (LoRA-wrapped layers are called as they
+    are). Equal to :meth:`VLA.llm_forward` with a cache (tests/model/test_heads_discrete.py).
+
+    key_mask: (B, S_p) bool, the prefix's non-padding keys; positions: (B, n) rotary positions of the n
+    tokens to feed (each example continues its own prompt).
+    """
+
+    def __init__(self, vla: VLA, cache: Cache, key_mask: torch.Tensor, positions: torch.Tensor) -> None:
+        llm = vla.language_model.model
+        self.layers = [_LayerStep(layer) for layer in llm.layers]
+        self.norm = llm.norm
+        B, S_p = key_mask.shape
+        n = positions.shape[1]
+        self.prefix_len, self.step = S_p, 0
+        self.keys: list[torch.Tensor] = []
+        self.values: list[torch.Tensor] = []
+        for i in range(len(self.layers)):
+            k, v = _cached_kv(cache, i)  # (B, kv_heads, S_p, head_dim)
+            keys = k.new_empty(*k.shape[:2], S_p + n, k.shape[-1])
+            values = v.new_empty(*v.shape[:2], S_p + n, v.shape[-1])
+            keys[:, :, :S_p], values[:, :, :S_p] = k, v
+            self.keys.append(keys)
+            self.values.append(values)
+        ref = self.keys[0] if self.keys else llm.embed_tokens.weight
+        cos, sin = llm.rotary_emb(ref, positions)  # (B, n, head_dim)
+        self.cos, self.sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, n, head_dim): broadcast over heads
+        # padding keys of the prefix are blocked; with none (one prompt) sdpa runs without a mask
+        self.mask = None
+        if not bool(key_mask.all()):
+            allowed = torch.cat([key_mask, key_mask.new_ones(B, n)], dim=1)[:, None, None, :]
+            zero = torch.zeros((), dtype=ref.dtype, device=ref.device)
+            self.mask = torch.where(allowed, zero, torch.finfo(ref.dtype).min)  # (B, 1, 1, S_p + n)
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, H) embedding of the next token -> (B, 1, H) last hidden state at its position."""
+        j = self.step
+        if j >= self.cos.shape[2]:
+            raise ValueError(f"TokenDecoder was prepared for {self.cos.shape[2]} tokens; got token {j + 1}")
+        end = self.prefix_len + j + 1
+        cos, sin = self.cos[:, :, j : j + 1], self.sin[:, :, j : j + 1]
+        mask = None if self.mask is None else self.mask[..., :end]
+        for layer, keys, values in zip(self.layers, self.keys, self.values, strict=True):
+            x = layer(x, keys, values, end, cos, sin, mask)
+        self.step += 1
+        return self.norm(x)
+
+
+class _LayerStep:
+    """One Llama decoder layer applied to one new row (see :class:`TokenDecoder`)."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        attn, mlp = layer.self_attn, layer.mlp
+        self.head_dim, self.scaling = attn.head_dim, attn.scaling
+        self.norm1, self.norm2 = _rms_norm(layer.input_layernorm), _rms_norm(layer.post_attention_layernorm)
+        self.qkv = _fused(attn.q_proj, attn.k_proj, attn.v_proj)
+        self.gate_up = _fused(mlp.gate_proj, mlp.up_proj)
+        self.o_proj, self.down_proj, self.act = attn.o_proj, mlp.down_proj, mlp.act_fn
+
+    def __call__(self, x, keys, values, end, cos, sin, mask) -> torch.Tensor:
+        B, hd = x.shape[0], self.head_dim
+        q, k, v = self.qkv(self.norm1(x))  # (B, 1, heads*hd), (B, 1, kv_heads*hd) x 2
+        q = q.view(B, 1, -1, hd).transpose(1, 2)  # (B, heads, 1, hd)
+        k = k.view(B, 1, -1, hd).transpose(1, 2)  # (B, kv_heads, 1, hd)
+        q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin  # modeling_llama's RoPE
+        keys[:, :, end - 1 : end] = k
+        values[:, :, end - 1 : end] = v.view(B, 1, -1, hd).transpose(1, 2)
+        out = nn.functional.scaled_dot_product_attention(
+            q, keys[:, :, :end], values[:, :, :end], attn_mask=mask, scale=self.scaling,
+            enable_gqa=q.shape[1] != k.shape[1],
+        )  # fmt: skip
+        x = x + self.o_proj(out.transpose(1, 2).reshape(B, 1, -1))
+        gate, up = self.gate_up(self.norm2(x))
+        return x + self.down_proj(self.act(gate) * up)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+
+
+def _rms_norm(norm: nn.Module):
+    """Llama's RMSNorm as one fused op (float32 inputs: the same arithmetic); other norms as they are."""
+    weight, eps = getattr(norm, "weight", None), getattr(norm, "variance_epsilon", None)
+    if (
+        type(norm).__name__ != "LlamaRMSNorm"
+        or weight is None
+        or eps is None
+        or weight.dtype != torch.float32
+    ):
+        return norm
+    return functools.partial(nn.functional.rms_norm, normalized_shape=weight.shape, weight=weight, eps=eps)
+
+
+def _fused(*linears: nn.Module):
+    """x -> tuple of each linear's output, computed as one matmul when all are plain ``nn.Linear``."""
+    if not all(type(m) is nn.Linear for m in linears):
+        return lambda x: tuple(m(x) for m in linears)
+    weight = torch.cat([m.weight for m in linears])  # (sum out, in)
+    biases = [m.bias for m in linears]
+    bias = None
+    if any(b is not None for b in biases):
+        bias = torch.cat(
+            [m.bias if m.bias is not None else m.weight.new_zeros(m.out_features) for m in linears]
+        )
+    sizes = [m.out_features for m in linears]
+    return lambda x: nn.functional.linear(x, weight, bias).split(sizes, dim=-1)
+
+
+def _cached_kv(cache: Cache, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(keys, values) of one layer of a transformers cache, (B, kv_heads, S, head_dim) each."""
+    if hasattr(cache, "layers"):
+        return cache.layers[layer].keys, cache.layers[layer].values
+    return cache.key_cache[layer], cache.value_cache[layer]  # transformers releases before cache layers
 
 
 def _shift_after_prompt(
