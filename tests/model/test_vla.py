@@ -223,3 +223,25 @@ def test_one_embedding_lookup_per_chunk(policy):
     finally:
         hook.remove()
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("head", ["l1", "diffusion", "discrete"])
+def test_loss_metrics_stay_on_the_device(head):
+    """Metrics come back as detached 0-dim tensors (a float() per micro-step would wait for the device)."""
+    if head == "diffusion":
+        pytest.importorskip("diffusers", reason="the diffusion head's DDIM scheduler comes from diffusers")
+    torch.manual_seed(0)
+    policy = build_policy(SPEC, NormStats(_stats(3), _stats(4)), ["open the drawer"], arch="tiny", head=head)
+    g = torch.Generator().manual_seed(0)
+    batch = Batch(
+        images=torch.randint(0, 255, (2, 2, 32, 32, 3), dtype=torch.uint8, generator=g),
+        proprio=torch.randn(2, 4, generator=g),
+        instructions=["open the drawer", "open"],
+        actions=torch.randn(2, 2, 3, generator=g),
+        action_is_pad=torch.tensor([[False, False], [True, True]]),
+    )
+    loss, metrics = policy(batch)
+    assert metrics and all(
+        torch.is_tensor(v) and v.dim() == 0 and not v.requires_grad for v in metrics.values()
+    )
+    assert all(torch.isfinite(v) for v in metrics.values()) and torch.isfinite(loss)

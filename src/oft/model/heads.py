@@ -17,7 +17,8 @@ prepared: images already through the vision backbone and projector, proprio toke
 
 * ``compute_loss(vla, inputs, target, is_pad) -> (loss, metrics)``: ``target`` (B, K, D) *normalized*
   actions, ``is_pad`` (B, K) bool or None (True = chunk step past the episode end, excluded from the loss).
-  ``metrics`` maps names to floats (for logging).
+  ``metrics`` maps names to detached 0-dim tensors (for logging): no ``float()`` here, so a training step
+  never waits for the device; the loop converts them at log steps.
 * ``predict(vla, inputs) -> (B, K, D)`` normalized actions (the policy un-normalizes).
 * ``config() -> dict`` (kwargs to rebuild), and for the paper's checkpoints the classmethods
   ``matches_reference(parts)`` (is this the head those files hold?) and ``kwargs_from_reference(parts)``, then
@@ -125,7 +126,7 @@ class ActionHead(nn.Module):
 
     def compute_loss(
         self, vla: VLA, inputs: VLAInputs, target: torch.Tensor, is_pad: torch.Tensor | None
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         raise NotImplementedError
 
     def predict(self, vla: VLA, inputs: VLAInputs) -> torch.Tensor:
@@ -245,25 +246,26 @@ class L1RegressionHead(ActionHead):
 
     def compute_loss(
         self, vla: VLA, inputs: VLAInputs, target: torch.Tensor, is_pad: torch.Tensor | None
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         pred = self.head_forward(vla.action_hidden_states(inputs))  # (B, K, D)
         return l1_loss_and_metrics(pred, target.to(pred.dtype), is_pad)
 
 
 def l1_loss_and_metrics(
     pred: torch.Tensor, target: torch.Tensor, is_pad: torch.Tensor | None
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """The training L1 loss plus the reference's logging metrics (current step / later steps)."""
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The training L1 loss plus the reference's logging metrics (current step / later steps), as detached
+    device tensors."""
     loss = masked_l1(pred, target, is_pad)
     pad0 = None if is_pad is None else is_pad[:, :1]
     pad_rest = None if is_pad is None else is_pad[:, 1:]
     with torch.no_grad():
         metrics = {
-            "l1_loss": float(loss.detach()),
-            "curr_action_l1_loss": float(masked_l1(pred[:, :1], target[:, :1], pad0)),
+            "l1_loss": loss.detach(),
+            "curr_action_l1_loss": masked_l1(pred[:, :1], target[:, :1], pad0),
         }
         if pred.shape[1] > 1:
-            metrics["next_actions_l1_loss"] = float(masked_l1(pred[:, 1:], target[:, 1:], pad_rest))
+            metrics["next_actions_l1_loss"] = masked_l1(pred[:, 1:], target[:, 1:], pad_rest)
     return loss, metrics
 
 

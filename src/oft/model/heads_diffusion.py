@@ -190,7 +190,7 @@ class DiffusionHead(ActionHead):
 
     def compute_loss(
         self, vla: VLA, inputs: VLAInputs, target: torch.Tensor, is_pad: torch.Tensor | None
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Noise the chunk at a random timestep per sample and regress the noise (MSE), as the reference."""
         batch = target.shape[0]
         target = target.float()
@@ -199,7 +199,7 @@ class DiffusionHead(ActionHead):
         noisy = self.noise_scheduler.add_noise(target, noise, timesteps)  # (B, K, D)
         pred = self.predict_noise(vla, inputs, noisy, timesteps).float()
         loss = masked_mse(pred, noise, is_pad)
-        return loss, {"diffusion_mse_loss": float(loss.detach())}
+        return loss, {"diffusion_mse_loss": loss.detach()}
 
     @torch.no_grad()
     def predict(

@@ -113,7 +113,7 @@ class DiscreteHead(ActionHead):
 
     def compute_loss(
         self, vla: VLA, inputs: VLAInputs, target: torch.Tensor, is_pad: torch.Tensor | None
-    ) -> tuple[torch.Tensor, dict[str, float]]:
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Cross-entropy of the K*D action tokens (teacher forcing when autoregressive)."""
         tok = self.action_tokenizer(vla)
         target_ids = tok.encode(target).reshape(target.shape[0], -1)  # (B, K*D)
@@ -124,16 +124,16 @@ class DiscreteHead(ActionHead):
         labels = target_ids.clone()
         if is_pad is not None:
             labels[is_pad.repeat_interleave(self.action_dim, dim=1)] = -100
-        if (labels == -100).all():  # every chunk step padded: no target, zero loss (not NaN)
-            loss = logits.sum() * 0.0
-        else:
-            loss = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
-        with torch.no_grad():
+        # every chunk step padded: no target, zero loss (not NaN); a sum over a clamped count needs no sync
+        ce = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
+        loss = ce / (labels != -100).sum().clamp(min=1)
+        with torch.no_grad():  # masked means without boolean indexing: no host sync
             pred = self._argmax_action_ids(logits, tok)
-            valid = labels != -100
-            acc = (pred == labels)[valid].float().mean() if valid.any() else torch.tensor(0.0)
-            l1 = (tok.decode(pred) - tok.decode(target_ids)).abs()[valid].mean() if valid.any() else acc * 0
-        return loss, {"ce_loss": float(loss.detach()), "token_accuracy": float(acc), "l1_loss": float(l1)}
+            valid = (labels != -100).float()
+            n = valid.sum().clamp(min=1)
+            acc = ((pred == labels).float() * valid).sum() / n
+            l1 = ((tok.decode(pred) - tok.decode(target_ids)).abs() * valid).sum() / n
+        return loss, {"ce_loss": loss.detach(), "token_accuracy": acc, "l1_loss": l1}
 
     @torch.no_grad()
     def predict(self, vla: VLA, inputs: VLAInputs) -> torch.Tensor:
