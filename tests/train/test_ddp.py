@@ -33,13 +33,17 @@ def _max_diff(a: dict, b: dict) -> float:
 
 
 @pytest.mark.slow
-def test_two_gloo_ranks_equal_one_process_with_doubled_batch(tiny_dataset_dir, tmp_path):
+@pytest.mark.parametrize("loader", ["memory", "stream"])
+def test_two_gloo_ranks_equal_one_process_with_doubled_batch(tiny_dataset_dir, tmp_path, loader):
+    """Each rank sees its own half of the doubled batch (the same samples on both ranks would give the
+    half-batch update, which the last assertion tells apart), on the in-memory and the streaming path."""
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            "-m", "oft.cli", "train", "--preset", "metaworld-tiny", "--base", "tiny",
            "--dataset", str(tiny_dataset_dir), "--out", str(out), "--steps", "1",
            "--set", "batch_size=2", "--set", "augment=false", "--set", "pad_chunks=false",
-           "--set", "num_threads=1", "--set", "device=cpu", "--set", "save_every=1"]  # fmt: skip
+           "--set", "num_threads=1", "--set", "device=cpu", "--set", "save_every=1",
+           "--set", f"data_loader={loader}", "--set", "num_workers=1"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -50,7 +54,7 @@ def test_two_gloo_ranks_equal_one_process_with_doubled_batch(tiny_dataset_dir, t
 
     torch.set_num_threads(1)
     common = dict(datasets=(str(tiny_dataset_dir),), max_steps=1, augment=False, pad_chunks=False,
-                  save_every=1, lr=5e-4, weight_decay=0.01, batch_size=4)  # fmt: skip
+                  save_every=1, lr=5e-4, weight_decay=0.01, batch_size=4, data_loader=loader)  # fmt: skip
     single = train(tiny_config(**common), tmp_path / "single")
     diff = _max_diff(ddp, load_file(str(single.checkpoint / "model.safetensors")))
     assert diff < TOL, f"DDP and single-process weights differ by {diff:.3g}"

@@ -25,11 +25,12 @@ from oft.train.loop import train
 STEPS, SAVE_EVERY = 40, 5
 
 
-def _cmd(dataset, out, resume=False):
+def _cmd(dataset, out, resume=False, loader="memory"):
     cmd = [sys.executable, "-m", "oft.cli", "train", "--preset", "metaworld-tiny", "--base", "tiny",
            "--dataset", str(dataset), "--out", str(out), "--steps", str(STEPS),
            "--set", "batch_size=4", "--set", f"save_every={SAVE_EVERY}", "--set", "keep_last=2",
-           "--set", "num_threads=1", "--set", "device=cpu", "--set", "decay_step=20"]  # fmt: skip
+           "--set", "num_threads=1", "--set", "device=cpu", "--set", "decay_step=20",
+           "--set", f"data_loader={loader}", "--set", "num_workers=1"]  # fmt: skip
     return [*cmd, "--resume"] if resume else cmd
 
 
@@ -38,12 +39,13 @@ def _weights(path):
 
 
 @pytest.mark.slow
-def test_kill_9_then_resume_equals_uninterrupted(tiny_dataset_dir, tmp_path):
+@pytest.mark.parametrize("loader", ["memory", "stream"])
+def test_kill_9_then_resume_equals_uninterrupted(tiny_dataset_dir, tmp_path, loader):
     from oft.train.commands import add_arguments, config_from_args
 
     out = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(_cmd(tiny_dataset_dir, out), env=env, stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(_cmd(tiny_dataset_dir, out, loader=loader), env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)  # fmt: skip
     mgr = CheckpointManager(out)
     deadline = time.time() + 120
@@ -55,7 +57,8 @@ def test_kill_9_then_resume_equals_uninterrupted(tiny_dataset_dir, tmp_path):
     killed_at = CheckpointManager(out).checkpoints()[-1][0]
     assert killed_at < STEPS, "the run finished before it could be killed; make it longer"
 
-    done = subprocess.run(_cmd(tiny_dataset_dir, out, resume=True), env=env, capture_output=True, text=True)
+    resume_cmd = _cmd(tiny_dataset_dir, out, resume=True, loader=loader)
+    done = subprocess.run(resume_cmd, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "resumed from" in done.stderr and f"at step {killed_at}" in done.stderr
 
@@ -64,7 +67,7 @@ def test_kill_9_then_resume_equals_uninterrupted(tiny_dataset_dir, tmp_path):
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    args = parser.parse_args(_cmd(tiny_dataset_dir, tmp_path / "straight")[4:])
+    args = parser.parse_args(_cmd(tiny_dataset_dir, tmp_path / "straight", loader=loader)[4:])
     torch.set_num_threads(1)
     straight = train(config_from_args(args), args.out)
 

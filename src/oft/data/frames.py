@@ -137,8 +137,11 @@ class FrameSource:
     def _whole_episode(self, dataset, i: int, frames: np.ndarray) -> list[np.ndarray]:
         key = (id(dataset), i)
         if self._episode_cache is None or self._episode_cache[0] != key:
+            from oft.data.loader import _check_frame_counts
+
             ep = dataset.episode(i)
-            _check_cameras(ep.images, self.cameras, f"{dataset.path}: episode {i}")
+            _check_cameras(ep.images, self.cameras, dataset.where(i))
+            _check_frame_counts({c: ep.images[c] for c in self.cameras}, len(ep), dataset.where(i))
             self._episode_cache = (key, ep.images)
         images = self._episode_cache[1]
         return [np.ascontiguousarray(images[c][frames]) for c in self.cameras]
@@ -175,6 +178,7 @@ class FrameSource:
             obs = f["data"][demo]["obs"]
             for cam in self.cameras:
                 key = _hdf5_key(ds.obs_cameras, ds.cameras, cam, f"{file}: data/{demo}/obs")
+                _check_stored(obs[key].shape[0], uniq, f"{file}: data/{demo}/obs/{key}")
                 x = np.asarray(obs[key][uniq], np.uint8)[inverse]
                 out.append(np.ascontiguousarray(x[:, ::-1, ::-1]) if ds.flip else x)
         return out
@@ -194,6 +198,7 @@ class FrameSource:
                     raise ValueError(
                         f"{file}: no camera {cam!r} in /observations/images; has {sorted(group)}"
                     )
+                _check_stored(group[cam].shape[0], uniq, f"{file}: /observations/images/{cam}")
                 x = np.asarray(group[cam][uniq])
                 x = _decode_jpeg_frames(x) if x.ndim == 2 else x.astype(np.uint8)
                 out.append(x[inverse])
@@ -211,6 +216,12 @@ def _check_cameras(images: dict, cameras: list[str], where: str) -> None:
     missing = [c for c in cameras if c not in images]
     if missing:
         raise ValueError(f"{where} has no camera {missing}; it has {sorted(images)}")
+
+
+def _check_stored(stored: int, frames: np.ndarray, where: str) -> None:
+    if len(frames) and frames[-1] >= stored:
+        raise ValueError(f"{where} holds {stored} frames; frame {int(frames[-1])} was asked (the "
+                         "episode's actions are longer than this camera's frames)")  # fmt: skip
 
 
 def _lerobot_key(ds, cam: str, episode: int) -> str:

@@ -113,14 +113,15 @@ class ChunkLoader:
             ep = dataset.episode(i)
             missing = [c for c in self.cameras if c not in ep.images]
             if missing:
-                raise ValueError(f"episode {i} has no camera {missing}; it has {ep.cameras}")
+                raise ValueError(f"{dataset.where(i)} has no camera {missing}; it has {ep.cameras}")
+            _check_frame_counts({c: ep.images[c] for c in self.cameras}, len(ep), dataset.where(i))
             frames = [torch.from_numpy(np.ascontiguousarray(ep.images[c])) for c in self.cameras]
             self._record_frame_sizes(i, frames)
             if self.pipeline is not None:
                 frames = [self.pipeline.resize(f) for f in frames]
             images.append(torch.stack(frames, 1))  # (T, N, H, W, 3)
-            proprio.append(ep.proprio)
-            actions.append(ep.actions)
+            actions.append(_checked(ep.actions, "actions", dataset, i, dataset.action_dim))
+            proprio.append(_checked(ep.proprio, "proprio", dataset, i, ep.proprio.shape[1], len(ep)))
             lengths.append(len(ep))
             self.instructions.append(ep.instruction)
         self.images = torch.cat(images)  # (F, N, H, W, 3) uint8
@@ -240,6 +241,28 @@ class ChunkLoader:
         if got != expect:
             raise ValueError(f"loader state was saved for {got}, this loader has {expect}")
         self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
+
+
+def _checked(x, name: str, dataset: EpisodeDataset, i: int, dim: int, length: int | None = None):
+    """``x`` as (T, dim) float32, or a ValueError naming the dataset, episode and the bad value."""
+    x = np.asarray(x)
+    where = dataset.where(i)
+    if x.ndim != 2 or x.shape[1] != dim or (length is not None and x.shape[0] != length):
+        want = f"({length if length is not None else 'T'}, {dim})"
+        raise ValueError(f"{where}: {name} has shape {x.shape}, expected {want}")
+    x = np.asarray(x, np.float32)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        t, d = (int(v[0]) for v in np.nonzero(bad))
+        raise ValueError(f"{where}: {name}[{t}, {d}] is {x[t, d]} (non-finite); clean or drop this episode")
+    return x
+
+
+def _check_frame_counts(images: dict, length: int, where: str) -> None:
+    """Every camera holds one frame per action step, or a ValueError naming the camera and the counts."""
+    for cam, frames in images.items():
+        if len(frames) != length:
+            raise ValueError(f"{where}: camera {cam!r} has {len(frames)} frames, the episode {length} steps")
 
 
 def _warn_short_episodes(dataset, lengths: np.ndarray, chunk_len: int, pad: bool) -> None:

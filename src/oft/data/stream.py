@@ -26,7 +26,7 @@ import torch
 from oft.data.dataset import EpisodeDataset, ListDataset
 from oft.data.episode import Episode
 from oft.data.frames import FrameSource
-from oft.data.loader import ChunkLoader
+from oft.data.loader import ChunkLoader, _checked
 from oft.data.samples import episode_bounds
 from oft.observation import Batch
 
@@ -181,21 +181,6 @@ class _Positions(torch.utils.data.Sampler):
 
 
 def _identity(x):
-    return x
-
-
-def _checked(x: np.ndarray, name: str, dataset: EpisodeDataset, i: int, dim: int, length: int | None = None):
-    """``x`` as (T, dim) float32, or a ValueError naming the dataset, episode and the bad value."""
-    x = np.asarray(x)
-    where = dataset.where(i)
-    if x.ndim != 2 or x.shape[1] != dim or (length is not None and x.shape[0] != length):
-        want = f"({length if length is not None else 'T'}, {dim})"
-        raise ValueError(f"{where}: {name} has shape {x.shape}, expected {want}")
-    x = np.asarray(x, np.float32)
-    bad = ~np.isfinite(x)
-    if bad.any():
-        t, d = (int(v[0]) for v in np.nonzero(bad))
-        raise ValueError(f"{where}: {name}[{t}, {d}] is {x[t, d]} (non-finite); clean or drop this episode")
     return x
 
 
