@@ -86,6 +86,9 @@ class TrainConfig:
     max_minutes: float | None = None
     bf16: bool = True
     grad_checkpointing: bool = False
+    # torch.compile the vision backbone and the LLM decoder (first steps pay the compilation); measured by
+    # `oft bench` (train_step rows) before turning it on: on small CPU models it need not help
+    compile: bool = False
     seed: int = 0
     dataset_weights: tuple[float, ...] | None = None
     data_loader: str = "auto"
@@ -318,6 +321,7 @@ RESUME_FREE = (
     "max_steps",
     "max_minutes",
     "grad_checkpointing",
+    "compile",
     "device",
     "data_loader",  # both loaders give the same batches
     "num_workers",

@@ -200,6 +200,10 @@ def _make_state(cfg: TrainConfig, policy, dataset, spec: RobotSpec, info: D.Dist
     policy.train()
     if cfg.grad_checkpointing:
         _enable_grad_checkpointing(policy)
+    if cfg.compile:
+        from oft.bench.latency import compile_trunk
+
+        compile_trunk(policy)
     params = [p for p in policy.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the policy has no trainable parameters; check lora_rank / base")
