@@ -34,7 +34,7 @@ def make_dataset(root: Path, episodes: int, length: int, size: int, video: bool)
     for e in range(episodes):
         t = np.arange(length)[:, None, None]
         base = ((xx[None] + 3 * t + 11 * e) % 256).astype(np.uint8)
-        frames = np.stack([base, (yy[None] + 0 * t).astype(np.uint8).repeat(length, 0), 255 - base], -1)
+        frames = np.stack([base, np.broadcast_to(yy[None] % 256, base.shape).astype(np.uint8), 255 - base], -1)
         images = {c: np.ascontiguousarray(np.roll(frames, 7 * k, axis=2)) for k, c in enumerate(CAMS)}
         actions = rng.uniform(-1, 1, (length, 4)).astype(np.float32)
         w.add_episode(
