@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from pathlib import Path
 
 from oft.model.commands import add_loading_arguments, load_from_args
@@ -31,6 +32,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-size", type=int, default=None, help="rendered image size (default adapter's)")
     p.add_argument("--cameras", default=None, help="comma-separated cameras (default: the policy's)")
     p.add_argument("--device", default="cpu", help="device for --checkpoint")
+    p.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1,
+        help="simulator processes in parallel (default: the number of cores); per-seed results equal 1's",
+    )  # fmt: skip
+    p.add_argument(
+        "--batch-policy", action="store_true",
+        help="answer all waiting workers with one batched prediction (GPU throughput; may round differently)",
+    )  # fmt: skip
     add_loading_arguments(p)  # --dtype, --unnorm-key, --center-crop/--no-center-crop
 
 
@@ -64,6 +73,8 @@ def run(args: argparse.Namespace) -> int:
         open_loop_steps=args.open_loop_steps,
         max_steps=args.max_steps,
         progress=True,
+        workers=args.workers,
+        batch=args.batch_policy,
     )
     _print_table(results)
     print(f"results: {args.out / 'results.json'}")
@@ -71,10 +82,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_table(results: dict) -> None:
-    width = max(len(t) for t in results["tasks"])
-    for task, r in results["tasks"].items():
-        print(f"{task:<{width}}  {r['successes']:>3}/{r['episodes']:<3} {100 * r['success_rate']:5.1f}%")
-    o = results["overall"]
-    print(f"{'overall':<{width}}  {o['successes']:>3}/{o['episodes']:<3} {100 * o['success_rate']:5.1f}%")
-    print(f"wall {results['wall_s']} s, {results['env_steps_per_s']} env steps/s")
+    """One row per task and the overall one: successes/episodes, rate, 95% Wilson interval."""
+    width = max(len(t) for t in [*results["tasks"], "overall"])
+    print(f"{'task':<{width}}  {'successes':>9} {'rate':>6}  95% CI (Wilson)")
+    for task, r in [*results["tasks"].items(), ("overall", results["overall"])]:
+        lo, hi = r["ci95"]
+        row = f"{r['successes']:>4}/{r['episodes']:<4} {100 * r['success_rate']:5.1f}%"
+        print(f"{task:<{width}}  {row}  [{100 * lo:5.1f}, {100 * hi:5.1f}]")
+    print(
+        f"wall {results['wall_s']} s, {results['env_steps_per_s']} env steps/s, "
+        f"{results['episodes_per_s']} episodes/s with {results['workers']} worker(s)"
+    )
     log.debug(json.dumps(results["overall"]))

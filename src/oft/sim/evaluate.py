@@ -15,11 +15,15 @@ demonstration uses; LIBERO: the suite's fixed initial state ``seed + i``), recor
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from oft.sim.base import SimEnv, list_tasks, make_env
 from oft.sim.rollout import ChunkPolicy, EpisodeResult, rollout
@@ -91,8 +95,60 @@ def render_size_arg(sizes: dict[str, tuple[int, int]]) -> int | tuple[int, int] 
     return h if h == w else (h, w)
 
 
+@dataclass(frozen=True)
+class EpisodeJob:
+    """Episode ``index`` of ``task``: reset with ``env.eval_seed_offset + seed + index``."""
+
+    task: str
+    index: int
+    seed: int
+    record_video: bool
+
+
+@dataclass(frozen=True)
+class RolloutSettings:
+    """What every episode of one ``evaluate`` call shares (picklable: parallel workers receive it)."""
+
+    env_name: str
+    env_kwargs: dict
+    max_steps: int | None
+    open_loop_steps: int | None
+    out: Path | None
+
+
+def run_episode(policy: ChunkPolicy, env: SimEnv, job: EpisodeJob, settings: RolloutSettings) -> dict:
+    """One :func:`rollout` of ``job`` in ``env`` -> its record (the video written when recorded)."""
+    s = env.eval_seed_offset + job.seed + job.index
+    r = rollout(
+        policy, env, settings.max_steps, s, settings.open_loop_steps, record_video=job.record_video
+    )  # fmt: skip
+    video = _write_video(r, settings.out, job.index) if settings.out is not None and r.frames else None
+    return _episode_record(r, video)
+
+
+def run_sequential(
+    policy: PolicyOrFactory, jobs: list[EpisodeJob], settings: RolloutSettings
+) -> Iterator[tuple[EpisodeJob, dict]]:
+    """The jobs in order in this process, one env per task (opened when its first episode starts)."""
+    env, task = None, None
+    try:
+        for job in jobs:
+            if job.task != task:
+                if env is not None:
+                    env.close()
+                env, task = make_env(settings.env_name, task=job.task, **settings.env_kwargs), job.task
+                chunk_policy = _policy_for(policy, env)
+            yield job, run_episode(chunk_policy, env, job, settings)
+    finally:
+        if env is not None:
+            env.close()
+
+
 def _episode_record(r: EpisodeResult, video: str | None) -> dict:
-    rec = {"seed": r.seed, "success": r.success, "steps": r.steps, "chunk_queries": r.chunk_queries}
+    # the digest of the executed actions tells two runs of a seed apart even when both fail at max_steps
+    digest = hashlib.sha1(np.ascontiguousarray(r.actions, dtype=np.float32).tobytes()).hexdigest()[:16]
+    rec = {"seed": r.seed, "success": r.success, "steps": r.steps, "chunk_queries": r.chunk_queries,
+           "actions_sha1": digest}  # fmt: skip
     return rec | ({"video": video} if video else {})
 
 
@@ -107,11 +163,15 @@ def _write_video(r: EpisodeResult, out: Path, index: int) -> str | None:
 
 
 def _summarize(records: dict[str, list[dict]]) -> tuple[dict, dict]:
+    """Per-task and overall success, each with its 95% Wilson interval (``ci95``, oft.sim.eval_stats)."""
+    from oft.sim.eval_stats import wilson_interval
+
     tasks = {}
     for task, eps in records.items():
         wins = sum(e["success"] for e in eps)
         tasks[task] = {
             "success_rate": wins / len(eps) if eps else 0.0,
+            "ci95": list(wilson_interval(wins, len(eps))),
             "successes": wins,
             "episodes": len(eps),
             "seeds": [e["seed"] for e in eps],
@@ -120,7 +180,8 @@ def _summarize(records: dict[str, list[dict]]) -> tuple[dict, dict]:
         }
     n = sum(t["episodes"] for t in tasks.values())
     wins = sum(t["successes"] for t in tasks.values())
-    return tasks, {"success_rate": wins / n if n else 0.0, "successes": wins, "episodes": n}
+    overall = {"success_rate": wins / n if n else 0.0, "ci95": list(wilson_interval(wins, n))}
+    return tasks, overall | {"successes": wins, "episodes": n}
 
 
 def evaluate(
@@ -136,6 +197,8 @@ def evaluate(
     open_loop_steps: int | None = None,
     max_steps: int | None = None,
     progress: bool = False,
+    workers: int = 1,
+    batch: bool = False,
 ) -> dict:
     """Roll ``policy`` out ``episodes`` times per task; returns (and with ``out`` writes) the results.
 
@@ -143,28 +206,36 @@ def evaluate(
         (``ExpertPolicy``). env_kwargs go to ``make_env`` (cameras default to ``policy.spec.cameras``).
     out: directory for ``results.json``, ``success.png`` and ``videos/<task>/*.mp4`` of the first
         ``video_episodes`` episodes of each task.
+    workers: simulator processes stepping episodes in parallel (see :mod:`oft.sim.parallel`); a learned
+        policy stays in this process and answers them. Every episode is the same :func:`rollout` from the
+        same seed: the per-seed results equal the sequential run's (``workers=1``).
+    batch: answer all waiting workers with one batched prediction (throughput on a GPU; a batch may round
+        differently from single predictions, so per-seed equality with the sequential run is not promised).
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}")
     task_names = resolve_tasks(env_name, tasks)
     out = Path(out) if out is not None else None
     if out is None and video_episodes:
         raise ValueError("video_episodes needs an output directory (out=...)")
-    bar = _progress(len(task_names) * episodes, progress)
-    records: dict[str, list[dict]] = {}
+    jobs = [EpisodeJob(t, i, seed, i < video_episodes) for t in task_names for i in range(episodes)]
+    bar = _progress(len(jobs), progress)
+    records: dict[str, list[dict]] = {t: [None] * episodes for t in task_names}  # type: ignore[list-item]
     t0, env_steps = time.perf_counter(), 0
-    for task in task_names:
-        with make_env(env_name, task=task, **_env_kwargs(policy, env_kwargs)) as env:
-            chunk_policy = _policy_for(policy, env)
-            records[task] = []
-            for i in range(episodes):
-                s = env.eval_seed_offset + seed + i
-                r = rollout(chunk_policy, env, max_steps, s, open_loop_steps, record_video=i < video_episodes)
-                video = _write_video(r, out, i) if out is not None and r.frames else None
-                records[task].append(_episode_record(r, video))
-                env_steps += r.steps
-                bar.update(1)
-                bar.set_postfix(task=task, success=f"{sum(e['success'] for e in records[task])}/{i + 1}")
+    settings = RolloutSettings(env_name, _env_kwargs(policy, env_kwargs), max_steps, open_loop_steps, out)
+    if workers == 1:
+        finished = run_sequential(policy, jobs, settings)
+    else:
+        from oft.sim.parallel import run_parallel
+
+        finished = run_parallel(policy, jobs, settings, min(workers, len(jobs)), batch)
+    for job, record in finished:
+        records[job.task][job.index] = record
+        env_steps += record["steps"]
+        bar.update(1)
+        bar.set_postfix(task=job.task, success=f"{sum(bool(e and e['success']) for e in records[job.task])}")
     bar.close()
     per_task, overall = _summarize(records)
     wall = time.perf_counter() - t0
@@ -178,6 +249,9 @@ def evaluate(
         "wall_s": round(wall, 2),
         "env_steps": env_steps,
         "env_steps_per_s": round(env_steps / wall, 1) if wall > 0 else None,
+        "workers": workers,
+        "batch": batch,
+        "episodes_per_s": round(len(jobs) / wall, 3) if wall > 0 else None,
     }
     rate, n = overall["success_rate"], overall["episodes"]
     log.info("%s: success %.1f%% over %d episodes", env_name, 100 * rate, n)
@@ -192,8 +266,12 @@ def _write_outputs(results: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     rates = {t: r["success_rate"] for t, r in results["tasks"].items()}
-    title = f"{results['env']}: {results['overall']['successes']}/{results['overall']['episodes']} successes"
-    plot_success(rates, results["overall"]["success_rate"], out / "success.png", title)
+    intervals = {t: tuple(r["ci95"]) for t, r in results["tasks"].items()}
+    o = results["overall"]
+    lo, hi = o["ci95"]
+    ci = f"95% CI {100 * lo:.0f}-{100 * hi:.0f}%"
+    title = f"{results['env']}: {o['successes']}/{o['episodes']} successes ({ci})"
+    plot_success(rates, o["success_rate"], out / "success.png", title, intervals=intervals)
     log.info("wrote %s and %s", out / "results.json", out / "success.png")
 
 
@@ -216,4 +294,4 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, unit="ep", desc="eval")
 
 
-__all__ = ["evaluate", "render_size_arg", "resolve_tasks"]
+__all__ = ["EpisodeJob", "RolloutSettings", "evaluate", "render_size_arg", "resolve_tasks", "run_episode"]
