@@ -3,6 +3,7 @@ from __future__ import annotations
 import argparse
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -122,3 +123,50 @@ def test_bench_on_reference_checkpoint(shared_fixtures, tmp_path):
     data = {d["name"]: d for d in json.loads(out.read_text())}
     assert list(data) == rows
     assert data["pdac_l1"]["throughput_hz"] > 0
+
+
+def test_bench_architecture_has_599_positions():
+    """The paper's bench architecture: two 224 px images of 256 patches, proprio, 28 prompt tokens, 56 slots"""
+    from oft.bench.arch import bench_policy
+    from oft.bench.latency import fake_observation as fake
+
+    policy, instruction = bench_policy()
+    vits = policy.vla.config.vits
+    assert [(v.embed_dim, v.depth, v.num_heads, v.img_size) for v in vits] == [(192, 6, 3, 224)] * 2
+    llm = policy.vla.language_model.model.config
+    assert (llm.hidden_size, llm.intermediate_size, llm.num_hidden_layers, llm.vocab_size) == (
+        256,
+        688,
+        4,
+        32064,
+    )
+    obs = fake(policy, instruction, 0)
+    images = torch.from_numpy(np.stack(obs.images))[None]
+    with torch.inference_mode():
+        proprio = torch.zeros(1, 8)
+        seq = policy.vla.build_sequence(policy.prepare(images, proprio, [instruction]))
+    assert seq.embeds.shape[1] == 599
+
+
+def test_system_rows_and_reference_comparison(base, capsys):
+    args = argparse.Namespace(system=["flops", "train_step", "loader"], train_batch=2, lora_rank=4,
+                              arch="tiny", compile=False)  # fmt: skip
+    rows = commands.system_rows(base, args, BenchOptions(warmup=0, iters=2), matmul_s=0.01)
+    by = {r.name: r for r in rows}
+    assert set(by) == {"chunk", "train_step", "loader"}
+    assert by["chunk"].rate > 0 and "of the matmul rate" in by["chunk"].note
+    assert (
+        by["train_step"].rate == pytest.approx(2 / by["train_step"].seconds)
+        and "LoRA r=4" in by["train_step"].note
+    )
+    assert base.config.lora is None  # the training step ran on a copy
+    commands.print_reference_comparison([], rows, matmul_s=0.0112)
+    out = capsys.readouterr().out
+    assert "chunk" in out and "LoRA training step" in out
+
+
+def test_count_flops_counts_a_matmul():
+    from oft.bench.system import count_flops
+
+    a = torch.randn(64, 32)
+    assert count_flops(lambda: a @ a.T) == 2 * 64 * 64 * 32

@@ -1,13 +1,16 @@
-"""`oft bench`: the paper's Table II (latency, throughput per decoding scheme) on one model and machine."""
+"""`oft bench`: the paper's Table II (latency, throughput per decoding scheme) on one model and machine, plus
+what a user plans with: training step, data loader, simulator steps, and the FLOP fraction of the machine."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 
 import torch
 
-from oft.bench.latency import ALL_ROWS, BenchOptions, check_rows, ratios, run_bench
+from oft.bench.latency import ALL_ROWS, BenchOptions, check_rows, fake_observation, ratios, run_bench
+from oft.bench.system import REFERENCE, SYSTEM_ROWS, SystemRow, format_system
 from oft.bench.timing import format_table, write_json
 
 log = logging.getLogger(__name__)
@@ -18,11 +21,25 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", nargs="?", help="checkpoint directory (omit to use --arch)")
     parser.add_argument(
-        "--arch", default="small", help="named architecture built from scratch (default small)"
+        "--checkpoint", dest="checkpoint_opt", metavar="PATH", help="a trained policy to bench"
     )
+    parser.add_argument(
+        "--arch", default="small",
+        help="named architecture built from scratch: tiny, small, base, or 'bench' (the paper's bench "
+        "architecture with random weights, compared with the reference's times) (default small)",
+    )  # fmt: skip
     parser.add_argument("--spec", default="libero", help="robot preset for --arch (default libero: K=8, D=7)")
     parser.add_argument("--variants", nargs="+", default=list(ALL_ROWS), metavar="NAME",
                         help=f"rows to measure (default all): {' '.join(ALL_ROWS)}")  # fmt: skip
+    parser.add_argument(
+        "--system", nargs="*", default=list(SYSTEM_ROWS), metavar="NAME",
+        help=f"system rows (default all; none: --system): {' '.join(SYSTEM_ROWS)}",
+    )  # fmt: skip
+    parser.add_argument("--train-batch", type=int, default=None, help="training-step batch (default 4 / 8)")
+    parser.add_argument(
+        "--lora-rank", type=int, default=None,
+        help="LoRA rank of the training step (default 32 for --arch bench, else 0: full)",
+    )  # fmt: skip
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument(
         "--dtype", default=None, choices=sorted(DTYPES),
@@ -37,12 +54,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_base(args: argparse.Namespace):
     """The policy whose trunk every row shares: a checkpoint, or a randomly initialized named arch."""
-    if args.checkpoint:
+    checkpoint = getattr(args, "checkpoint", None) or getattr(args, "checkpoint_opt", None)
+    if checkpoint:
         from oft.model.loading import checkpoint_dtype, load_policy
 
-        dtype = DTYPES[args.dtype] if args.dtype else checkpoint_dtype(args.checkpoint)
-        return load_policy(args.checkpoint, device=args.device, dtype=dtype)
+        dtype = DTYPES[args.dtype] if args.dtype else checkpoint_dtype(checkpoint)
+        return load_policy(checkpoint, device=args.device, dtype=dtype)
     dtype = DTYPES[args.dtype or "float32"]
+    if args.arch == "bench":
+        from oft.bench.arch import bench_policy
+
+        return bench_policy()[0].to(device=args.device, dtype=dtype)
     from oft.bench.latency import neutral_stats
     from oft.data.normalize import NormStats
     from oft.model.build import build_policy
@@ -59,22 +81,95 @@ def load_base(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     check_rows(args.variants)
+    for name in args.system:
+        if name not in SYSTEM_ROWS:
+            raise KeyError(f"unknown system row {name!r}; expected some of {SYSTEM_ROWS}")
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
+    checkpoint = args.checkpoint or args.checkpoint_opt
     base = load_base(args)
     options = BenchOptions(warmup=args.warmup, iters=args.iters, compile=args.compile)
-    source = args.checkpoint or f"arch={args.arch} spec={args.spec}"
+    if args.arch == "bench" and not checkpoint:
+        from oft.bench.arch import bench_prompt
+
+        options = BenchOptions(args.warmup, args.iters, args.compile, instruction=bench_prompt())
+    source = checkpoint or f"arch={args.arch}" + ("" if args.arch == "bench" else f" spec={args.spec}")
     dtype = str(base.dtype).removeprefix("torch.")
     setup = f"{dtype}, {torch.get_num_threads()} threads, compile={args.compile}"
     print(
         f"oft bench: {source} on {args.device} ({setup}); {options.warmup}+{options.iters} warmup+timed calls"
     )
-    rows = run_bench(base, args.variants, options)
-    print(format_table(rows, reference="bare_forward"))
-    for name, value in ratios(rows).items():
-        print(f"{name}: {value:.2f}")
+    matmul_s = _matmul(args)
+    rows = run_bench(base, args.variants, options) if args.variants else []
+    if rows:
+        print(format_table(rows, reference="bare_forward"))
+        for name, value in ratios(rows).items():
+            print(f"{name}: {value:.2f}")
+    system = system_rows(base, args, options, matmul_s)
+    if system:
+        print(format_system(system))
+    if args.arch == "bench" and not checkpoint:
+        print_reference_comparison(rows, system, matmul_s)
     if args.json:
         write_json(rows, args.json)
+        with open(args.json.removesuffix(".json") + ".system.json", "w") as f:
+            json.dump([vars(r) for r in system] + [{"name": "matmul_1024", "seconds": matmul_s}], f, indent=2)
         print(f"wrote {args.json}")
     return 0
+
+
+def _matmul(args) -> float:
+    from oft.bench.system import matmul_seconds
+
+    seconds = matmul_seconds(iters=max(args.iters, 5))
+    print(f"matmul 1024x1024 fp32: {seconds * 1e3:.2f} ms ({2 * 1024**3 / seconds / 1e9:.1f} GFLOP/s)")
+    return seconds
+
+
+def system_rows(base, args, options: BenchOptions, matmul_s: float) -> list[SystemRow]:
+    """The rows named by ``--system``, measured on the base policy (its own cameras and proprio)."""
+    from oft.bench import system as S
+
+    out: list[SystemRow] = []
+    if "flops" in args.system:
+        obs = fake_observation(base, options.instruction, options.seed)
+
+        def chunk() -> None:
+            base.predict_action_chunk(obs)
+
+        with torch.inference_mode():
+            latency = S.median_seconds(chunk, options.warmup, options.iters)
+        flops = S.count_flops(chunk)
+        rate = flops / latency
+        frac = rate / (2 * 1024**3 / matmul_s)
+        out.append(SystemRow("chunk", latency, rate, "FLOP/s",
+                             f"{flops / 1e9:.2f} GFLOP/chunk = {frac:.2f} of the matmul rate"))  # fmt: skip
+    if "train_step" in args.system:
+        batch = args.train_batch or (4 if args.arch == "bench" else 8)
+        rank = args.lora_rank if args.lora_rank is not None else (32 if args.arch == "bench" else 0)
+        out.append(S.train_step_row(base, batch, rank, min(options.warmup, 2), max(3, options.iters // 4),
+                                    args.compile))  # fmt: skip
+    if "loader" in args.system:
+        out.append(S.loader_row(base, args.train_batch or 32, max(5, options.iters)))
+    if "sim" in args.system:
+        try:
+            out.extend(S.sim_rows(base, steps=max(20, options.iters * 5)))
+        except ImportError as e:
+            log.warning("sim rows skipped: %s", e)
+    return out
+
+
+def print_reference_comparison(rows, system: list[SystemRow], matmul_s: float) -> None:
+    """Times on the bench architecture against the paper's code, both in units of the 1024² matmul."""
+    scale = REFERENCE["matmul_s"] / matmul_s  # this machine's seconds -> the reference machine's
+    by_row = {r.name: r.latency_median_s for r in rows}
+    by_sys = {r.name: r.seconds for r in system}
+    pairs = [("chunk (2 images + proprio)", by_sys.get("chunk"), "chunk_s"),
+             ("LoRA training step", by_sys.get("train_step"), "train_step_s"),
+             ("autoregressive action", by_row.get("ar_discrete"), "ar_action_s")]  # fmt: skip
+    print(f"vs the reference implementation (normalised by the matmul: x{scale:.3f})")
+    for label, seconds, key in pairs:
+        if seconds is not None:
+            ratio = seconds * scale / REFERENCE[key]
+            print(f"  {label:<28} {seconds * scale:.3f} s vs {REFERENCE[key]:.3f} s = {ratio:.2f}x")
