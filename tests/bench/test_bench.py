@@ -126,7 +126,7 @@ def test_bench_on_reference_checkpoint(shared_fixtures, tmp_path):
 
 
 def test_bench_architecture_has_599_positions():
-    """The paper's bench architecture: two 224 px images of 256 patches, proprio, 28 prompt tokens, 56 slots"""
+    """The bench architecture: two 224 px images of 256 patches, proprio, 28 prompt tokens, 56 slots"""
     from oft.bench.arch import bench_policy
     from oft.bench.latency import fake_observation as fake
 
