@@ -62,6 +62,8 @@ class Batch:
     instructions: B strings.
     actions: (B, K, D) float32 raw action chunks, actions t..t+K-1.
     action_is_pad: (B, K) bool, True where the chunk ran past the episode end (LeRobot-style), or None.
+    norm_keys: B dataset names, whose statistics normalize each sample (a mixture with per-dataset
+        statistics), or None: the policy's ``norm_stats`` for all.
     """
 
     images: torch.Tensor
@@ -69,6 +71,7 @@ class Batch:
     instructions: list[str]
     actions: torch.Tensor
     action_is_pad: torch.Tensor | None = None
+    norm_keys: list[str] | None = None
 
     def __len__(self) -> int:
         return int(self.actions.shape[0])
@@ -80,6 +83,7 @@ class Batch:
             instructions=self.instructions,
             actions=self.actions.to(device, non_blocking=True),
             action_is_pad=None if self.action_is_pad is None else self.action_is_pad.to(device),
+            norm_keys=self.norm_keys,
         )
 
 

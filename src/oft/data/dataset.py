@@ -21,10 +21,12 @@ class EpisodeDataset:
 
     Attributes every reader sets: ``path``, ``cameras`` (names, in the order images are stored), ``fps``,
     ``action_dim``, ``proprio_dim``; and ``conventions`` (:mod:`oft.conventions`: gripper scale, delta or
-    absolute) when the source's are known — training copies them into the policy's spec.
+    absolute) when the source's are known — training copies them into the policy's spec. ``name``: the key of
+    its statistics in a checkpoint (OpenVLA's ``unnorm_key``); None: :attr:`key` falls back to the directory.
     """
 
     path: Path | None = None
+    name: str | None = None
     conventions: Conventions | None = None
     cameras: list[str]
     fps: float
@@ -48,6 +50,14 @@ class EpisodeDataset:
             if type(e) is not ValueError or str(e).startswith(self.where(j)):
                 raise  # CorruptFileError & co. already name their file
             raise ValueError(f"{self.where(j)}: {e}") from e
+
+    @property
+    def key(self) -> str:
+        """The dataset's name: ``name`` when set (``oft train`` sets the Hub id or the directory given), else
+        its directory name."""
+        if self.name:
+            return self.name
+        return Path(self.path).name if self.path is not None else "dataset"
 
     def where(self, i: int) -> str:
         """How errors name episode ``i``: the dataset's path and the episode index."""

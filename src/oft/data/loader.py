@@ -56,7 +56,10 @@ class ChunkLoader:
     is shorthand for ``ImagePipeline(image_size)`` (no crop); with neither, frames keep their stored size.
     ``augment``: True for the paper's augmentation, False for none, or an :class:`AugmentConfig` (its
     ``crop_scale`` is replaced by the pipeline's). ``aug_threads``: torch threads while augmenting (None:
-    leave the setting alone). After loading, ``frame_sizes`` is {camera: (H, W)} of the stored frames.
+    leave the setting alone). ``weights``: sampling weight of each dataset of a mixture (a ConcatDataset).
+    ``norm_keys``: one name per dataset of a mixture; each batch then carries the name of every sample's
+    dataset (``Batch.norm_keys``), so the policy normalizes it with that dataset's statistics.
+    After loading, ``frame_sizes`` is {camera: (H, W)} of the stored frames.
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class ChunkLoader:
         aug_threads: int | None = 1,
         pipeline: ImagePipeline | None = None,
         weights: Sequence[float] | None = None,
+        norm_keys: Sequence[str] | None = None,
     ):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
@@ -92,6 +96,7 @@ class ChunkLoader:
         self._load(dataset)
         self.starts = chunk_starts(self.lengths, chunk_len, pad)
         self._set_weights(dataset, weights)
+        self.episode_norm_key = _episode_keys(dataset, norm_keys)
         _warn_short_episodes(dataset, self.lengths, chunk_len, pad)
         self.per_rank = len(self.starts) // world_size
         full, rest = divmod(self.per_rank, batch_size)
@@ -243,6 +248,16 @@ class ChunkLoader:
         self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
 
 
+def _episode_keys(dataset: EpisodeDataset, norm_keys: Sequence[str] | None) -> list[str] | None:
+    """The ``norm_keys`` entry of each episode's dataset (E,), or None."""
+    if norm_keys is None:
+        return None
+    parts = getattr(dataset, "datasets", [dataset])
+    if len(norm_keys) != len(parts):
+        raise ValueError(f"norm_keys={list(norm_keys)}: expected one name per dataset ({len(parts)})")
+    return [key for key, d in zip(norm_keys, parts, strict=True) for _ in range(d.num_episodes)]
+
+
 def _checked(x, name: str, dataset: EpisodeDataset, i: int, dim: int, length: int | None = None):
     """``x`` as (T, dim) float32, or a ValueError naming the dataset, episode and the bad value."""
     x = np.asarray(x)
@@ -293,10 +308,12 @@ def assemble_batch(
             else:  # no policy: the augmentation config's own crop
                 images = augment_images(images, g, loader.augment)
     proprio = loader.proprio[starts_t] if loader.proprio.shape[1] else None
+    keys = getattr(loader, "episode_norm_key", None)
     return Batch(
         images=images,
         proprio=proprio,
         instructions=[loader.instructions[e] for e in loader.frame_episode[starts]],
         actions=loader.actions[torch.from_numpy(idx)],  # (B, K, D)
         action_is_pad=torch.from_numpy(is_pad) if loader.pad else None,
+        norm_keys=None if keys is None else [keys[e] for e in loader.frame_episode[starts]],
     )

@@ -115,7 +115,7 @@ def load_policy(
     dtype = dtype or torch.float32
     options = LoadOptions(unnorm_key, spec, center_crop, apply_adapter, merge_adapter)
     if (path / CONFIG_FILE).is_file():
-        policy = _load_oft(path, device, dtype)
+        policy = _load_oft(path, device, dtype, unnorm_key)
     elif any(path.glob("action_head--*")):
         policy = _load_reference_oft(path, device, dtype, options)
     elif (path / "config.json").is_file():
@@ -179,17 +179,63 @@ def _numel(shape) -> int:
 
 
 # --- our format -----------------------------------------------------------------------------------
-def _load_oft(path: Path, device, dtype) -> Policy:
+def _load_oft(path: Path, device, dtype, unnorm_key: str | None = None) -> Policy:
     meta = read_json_object(path / CONFIG_FILE, "policy config")
     with config_values(path / CONFIG_FILE):
         config = PolicyConfig.from_dict(meta)
         norm_stats = NormStats.from_dict(meta["norm_stats"], f"{path / CONFIG_FILE} norm_stats")
+        all_stats = _oft_dataset_stats(path, meta)
+    key = _choose_unnorm_key(path, all_stats, unnorm_key)
     tokenizer = TextTokenizer.load(path, meta.get("tokenizer"))
 
     with config_values(path / CONFIG_FILE):  # wrongly typed sizes fail while the modules are built
         policy = assemble_policy(config, tokenizer, norm_stats, device=device, dtype=dtype, empty=True)
+    if all_stats:
+        policy.set_dataset_stats(all_stats, key)
     load_safetensors_into(policy, [path / WEIGHTS_FILE], strict=True)
     return policy
+
+
+def _oft_dataset_stats(path: Path, meta: dict) -> dict[str, NormStats]:
+    """{key: NormStats} of an oft checkpoint's ``dataset_stats``: a mixture trained with per-dataset
+    statistics has one per dataset; one key otherwise; none before they were recorded."""
+    found = meta.get("dataset_stats") or {}
+    where = f"{path / CONFIG_FILE} dataset_stats"
+    if not isinstance(found, dict):
+        raise CorruptFileError(
+            path / CONFIG_FILE, f"dataset_stats is a {type(found).__name__}, expected an object"
+        )
+    return {k: NormStats.from_dict(v, f"{where}[{k!r}]") for k, v in found.items()}
+
+
+def _choose_unnorm_key(path: Path, all_stats: dict[str, NormStats], unnorm_key: str | None) -> str | None:
+    """The key of ``all_stats`` to act with. With several, the caller must choose (OpenVLA's
+    ``unnorm_key``): un-normalizing with another robot's ranges would give wrong actions silently."""
+    where = f"{path / CONFIG_FILE} dataset_stats"
+    if not all_stats:
+        if unnorm_key is not None:
+            log.warning("%s has one set of statistics (no dataset keys); unnorm_key=%r is ignored", path,
+                        unnorm_key)  # fmt: skip
+        return None
+    if unnorm_key is None:
+        if len(all_stats) > 1:
+            raise ValueError(
+                f"{where} holds statistics for {sorted(all_stats)} (a mixture with per-dataset statistics); "
+                "pass unnorm_key= naming the robot to act for"
+            )
+        unnorm_key = next(iter(all_stats))
+    if unnorm_key not in all_stats:
+        raise KeyError(f"unnorm_key {unnorm_key!r} not in {where}; available: {sorted(all_stats)}")
+    return unnorm_key
+
+
+def saved_unnorm_key(path: str | Path) -> str | None:
+    """The statistics key an oft checkpoint was saved with (its first dataset's for a mixture), or None."""
+    path = _latest_training_checkpoint(Path(path))
+    if not (path / CONFIG_FILE).is_file():
+        return None
+    key = read_json_object(path / CONFIG_FILE, "policy config").get("unnorm_key")
+    return key if isinstance(key, str) else None
 
 
 # --- OpenVLA HF checkpoints -----------------------------------------------------------------------

@@ -83,7 +83,14 @@ class PolicyConfig:
 
 
 class Policy(nn.Module):
-    """VLA trunk + action head + normalizer. See ``oft.model.heads`` for the head contract."""
+    """VLA trunk + action head + normalizer. See ``oft.model.heads`` for the head contract.
+
+    ``norm_stats``: the statistics inference normalizes proprio and un-normalizes actions with.
+    ``dataset_stats``: {key: statistics} of every dataset the policy was trained on, one normalizer per robot
+    (OpenVLA's ``norm_stats`` dict; key: the dataset's name); ``unnorm_key`` says which of them
+    ``norm_stats`` is. In training, a batch whose ``norm_keys`` name each sample's dataset is normalized per
+    sample with that dataset's entry (a mixture trained with ``mixture_stats="per_dataset"``).
+    """
 
     def __init__(self, config: PolicyConfig, vla: VLA, head: ActionHead, norm_stats: NormStats) -> None:
         super().__init__()
@@ -91,12 +98,23 @@ class Policy(nn.Module):
         self.vla = vla
         self.head = head
         self.norm_stats = norm_stats
+        self.dataset_stats: dict[str, NormStats] = {}
+        self.unnorm_key: str | None = None
         self._queue: collections.deque[np.ndarray] = collections.deque()
         _check_stats(config.spec, norm_stats)
 
     @property
     def spec(self) -> RobotSpec:
         return self.config.spec
+
+    def set_dataset_stats(self, stats: dict[str, NormStats], unnorm_key: str) -> None:
+        """Every training dataset's statistics by key; ``norm_stats`` becomes ``stats[unnorm_key]``."""
+        if unnorm_key not in stats:
+            raise KeyError(f"unnorm_key {unnorm_key!r} not among the dataset statistics {sorted(stats)}")
+        for s in stats.values():
+            _check_stats(self.spec, s)
+        self.dataset_stats, self.unnorm_key = dict(stats), unnorm_key
+        self.norm_stats = stats[unnorm_key]
 
     @property
     def device(self) -> torch.device:
@@ -213,13 +231,33 @@ class Policy(nn.Module):
         :attr:`image_pipeline` (``train=True``); here they are only resized if needed — never cropped again.
         """
         self._check_batch(batch)
-        target = normalize(
-            batch.actions.float(), self.norm_stats.action, self.spec.normalization, self.spec.mask
-        )
+        keys = getattr(batch, "norm_keys", None)
+        target = self._normalize_rows(batch.actions.float(), "action", keys)
         proprio = None
         if self.uses_proprio:
-            proprio = normalize(batch.proprio.float(), self.norm_stats.proprio, self.spec.normalization)
+            proprio = self._normalize_rows(batch.proprio.float(), "proprio", keys)
         return self.forward_normalized(batch.images, proprio, batch.instructions, target, batch.action_is_pad)
+
+    def _normalize_rows(self, x: torch.Tensor, part: str, keys: list[str] | None) -> torch.Tensor:
+        """(B, ...) raw ``part`` ("action" | "proprio") normalized row by row with the statistics of
+        ``keys[b]`` (``norm_stats`` for every row when ``keys`` is None, or when the policy predates
+        per-dataset statistics: a merged run continuing). One masked select per dataset present, no sync."""
+        mask = self.spec.mask if part == "action" else None
+        present = list(dict.fromkeys(keys)) if keys is not None and self.dataset_stats else [self.unnorm_key]
+        if present == [self.unnorm_key]:
+            return normalize(x, getattr(self.norm_stats, part), self.spec.normalization, mask)
+        missing = [k for k in present if k not in self.dataset_stats]
+        if missing:
+            raise KeyError(
+                f"batch samples come from datasets {missing}, the policy has statistics for "
+                f"{sorted(self.dataset_stats)}"
+            )
+        out = None
+        for key in present:
+            n = normalize(x, getattr(self.dataset_stats[key], part), self.spec.normalization, mask)
+            rows = torch.tensor([k == key for k in keys]).view(-1, *([1] * (x.ndim - 1))).to(x.device)
+            out = n if out is None else torch.where(rows, n, out)
+        return out
 
     def forward_normalized(
         self,
@@ -260,6 +298,9 @@ class Policy(nn.Module):
         meta = self.config.to_dict()
         meta["tokenizer"] = self.vla.tokenizer.meta()
         meta["norm_stats"] = self.norm_stats.to_dict()
+        if self.dataset_stats:  # OpenVLA's layout: {unnorm_key: {"action": ..., "proprio": ...}}
+            meta["dataset_stats"] = {k: s.to_dict() for k, s in self.dataset_stats.items()}
+            meta["unnorm_key"] = self.unnorm_key
         (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
         self.vla.tokenizer.save(path)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}

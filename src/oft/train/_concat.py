@@ -44,6 +44,22 @@ class ConcatDataset(EpisodeDataset):
         self._total = total
 
     @property
+    def keys(self) -> list[str]:
+        """The name of each dataset, in order: the keys of their statistics in the checkpoint (``dataset_k``
+        for a dataset with neither name nor path). Names must differ: statistics are kept by name."""
+        keys = [
+            d.key if d.name or d.path is not None else f"dataset_{k}" for k, d in enumerate(self.datasets)
+        ]
+        repeated = sorted({k for k in keys if keys.count(k) > 1})
+        if repeated:
+            raise ValueError(
+                f"datasets {[str(d.path) for d in self.datasets]} share the names {repeated}; the statistics "
+                "of a mixture are kept by dataset name, so each dataset needs its own (rename a directory, "
+                "or mixture_stats=merged for one set over all of them)"
+            )
+        return keys
+
+    @property
     def num_episodes(self) -> int:
         return self._total
 

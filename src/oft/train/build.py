@@ -47,10 +47,11 @@ def _resume(cfg: TrainConfig, resume_from: Path):
     """The checkpoint's policy in the dtype it was trained in (a bf16 run stays bf16), with ``cfg``'s LoRA
     dropout (the saved policy config does not record it; LoRA layers load without dropout)."""
     from oft import load_policy
-    from oft.model.loading import checkpoint_dtype
+    from oft.model.loading import checkpoint_dtype, saved_unnorm_key
 
     dtype = checkpoint_dtype(resume_from)
-    policy = load_policy(resume_from, dtype=dtype)
+    # the key only picks the inference statistics: training normalizes each sample by its own dataset
+    policy = load_policy(resume_from, dtype=dtype, unnorm_key=saved_unnorm_key(resume_from))
     log.info("resuming %s in %s", resume_from, str(dtype).removeprefix("torch."))
     set_lora_dropout(policy, cfg.lora_dropout)
     return policy
@@ -70,12 +71,12 @@ def _build_from_scratch(cfg: TrainConfig, spec: RobotSpec, dataset):
     from oft.model.build import build_policy
     from oft.model.lora import LoraSpec
 
-    stats = dataset_stats(dataset)
+    key, all_stats = training_stats(dataset, cfg.mixture_stats)
     lora = LoraSpec(cfg.lora_rank, min(cfg.lora_rank, 16), cfg.lora_dropout) if cfg.lora_rank else None
     head_kwargs = {"decode": cfg.decode} if cfg.head == "discrete" else None
-    return build_policy(
+    policy = build_policy(
         spec,
-        stats,
+        all_stats[key],
         instructions=dataset.instructions,
         arch=cfg.base,
         head=cfg.head,
@@ -85,6 +86,8 @@ def _build_from_scratch(cfg: TrainConfig, spec: RobotSpec, dataset):
         center_crop=cfg.augment,
         head_kwargs=head_kwargs,
     )
+    policy.set_dataset_stats(all_stats, key)
+    return policy
 
 
 def _continue_from(cfg: TrainConfig, spec: RobotSpec, base: Path, dataset):
@@ -92,9 +95,11 @@ def _continue_from(cfg: TrainConfig, spec: RobotSpec, base: Path, dataset):
     from oft import load_policy
 
     if (base / "oft_config.json").is_file():
-        from oft.model.loading import checkpoint_dtype
+        from oft.model.loading import checkpoint_dtype, saved_unnorm_key
 
-        policy = load_policy(base, dtype=checkpoint_dtype(base))  # keeps training in the dtype it has
+        # keeps training in the dtype it has, and its statistics (new datasets of a mixture add theirs)
+        policy = load_policy(base, dtype=checkpoint_dtype(base), unnorm_key=saved_unnorm_key(base))
+        _add_missing_stats(policy, cfg, dataset)
         set_lora_dropout(policy, cfg.lora_dropout)
         got = (policy.spec.action_dim, policy.spec.chunk_len, policy.spec.num_cameras, policy.config.head)
         want = (spec.action_dim, spec.chunk_len, spec.num_cameras, cfg.head)
@@ -140,7 +145,9 @@ def _from_openvla(cfg: TrainConfig, spec: RobotSpec, base: Path, dataset):
     )
     head_kwargs = {"decode": cfg.decode} if cfg.head == "discrete" else {}
     config = PolicyConfig(vla_cfg, spec, cfg.head, head_kwargs, center_crop=cfg.augment, source="openvla")
-    policy = assemble_policy(config, tokenizer, dataset_stats(dataset), dtype=dtype, empty=True)
+    key, all_stats = training_stats(dataset, cfg.mixture_stats)
+    policy = assemble_policy(config, tokenizer, all_stats[key], dtype=dtype, empty=True)
+    policy.set_dataset_stats(all_stats, key)
     vla = policy.vla
     new = [n for n in vla.state_dict() if n.startswith("proprio_projector.") or _FILM_KEY.search(n)]
     load_safetensors_into(vla, weight_files(base), strict=True, allow_missing=tuple(new))
@@ -164,6 +171,33 @@ def _init_new_modules(vla) -> None:
         for layer in projector.modules():
             if isinstance(layer, torch.nn.Linear):
                 layer.reset_parameters()
+
+
+def training_stats(dataset, mode: str = "per_dataset") -> tuple[str, dict]:
+    """(default key, {key: NormStats}) a run normalizes with: one entry per dataset of a mixture, keyed by
+    its name (``mode="per_dataset"``, OpenVLA's ``norm_stats`` dict), or one entry over the union of the
+    datasets (``"merged"``, key: their names joined by "+"). The default key is the first dataset's."""
+    parts = getattr(dataset, "datasets", None)
+    if parts is None or mode == "merged":
+        key = "+".join(d.key for d in parts) if parts is not None else dataset.key
+        return key, {key: dataset_stats(dataset)}
+    if mode != "per_dataset":
+        raise ValueError(f"mixture statistics mode {mode!r} is invalid: expected 'per_dataset' or 'merged'")
+    stats = {key: dataset_stats(d) for key, d in zip(dataset.keys, parts, strict=True)}
+    log.info("per-dataset statistics for %s", list(stats))
+    return next(iter(stats)), stats
+
+
+def _add_missing_stats(policy, cfg: TrainConfig, dataset) -> None:
+    """A checkpoint continued on a per-dataset mixture: datasets it has no statistics for bring their own."""
+    parts = getattr(dataset, "datasets", None)
+    if parts is None or cfg.mixture_stats != "per_dataset":
+        return
+    known = dict(policy.dataset_stats) or {policy.unnorm_key or "base": policy.norm_stats}
+    new = {k: dataset_stats(d) for k, d in zip(dataset.keys, parts, strict=True) if k not in known}
+    if new:
+        log.info("continuing with the checkpoint's statistics %s; adding %s", sorted(known), sorted(new))
+        policy.set_dataset_stats({**known, **new}, policy.unnorm_key or next(iter(known)))
 
 
 def dataset_stats(dataset):
@@ -192,4 +226,11 @@ def set_trainable(policy: torch.nn.Module, cfg: TrainConfig) -> None:
     log.info("trainable parameters: %.2fM of %.2fM", n_train / 1e6, n_all / 1e6)
 
 
-__all__ = ["build_from_config", "dataset_stats", "is_architecture", "set_lora_dropout", "set_trainable"]
+__all__ = [
+    "build_from_config",
+    "dataset_stats",
+    "is_architecture",
+    "set_lora_dropout",
+    "set_trainable",
+    "training_stats",
+]

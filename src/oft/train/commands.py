@@ -72,9 +72,10 @@ def run(args: argparse.Namespace) -> int:
     result = train(cfg, args.out, resume=args.resume)
     if result.checkpoint is not None and args.export:
         from oft import load_policy
+        from oft.model.loading import saved_unnorm_key
         from oft.train.export import export_reference
 
-        policy = load_policy(result.checkpoint)
+        policy = load_policy(result.checkpoint, unnorm_key=saved_unnorm_key(result.checkpoint))
         export_reference(
             policy, args.export, step=result.step, unnorm_key=args.unnorm_key, mode=args.export_mode
         )

@@ -22,6 +22,7 @@ from oft.spec import unknown_name_message
 
 DEVICES = ("auto", "cpu", "cuda")
 DATA_LOADERS = ("auto", "memory", "stream")
+MIXTURE_STATS = ("per_dataset", "merged")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,11 @@ class TrainConfig:
       datasets: paths or Hub dataset ids (``lerobot/aloha_sim_transfer_cube_human``, ``org/name@revision``;
         a local path that exists wins). dataset_weights: sampling weight of each dataset of a mixture (the
         paper's ``data_mix``); None samples every chunk of every dataset once per epoch.
+      mixture_stats: how a mixture is normalized. "per_dataset" (OpenVLA's): each dataset's samples with its
+        own statistics, all kept in the checkpoint under the dataset's name (its directory name, or the Hub
+        id without revision) — one normalizer per robot; inference picks one with ``unnorm_key``
+        (``oft eval/serve --unnorm-key NAME``). "merged": one set of statistics over the union, for datasets
+        of the same robot (the checkpoint's one key is the names joined by "+").
       data_loader: "memory" decodes every frame once into RAM (fastest for small data, the quickstart),
         "stream" decodes per batch in ``num_workers`` worker processes (memory bounded whatever the dataset's
         size), "auto" streams when the decoded frames would take more than a quarter of the available memory.
@@ -91,6 +97,7 @@ class TrainConfig:
     compile: bool = False
     seed: int = 0
     dataset_weights: tuple[float, ...] | None = None
+    mixture_stats: str = "per_dataset"
     data_loader: str = "auto"
     num_workers: int | None = None
     device: str = "auto"
@@ -122,6 +129,8 @@ class TrainConfig:
             d["datasets"] = tuple(d["datasets"])
         if d.get("cameras") is not None:
             d["cameras"] = tuple(d["cameras"])
+        if d.get("dataset_weights") is not None:  # JSON gives a list; --resume compares with the tuple
+            d["dataset_weights"] = tuple(float(w) for w in d["dataset_weights"])
         return cls(**d)
 
     def save(self, path: str | Path) -> None:
@@ -192,6 +201,7 @@ def _check_choices(cfg: TrainConfig) -> None:
         ("decode", modes),
         ("device", DEVICES),
         ("data_loader", DATA_LOADERS),
+        ("mixture_stats", MIXTURE_STATS),
     ):
         value = getattr(cfg, name)
         if value not in choices:
@@ -302,6 +312,7 @@ RESUME_FIXED = (
     "bf16",
     "seed",
     "dataset_weights",
+    "mixture_stats",  # the normalization the model learned in
 )
 # applied from the resumed step on, and logged: the optimizer's lr / weight decay and the schedule are rebuilt
 # from the new values (the lr at step s is ``lr * multiplier(s)`` of the new schedule), gradient clipping,

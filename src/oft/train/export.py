@@ -47,6 +47,8 @@ def export_reference(
     """Write ``policy`` to ``out`` in the paper's layout; returns ``out``.
 
     unnorm_key: the dataset-statistics key (the paper's ``--unnorm_key``); default the robot spec's name.
+        A mixture trained with per-dataset statistics exports every dataset's, under its name; unnorm_key
+        (one of them; default the policy's) is the one recorded as the export's own.
     mode: "merged" (LoRA folded into the weights) or "adapter" (``base/`` + ``lora_adapter/``).
     """
     if mode not in EXPORT_MODES:
@@ -55,7 +57,9 @@ def export_reference(
     tmp = out.with_name(f".tmp-{out.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    key = unnorm_key or policy.spec.name
+    mixture = getattr(policy, "dataset_stats", {}) if len(getattr(policy, "dataset_stats", {})) > 1 else {}
+    key = (unnorm_key if unnorm_key in mixture else policy.unnorm_key) if mixture else unnorm_key
+    key = key or policy.spec.name
     vla = copy.deepcopy(policy.vla).float().cpu()
     has_lora = any(".lora_" in n for n, _ in vla.named_parameters())
     model_dir = tmp
@@ -74,6 +78,8 @@ def export_reference(
     _write_model(vla, policy, model_dir, key)
     _write_tokenizer(policy.vla.tokenizer, tmp)
     stats = {key: _stats_entry(policy.norm_stats)}
+    if mixture:  # one normalizer per robot, by dataset name
+        stats = {k: _stats_entry(s) for k, s in mixture.items()}
     (tmp / "dataset_statistics.json").write_text(json.dumps(stats, indent=2))
     _write_record(policy, tmp, key)
     from oft.checksums import write_checksums

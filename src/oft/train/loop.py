@@ -175,12 +175,14 @@ def open_datasets(paths: tuple[str, ...]):
     dataset; ~1 s per GB)."""
     from oft.checksums import verify_dataset
     from oft.data import open_dataset
-    from oft.hub import resolve
+    from oft.hub import is_hub_id, parse_hub_id, resolve
 
     local = [resolve(p, "dataset") for p in paths]  # Hub ids -> the cached snapshot
     for p in local:
         verify_dataset(p)
     datasets = [open_dataset(p) for p in local]
+    for d, p in zip(datasets, paths, strict=True):  # the key of its statistics: the Hub id, or the directory
+        d.name = parse_hub_id(p)[0] if is_hub_id(p) else Path(p).resolve().name
     if len(datasets) == 1:
         return datasets[0]
     from oft.train._concat import ConcatDataset
@@ -236,6 +238,7 @@ def make_loader(cfg: TrainConfig, dataset, spec: RobotSpec, pipeline, info: D.Di
         rank=info.rank,
         world_size=info.world_size,
         weights=cfg.dataset_weights,
+        norm_keys=mixture_norm_keys(cfg, dataset),
     )
     if kind == "memory":
         return ChunkLoader(dataset, **common)
@@ -243,6 +246,14 @@ def make_loader(cfg: TrainConfig, dataset, spec: RobotSpec, pipeline, info: D.Di
     if workers is None:
         workers = min(8, max(1, (os.cpu_count() or 2) // _local_world_size(info) - 1))
     return StreamLoader(dataset, num_workers=workers, **common)
+
+
+def mixture_norm_keys(cfg: TrainConfig, dataset) -> list[str] | None:
+    """The dataset name of each part of a mixture trained with per-dataset statistics (the loader tags every
+    sample with it, the policy normalizes by it), else None."""
+    if cfg.mixture_stats != "per_dataset" or not hasattr(dataset, "datasets"):
+        return None
+    return dataset.keys
 
 
 MEMORY_FRACTION = 0.25  # "auto" keeps the decoded frames in RAM when all ranks' copies take at most this much
