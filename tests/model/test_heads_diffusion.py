@@ -100,7 +100,7 @@ def test_ddim_sampling_step_counts_deterministic(steps):
     head.num_inference_steps = steps
     inputs = tiny_inputs(vla)
     calls = []
-    hook = vla.language_model.model.register_forward_hook(lambda *a: calls.append(1))
+    hook = vla.language_model.model.layers[0].register_forward_hook(lambda *a: calls.append(1))
     try:
         a = head.predict(vla, inputs, generator=torch.Generator().manual_seed(0))
     finally:

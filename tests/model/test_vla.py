@@ -245,3 +245,37 @@ def test_loss_metrics_stay_on_the_device(head):
         torch.is_tensor(v) and v.dim() == 0 and not v.requires_grad for v in metrics.values()
     )
     assert all(torch.isfinite(v) for v in metrics.values()) and torch.isfinite(loss)
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+@pytest.mark.parametrize("causal", [False, True])
+def test_rows_forward_equals_the_full_forward_at_those_rows(attn, causal):
+    """The last layer computed for the rows read only (keys/values from all) gives the full forward's states,
+    in a padded batch with grouped-query attention, and passes gradients."""
+    from oft.model.tokenizer import build_word_tokenizer
+    from oft.model.vision import ViTConfig
+    from oft.model.vla import VLA, VLAConfig
+
+    torch.manual_seed(0)
+    tok = build_word_tokenizer(["open the drawer", "press the red button now please"])
+    vit = ViTConfig(img_size=16, patch_size=8, embed_dim=16, depth=1, num_heads=2)
+    llm = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+               num_key_value_heads=2, vocab_size=tok.vocab_size, max_position_embeddings=256)  # fmt: skip
+    vla = VLA(VLAConfig([vit], llm, 2, 3, 0, attn_implementation=attn), tok)
+    inputs = vla.prepare(torch.randn(2, 1, 3, 16, 16), None, ["open the drawer", "press the red button now"])
+    seq = vla.build_sequence(inputs, torch.randn(2, 6, 32))
+    rows = seq.slot_index - 1
+    full, _ = vla.llm_forward(seq.embeds, seq.attention_mask, causal=causal)
+    expected = torch.gather(full, 1, rows.unsqueeze(-1).expand(-1, -1, 32))
+    mlp_rows = []
+    hook = vla.language_model.model.layers[-1].mlp.register_forward_hook(
+        lambda m, a, out: mlp_rows.append(a[0].shape[1])
+    )
+    try:
+        got = vla.llm_forward_rows(seq.embeds, seq.attention_mask, rows, causal)
+    finally:
+        hook.remove()
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert mlp_rows == [6]  # the last layer's MLP ran on the 6 rows read, not on all positions
+    got.sum().backward()
+    assert vla.language_model.model.layers[0].mlp.up_proj.weight.grad is not None

@@ -204,9 +204,14 @@ def _pixels(policy: Policy, images: torch.Tensor) -> torch.Tensor:
 
 # --- running ---------------------------------------------------------------------------------------------
 def compile_trunk(policy: Policy) -> None:
-    """``torch.compile`` the vision backbone and the Llama decoder in place (shared by every row)."""
+    """``torch.compile`` the vision backbone and each Llama decoder layer in place (shared by every row).
+
+    Layer by layer, because the policy's forward calls the layers itself (``VLA.llm_forward_rows``); the
+    sequence length varies with the prompt, hence ``dynamic=True``.
+    """
     policy.vla.vision_backbone.compile()
-    policy.vla.language_model.model.compile(dynamic=True)
+    for layer in policy.vla.language_model.model.layers:
+        layer.compile(dynamic=True)
 
 
 def run_bench(base: Policy, rows: list[str], options: BenchOptions) -> list[BenchRow]:

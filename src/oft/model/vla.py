@@ -353,9 +353,34 @@ class VLA(nn.Module):
 
     def slot_hidden_states(self, seq: Sequence, causal: bool = False) -> torch.Tensor:
         """One LLM forward over an assembled sequence -> (B, n_slots, H), the state before each slot."""
-        hidden, _ = self.llm_forward(seq.embeds, seq.attention_mask, causal=causal)
-        idx = (seq.slot_index - 1).unsqueeze(-1).expand(-1, -1, hidden.shape[-1])
-        return torch.gather(hidden, 1, idx)
+        return self.llm_forward_rows(seq.embeds, seq.attention_mask, seq.slot_index - 1, causal)
+
+    def llm_forward_rows(
+        self,
+        inputs_embeds: torch.Tensor,
+        attention_mask: torch.Tensor,
+        rows: torch.Tensor,
+        causal: bool = False,
+    ) -> torch.Tensor:
+        """Last hidden states at ``rows`` (B, n) only -> (B, n, H): ``llm_forward(...)[0]`` at those rows.
+
+        Nothing is computed that is not read: every layer but the last runs on all S positions (their keys
+        and values feed the rows), the last one computes keys/values for all positions but queries, attention
+        output, MLP and the final norm only for the n rows read (the K*D positions before the action slots,
+        56 of 599 on the paper's bench architecture). The decoder layers are the model's own modules
+        (``LlamaDecoderLayer``, attention backend as configured); the last layer's arithmetic is Llama's,
+        written out for a subset of queries.
+        """
+        llm = self.language_model.model
+        B, S, _ = inputs_embeds.shape
+        position_ids = torch.arange(S, device=inputs_embeds.device)[None].expand(B, -1)
+        mask = attention_mask_4d(attention_mask, S, causal, inputs_embeds.dtype)  # (B, 1, S, S)
+        cos, sin = llm.rotary_emb(inputs_embeds, position_ids)  # (B, S, head_dim)
+        x = inputs_embeds
+        layers = llm.layers[: llm.config.num_hidden_layers]
+        for layer in layers[:-1]:
+            x = layer(x, attention_mask=mask, position_ids=position_ids, position_embeddings=(cos, sin))
+        return llm.norm(_last_layer_at_rows(layers[-1], x, rows, mask, cos, sin))
 
 
 class TokenDecoder:
@@ -474,6 +499,42 @@ def _fused(*linears: nn.Module):
         )
     sizes = [m.out_features for m in linears]
     return lambda x: nn.functional.linear(x, weight, bias).split(sizes, dim=-1)
+
+
+def _last_layer_at_rows(
+    layer: nn.Module,
+    x: torch.Tensor,
+    rows: torch.Tensor,
+    mask: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+) -> torch.Tensor:
+    """A Llama decoder layer whose output is needed at ``rows`` (B, n) only: (B, S, H) -> (B, n, H).
+
+    Keys and values come from all S positions; queries, attention output and MLP from the n rows.
+    mask: (B, 1, S, S) additive; cos/sin: (B, S, head_dim) rotary tables of the S positions.
+    """
+    attn = layer.self_attn
+    B, S, _ = x.shape
+    n, hd = rows.shape[1], attn.head_dim
+
+    def take(t: torch.Tensor) -> torch.Tensor:  # (B, S, C) -> (B, n, C)
+        return torch.gather(t, 1, rows.unsqueeze(-1).expand(-1, -1, t.shape[-1]))
+
+    h = layer.input_layernorm(x)  # (B, S, H)
+    q = attn.q_proj(take(h)).view(B, n, -1, hd).transpose(1, 2)  # (B, heads, n, hd)
+    k = attn.k_proj(h).view(B, S, -1, hd).transpose(1, 2)  # (B, kv_heads, S, hd)
+    v = attn.v_proj(h).view(B, S, -1, hd).transpose(1, 2)
+    cos_q, sin_q = take(cos).unsqueeze(1), take(sin).unsqueeze(1)
+    q = q * cos_q + _rotate_half(q) * sin_q  # modeling_llama.apply_rotary_pos_emb
+    k = k * cos.unsqueeze(1) + _rotate_half(k) * sin.unsqueeze(1)
+    row_mask = torch.gather(mask, 2, rows[:, None, :, None].expand(-1, 1, -1, S))  # (B, 1, n, S)
+    out = nn.functional.scaled_dot_product_attention(
+        q, k, v, attn_mask=row_mask, scale=attn.scaling, enable_gqa=q.shape[1] != k.shape[1],
+        dropout_p=attn.attention_dropout if attn.training else 0.0,
+    )  # fmt: skip
+    y = take(x) + attn.o_proj(out.transpose(1, 2).reshape(B, n, -1))  # (B, n, H)
+    return y + layer.mlp(layer.post_attention_layernorm(y))
 
 
 def _cached_kv(cache: Cache, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
