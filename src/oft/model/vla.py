@@ -417,7 +417,7 @@ class TokenDecoder:
             self.values.append(values)
         ref = self.keys[0] if self.keys else llm.embed_tokens.weight
         cos, sin = llm.rotary_emb(ref, positions)  # (B, n, head_dim)
-        self.cos, self.sin = cos.unsqueeze(1), sin.unsqueeze(1)  # (B, 1, n, head_dim): broadcast over heads
+        self.rotations = _rotation_matrices(cos, sin)  # (B, n, head_dim, head_dim)
         # padding keys of the prefix are blocked; with none (one prompt) sdpa runs without a mask
         self.mask = None
         if not bool(key_mask.all()):
@@ -428,14 +428,14 @@ class TokenDecoder:
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 1, H) embedding of the next token -> (B, 1, H) last hidden state at its position."""
-        j = self.step
-        if j >= self.cos.shape[2]:
-            raise ValueError(f"TokenDecoder was prepared for {self.cos.shape[2]} tokens; got token {j + 1}")
+        j, n = self.step, self.rotations.shape[1]
+        if j >= n:
+            raise ValueError(f"TokenDecoder was prepared for {n} tokens; got token {j + 1}")
         end = self.prefix_len + j + 1
-        cos, sin = self.cos[:, :, j : j + 1], self.sin[:, :, j : j + 1]
+        rotation = self.rotations[:, j : j + 1]  # (B, 1, hd, hd): broadcast over heads
         mask = None if self.mask is None else self.mask[..., :end]
         for layer, keys, values in zip(self.layers, self.keys, self.values, strict=True):
-            x = layer(x, keys, values, end, cos, sin, mask)
+            x = layer(x, keys, values, end, rotation, mask)
         self.step += 1
         return self.norm(x)
 
@@ -451,12 +451,11 @@ class _LayerStep:
         self.gate_up = _fused(mlp.gate_proj, mlp.up_proj)
         self.o_proj, self.down_proj, self.act = attn.o_proj, mlp.down_proj, mlp.act_fn
 
-    def __call__(self, x, keys, values, end, cos, sin, mask) -> torch.Tensor:
+    def __call__(self, x, keys, values, end, rotation, mask) -> torch.Tensor:
         B, hd = x.shape[0], self.head_dim
         q, k, v = self.qkv(self.norm1(x))  # (B, 1, heads*hd), (B, 1, kv_heads*hd) x 2
-        q = q.view(B, 1, -1, hd).transpose(1, 2)  # (B, heads, 1, hd)
-        k = k.view(B, 1, -1, hd).transpose(1, 2)  # (B, kv_heads, 1, hd)
-        q, k = q * cos + _rotate_half(q) * sin, k * cos + _rotate_half(k) * sin  # modeling_llama's RoPE
+        q = q.view(B, 1, -1, hd).transpose(1, 2) @ rotation  # (B, heads, 1, hd), rotary applied
+        k = k.view(B, 1, -1, hd).transpose(1, 2) @ rotation  # (B, kv_heads, 1, hd)
         keys[:, :, end - 1 : end] = k
         values[:, :, end - 1 : end] = v.view(B, 1, -1, hd).transpose(1, 2)
         out = nn.functional.scaled_dot_product_attention(
@@ -466,6 +465,22 @@ class _LayerStep:
         x = x + self.o_proj(out.transpose(1, 2).reshape(B, 1, -1))
         gate, up = self.gate_up(self.norm2(x))
         return x + self.down_proj(self.act(gate) * up)
+
+
+def _rotation_matrices(cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotary embedding as matrices: ``x @ R`` = ``x * cos + rotate_half(x) * sin`` (modeling_llama's
+    ``apply_rotary_pos_emb``), one matmul per query/key row instead of seven elementwise ops.
+
+    cos, sin: (B, n, hd) -> R: (B, n, hd, hd) with R[i, i] = cos_i, R[i + hd/2, i] = -sin_i (i < hd/2) and
+    R[i - hd/2, i] = sin_i (i >= hd/2).
+    """
+    hd = cos.shape[-1]
+    half = hd // 2
+    R = torch.diag_embed(cos)  # (B, n, hd, hd)
+    i = torch.arange(half, device=cos.device)
+    R[..., i + half, i] = -sin[..., :half]
+    R[..., i, i + half] = sin[..., half:]
+    return R
 
 
 def _rotate_half(x: torch.Tensor) -> torch.Tensor:
