@@ -35,10 +35,15 @@ What a head can ask the VLA for:
   ``slot_embeds`` (B, K*D, H) or zero embeddings; returns the last-layer hidden state *immediately before*
   each slot (OpenVLA-OFT's rule).
 * ``vla.build_sequence(inputs, slot_embeds=None, extra_tokens=None, num_slots=None, stop_token=True)`` ->
-  :class:`oft.model.vla.Sequence` (embeds, attention_mask, slot_start, lengths) for heads that drive the LLM
-  themselves (autoregressive decoding), ``vla.new_cache()`` (a ``transformers.DynamicCache``),
+  :class:`oft.model.vla.Sequence` (embeds, attention_mask, slot_start, slot_index, lengths), built once;
+  ``vla.replace_tokens(seq, slot_embeds, extra_tokens)`` swaps slots / extra tokens in (a head that runs the
+  LLM several times per chunk, like diffusion) and ``vla.slot_hidden_states(seq)`` runs the forward, the
+  last layer computed only at the rows read; for heads that drive the LLM themselves (autoregressive
+  decoding) ``vla.new_cache()`` (a ``transformers.DynamicCache``), ``oft.model.vla.TokenDecoder`` (one token
+  per call after a prefilled cache),
   ``vla.llm_forward(embeds, attention_mask, causal, cache, position_ids)`` -> (hidden, cache),
-  ``vla.lm_logits(hidden)`` (LM head on the given positions only), ``vla.embed_tokens(ids)``, ``vla.llm_dim``,
+  ``vla.lm_logits(hidden, tokens=None)`` (LM head on the given positions only, optionally on a slice of the
+  vocabulary), ``vla.embed_tokens(ids)``, ``vla.llm_dim``,
   ``vla.num_action_slots``, ``vla.tokenizer`` (``TextTokenizer``: ``.vocab_size``, ``.pad_id``, ``.eos_id``,
   ``.action_token_end``).
 """
