@@ -61,6 +61,12 @@ def test_a_mixed_batch_is_normalized_per_dataset():
     assert set(keys) == {"robot_a", "robot_b"}  # the batch mixes both robots
     src = np.asarray(["robot_b" if a > 5 else "robot_a" for a in batch.actions[:, 0, 0].tolist()])
     assert list(src) == keys  # each sample is tagged with its own dataset
+    from oft.data.stream import StreamLoader
+
+    st = StreamLoader(data, chunk_len=4, batch_size=16, augment=False, norm_keys=data.keys, image_size=16,
+                      num_workers=1)  # fmt: skip
+    assert next(st).norm_keys == keys  # the worker processes tag samples the same way
+    st.close()
     target = policy._normalize_rows(batch.actions, "action", keys)
     proprio = policy._normalize_rows(batch.proprio, "proprio", keys)
     for b, k in enumerate(keys):
@@ -145,6 +151,14 @@ def test_checkpoint_keeps_every_robots_statistics(two_robots, tmp_path):
         assert policy.unnorm_key == name and policy.norm_stats is policy.dataset_stats[name]
         acts[name] = policy.predict_action_chunk(obs, clip=True)
         assert lo - 1e-4 <= acts[name].min() and acts[name].max() <= hi + 1e-4  # in that robot's range
+    # the paper's layout holds every robot's statistics too (dataset_statistics.json), and each loads back
+    from oft.train.export import export_reference
+
+    out = export_reference(policy, tmp_path / "export")
+    assert sorted(json.loads((out / "dataset_statistics.json").read_text())) == ["robot_a", "robot_b"]
+    for name in RANGES:
+        back = oft.load_policy(out, unnorm_key=name)
+        np.testing.assert_allclose(back.norm_stats.action.q99, policy.dataset_stats[name].action.q99)
     # resume keeps both keys (the saved default only picks the inference statistics)
     again = _train(two_robots, tmp_path / "per", resume=True, dataset_weights=(1.0, 1.0), max_steps=4)
     assert again.name.endswith("4")
