@@ -100,6 +100,7 @@ REFUSED = {
     "bf16": ({}, False),
     "seed": ({}, 1),
     "dataset_weights": ({}, (1.0,)),
+    "mixture_stats": ({}, "merged"),
 }
 APPLIED = {
     "lr": ({}, 1e-4),
