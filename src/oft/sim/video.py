@@ -44,8 +44,17 @@ def write_mp4(path: str | Path, frames: np.ndarray, fps: float = 30.0) -> Path:
     return path
 
 
-def plot_success(per_task: dict[str, float], overall: float, path: str | Path, title: str = "") -> Path:
-    """Horizontal bar chart of success rate per task, with the overall rate as a dashed line."""
+def plot_success(
+    per_task: dict[str, float],
+    overall: float,
+    path: str | Path,
+    title: str = "",
+    intervals: dict[str, tuple[float, float]] | None = None,
+) -> Path:
+    """Horizontal bar chart of success rate per task, with the overall rate as a dashed line.
+
+    intervals: {task: (lo, hi)} rates (e.g. 95% Wilson intervals) drawn as error bars.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -53,7 +62,13 @@ def plot_success(per_task: dict[str, float], overall: float, path: str | Path, t
 
     names = list(per_task)
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) + 1.5))
-    ax.barh(names, [100 * per_task[n] for n in names], color="tab:blue")
+    rates = [100 * per_task[n] for n in names]
+    xerr = None
+    if intervals:
+        lo = [max(0.0, r - 100 * intervals[n][0]) for n, r in zip(names, rates, strict=True)]
+        hi = [max(0.0, 100 * intervals[n][1] - r) for n, r in zip(names, rates, strict=True)]
+        xerr = [lo, hi]
+    ax.barh(names, rates, xerr=xerr, color="tab:blue", ecolor="black", capsize=3)
     ax.axvline(100 * overall, color="tab:red", linestyle="--", label=f"overall {100 * overall:.1f}%")
     ax.set_xlim(0, 100)
     ax.set_xlabel("success rate (%)")

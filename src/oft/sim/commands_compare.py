@@ -1,0 +1,72 @@
+"""``oft eval-compare A.json B.json``: do two evaluations differ beyond chance, task by task?
+
+oft eval-compare runs/eval_a/results.json runs/eval_b/results.json
+oft eval-compare runs/study/variants/pdac_l1/eval runs/study/variants/ar_discrete/eval   # directories
+
+Each task's two success counts are compared with Fisher's exact test (two-sided, oft.sim.eval_stats); a task
+"differs" when p < --alpha. The p-values are per task, not corrected for comparing several tasks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("a", type=Path, help="results.json of the first evaluation (oft eval --out DIR)")
+    p.add_argument("b", type=Path, help="results.json of the second evaluation")
+    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    p.add_argument("--out", type=Path, default=None, help="also write the comparison as JSON here")
+
+
+def _load(path: Path) -> dict:
+    if path.is_dir():
+        path = path / "results.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; expected an oft eval results.json or its directory")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not JSON ({e}); expected an oft eval results.json") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from oft.sim.eval_stats import compare_results
+
+    if not 0.0 < args.alpha < 1.0:
+        raise ValueError(f"--alpha must be in (0, 1), got {args.alpha}")
+    cmp = compare_results(_load(args.a), _load(args.b), alpha=args.alpha)
+    print(format_comparison(cmp, str(args.a), str(args.b)))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(cmp | {"a": str(args.a), "b": str(args.b)}, indent=2))
+        log.info("wrote %s", args.out)
+    return 0
+
+
+def format_comparison(cmp: dict, name_a: str = "A", name_b: str = "B") -> str:
+    """A text table: per task A and B successes/episodes and rate, Fisher p-value, verdict."""
+    rows = [*cmp["tasks"].items(), ("overall", cmp["overall"])]
+    width = max(len(t) for t, _ in rows)
+    lines = [f"A = {name_a}", f"B = {name_b}", ""]
+    header = f"{'task':<{width}}  {'A':>14}  {'B':>14}  {'p (Fisher)':>10}"
+    lines.append(f"{header}  verdict (alpha {cmp['alpha']})")
+    for task, r in rows:
+        cells = [_cell(*r["a"]), _cell(*r["b"])]
+        verdict = "same within chance"
+        if r["differ"]:
+            verdict = "A better" if r["rate_a"] > r["rate_b"] else "B better"
+        lines.append(f"{task:<{width}}  {cells[0]:>14}  {cells[1]:>14}  {r['p_value']:>10.4g}  {verdict}")
+    for side, tasks in (("A", cmp["only_a"]), ("B", cmp["only_b"])):
+        if tasks:
+            lines.append(f"only in {side} (not compared): {', '.join(tasks)}")
+    return "\n".join(lines)
+
+
+def _cell(k: int, n: int) -> str:
+    return f"{k}/{n} {100 * k / n:3.0f}%" if n else "0/0    -"
