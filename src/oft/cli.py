@@ -17,6 +17,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "quickstart": ("oft.train.quickstart", "collect demos, train a small OFT policy on the CPU, evaluate it"),
     "train": ("oft.train.commands", "fine-tune a policy with the OFT recipe"),
     "eval": ("oft.sim.commands_eval", "evaluate a policy (or the expert) in a simulator"),
+    "eval-compare": ("oft.sim.commands_compare", "do two eval results differ beyond chance (per task)"),
+    "study": ("oft.study.commands", "train + evaluate the paper's design variants on one budget"),
     "collect": ("oft.sim.commands_collect", "collect expert demonstrations into a LeRobot v3 dataset"),
     "stats": ("oft.data.commands", "compute normalization statistics of a dataset"),
     "info": ("oft.model.commands", "describe a checkpoint: architecture, parameters, robot spec, stats"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import warnings
 from functools import lru_cache
 
@@ -142,12 +143,26 @@ def _layout_block(task: str, block: int) -> tuple:
     return tuple(metaworld.MT1(task, seed=block).train_tasks)
 
 
+def _hide_goal_sites(model) -> None:
+    """Make the goal marker sites transparent (MuJoCo draws nothing of alpha 0); physics is unaffected."""
+    for i in range(model.nsite):
+        if model.site(i).name.startswith("goal"):
+            model.site_rgba[i, 3] = 0.0
+
+
 @register_env("metaworld", tasks=metaworld_tasks)
 class MetaWorldEnv(SimEnv):
     """One MetaWorld v3 task.
 
     cameras: which cameras to render (subset of :data:`CAMERAS`), in observation order; ``()`` for state-only.
     image_size: int, (H, W), or {camera: size}. max_steps: episode limit (metaworld's default 500).
+    instruction: what observations say instead of the task's own :data:`INSTRUCTIONS` entry (``""``
+        withholds it: the language suite's control).
+    layout_task: draw layout ``seed`` from this task's generator instead of ``task``'s, keeping ``task``'s
+        goal and success criterion: a faucet-open start state judged as faucet-close (the language suite
+        asks a policy for each instruction from each start state). Both tasks need layouts of the same size.
+    show_goal: draw the goal markers (sites named ``goal*``: reach's red target, the faucets' green/blue
+        dots). False hides them, so that in the language suite only the instruction tells which way to go.
     Proprio is ``obs[:4]``: hand xyz + gripper opening. Actions are 4-D in [-1, 1].
     """
 
@@ -160,9 +175,13 @@ class MetaWorldEnv(SimEnv):
         cameras: tuple[str, ...] | list[str] = ("corner", "gripperPOV"),
         image_size=128,
         max_steps: int = DEFAULT_MAX_STEPS,
+        instruction: str | None = None,
+        layout_task: str | None = None,
+        show_goal: bool = True,
     ) -> None:
-        if task not in INSTRUCTIONS:
-            raise KeyError(unknown_name_message("metaworld task", task, INSTRUCTIONS))
+        for name in (task, layout_task or task):
+            if name not in INSTRUCTIONS:
+                raise KeyError(unknown_name_message("metaworld task", name, INSTRUCTIONS))
         cameras = tuple(cameras)
         for cam in cameras:
             if cam not in CAMERAS:
@@ -170,7 +189,8 @@ class MetaWorldEnv(SimEnv):
         if max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {max_steps}")
         self.task = task
-        self.instruction = INSTRUCTIONS[task]
+        self.instruction = INSTRUCTIONS[task] if instruction is None else str(instruction)
+        self.layout_task = layout_task or task
         self.max_steps = int(max_steps)
         base = get_spec("metaworld")
         self.spec = (base.replace(cameras=cameras) if cameras else base).replace(conventions=CONVENTIONS)
@@ -180,6 +200,8 @@ class MetaWorldEnv(SimEnv):
         # metaworld raises past its own horizon; ours is the limit that counts
         self._env.max_path_length = max(self.max_steps, DEFAULT_MAX_STEPS)
         self._expert = ENV_POLICY_MAP[task]()
+        if not show_goal:
+            _hide_goal_sites(self._env.model)
         self._camera_renderer = CameraRenderer(
             self._env.model, self.image_sizes, flipped=tuple(c for c in cameras if c in FLIPPED_CAMERAS)
         )
@@ -196,11 +218,30 @@ class MetaWorldEnv(SimEnv):
     def reset(self, seed: int) -> Observation:
         if seed < 0:
             raise ValueError(f"seed must be >= 0, got {seed}")
-        layouts = _layout_block(self.task, int(seed) // LAYOUTS_PER_BLOCK)
-        self._env.set_task(layouts[int(seed) % LAYOUTS_PER_BLOCK])
+        block, index = divmod(int(seed), LAYOUTS_PER_BLOCK)
+        layout = _layout_block(self.layout_task, block)[index]
+        if self.layout_task != self.task:
+            layout = self._adopt_layout(layout)
+        self._env.set_task(layout)
         self._obs, _ = self._env.reset()
         self._steps = 0
         return self._observation(render=True)
+
+    def _adopt_layout(self, layout):
+        """``layout_task``'s layout (its random vector: object and goal positions) as one of ``task``.
+
+        The payload is the ``metaworld.Task`` that ``MT1`` built in this process (set_task unpickles it
+        the same way); only the env class it names changes.
+        """
+        data = pickle.loads(layout.data)
+        size = self._env._random_reset_space.low.size
+        if np.size(data["rand_vec"]) != size:
+            raise ValueError(
+                f"layout_task {self.layout_task!r} draws layouts of {np.size(data['rand_vec'])} numbers, "
+                f"task {self.task!r} expects {size}; choose tasks of the same scene (e.g. faucet-open/-close)"
+            )
+        data["env_cls"] = type(self._env)
+        return layout._replace(env_name=self.task, data=pickle.dumps(data))
 
     def step(self, action: np.ndarray, render: bool = True) -> StepResult:
         """Apply a 4-D action; ``render=False`` skips the images (the rollout needs them only to query)."""

@@ -1,0 +1,390 @@
+"""``run_study``: the same demonstrations and the same training budget for every variant; each trained,
+evaluated on layouts no demonstration used, and timed.
+
+Layout of ``out``::
+
+    study.json                 the settings (a rerun with other settings is refused)
+    data/                      the demonstrations, collected once (LeRobot v3, PNG frames, every camera)
+    variants/<name>/train/     the training run (resumable checkpoints, metrics.jsonl, loss_curve.png)
+    variants/<name>/train.json the finished training: steps, minutes, checkpoint
+    variants/<name>/eval/      oft eval results.json (+ per-direction ones for the language suite)
+    variants/<name>/result.json  the variant's row; its presence marks the variant finished
+    results.json, results.md, results.png   every finished variant (written after each one)
+
+Resuming: a rerun skips variants with a ``result.json``, continues an interrupted training from its last
+checkpoint with what is left of its budget, and tops up the demonstrations.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from oft.study.suites import Suite, get_suite
+from oft.study.variants import VARIANT_FIELDS, VARIANTS, StudyVariant, resolve_variants
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PRESET = "metaworld-tiny"
+# settings that change what a finished variant's numbers mean: a rerun must keep them
+FIXED_SETTINGS = (
+    "suite", "tasks", "preset", "overrides", "budget_minutes", "steps", "demos", "episodes", "seed",
+    "eval_max_steps",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """What one study runs. Budget: ``budget_minutes`` of training per variant (capped by the preset's
+    ``max_steps``) or ``steps`` optimizer steps; neither = the preset's ``max_steps``.
+
+    tasks: a subset of the suite's tasks (None: all). overrides: TrainConfig ``field=value`` applied to every
+    variant (not the fields a variant decides). episodes: per task (language suite: per direction).
+    """
+
+    suite: str
+    out: str
+    variants: tuple[str, ...] = tuple(VARIANTS)
+    tasks: tuple[str, ...] | None = None
+    preset: str = DEFAULT_PRESET
+    overrides: tuple[str, ...] = ()
+    budget_minutes: float | None = None
+    steps: int | None = None
+    demos: int = 50
+    episodes: int = 20
+    seed: int = 0
+    eval_max_steps: int | None = None
+    threads: int = 1
+    collect_workers: int = 2
+    eval_workers: int = 1
+    videos: int = 0
+    timing_iters: int = 20
+    progress: bool = False
+
+    def validate(self) -> StudyConfig:
+        if self.budget_minutes is not None and self.steps is not None:
+            raise ValueError("give the budget as minutes or as steps, not both")
+        for name in ("demos", "episodes", "threads", "timing_iters", "eval_workers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"StudyConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.budget_minutes is not None and not self.budget_minutes > 0:
+            raise ValueError(f"budget_minutes must be > 0, got {self.budget_minutes}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        for item in self.overrides:
+            name = item.partition("=")[0].strip().replace("-", "_")
+            if name in (*VARIANT_FIELDS, "datasets", "max_minutes"):
+                raise ValueError(
+                    f"override {item!r}: {name} is set by the study (variants decide "
+                    f"{', '.join(VARIANT_FIELDS)}; the budget is --budget-minutes/--steps)"
+                )
+        resolve_variants(self.variants)
+        return self
+
+
+@dataclass
+class _Context:
+    """What every variant shares: the suite, its tasks, the demonstrations, the robot spec."""
+
+    config: StudyConfig
+    suite: Suite
+    tasks: list[str]
+    out: Path
+    data: Path
+    spec: object = None
+    rows: dict[str, dict] = field(default_factory=dict)
+
+
+def run_study(config: StudyConfig) -> dict:
+    """Collect once, then train + evaluate + time each variant not finished yet; returns ``results.json``."""
+    config.validate()
+    suite = get_suite(config.suite)
+    tasks = _tasks(suite, config.tasks)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_settings(out, config)
+    ctx = _Context(config, suite, tasks, out, out / "data")
+    ctx.spec = _robot_spec(config)
+    collect_demos(ctx)
+    for variant in resolve_variants(config.variants):
+        vdir = out / "variants" / variant.name
+        if (vdir / "result.json").is_file():
+            log.info("%s: finished earlier, skipped (%s)", variant.name, vdir / "result.json")
+            continue
+        row = run_variant(ctx, variant, vdir)
+        (vdir / "result.json").write_text(json.dumps(row, indent=2))
+        write_reports(out, suite)
+    return write_reports(out, suite)
+
+
+# --------------------------------------------------------------------------- shared setup
+def _tasks(suite: Suite, subset: tuple[str, ...] | None) -> list[str]:
+    tasks = suite.task_names()
+    if subset is None:
+        return tasks
+    for t in subset:
+        if t not in tasks:
+            from oft.spec import unknown_name_message
+
+            raise KeyError(unknown_name_message(f"task of suite {suite.name}", t, tasks))
+    if suite.instruction_swap and len(subset) < 2:
+        raise ValueError(
+            f"suite {suite.name} swaps instructions between tasks; keep two or more, got {subset}"
+        )
+    return [t for t in tasks if t in subset]
+
+
+def _check_settings(out: Path, config: StudyConfig) -> None:
+    """Write ``study.json`` on the first run; refuse a rerun whose fixed settings differ."""
+    path = out / "study.json"
+    mine = {k: _jsonable(getattr(config, k)) for k in FIXED_SETTINGS}
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        diff = {k: (saved.get(k), mine[k]) for k in FIXED_SETTINGS if saved.get(k) != mine[k]}
+        if diff:
+            text = ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+            raise ValueError(
+                f"{out} holds a study with other settings ({text}); rerun with the same settings to resume, "
+                "or choose another --out"
+            )
+        return
+    path.write_text(json.dumps(mine, indent=2))
+
+
+def _jsonable(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def base_train_config(config: StudyConfig):
+    """The preset with the study's overrides and budget (before any variant's fields)."""
+    from oft.train.config import apply_overrides
+    from oft.train.presets import get_preset
+
+    cfg = apply_overrides(get_preset(config.preset), [f"seed={config.seed}", *config.overrides])
+    if config.steps is not None:
+        cfg = cfg.replace(max_steps=config.steps)
+    return cfg.replace(num_threads=config.threads, device="cpu" if cfg.device == "auto" else cfg.device)
+
+
+def _robot_spec(config: StudyConfig):
+    from oft.spec import get_spec
+
+    return get_spec(base_train_config(config).robot)
+
+
+def model_image_size(config: StudyConfig) -> int:
+    """The input side of the (overridden) preset's architecture: demos are rendered at it, no resize."""
+    from oft.model.build import ARCHITECTURES
+
+    base = base_train_config(config).base
+    if base not in ARCHITECTURES:
+        known = ", ".join(ARCHITECTURES)
+        raise ValueError(f"the study trains from scratch: base must be one of {known}, got {base!r}")
+    return int(ARCHITECTURES[base]["vit"]["img_size"])
+
+
+def collect_demos(ctx: _Context) -> dict:
+    """Expert demonstrations of every task, every camera of the robot, once for all variants (a rerun tops
+    them up). PNG frames: lossless, so train and eval pixels agree."""
+    from oft.sim.collect import CollectConfig, collect
+
+    cfg = ctx.config
+    collect_cfg = CollectConfig(
+        cameras=tuple(ctx.spec.cameras),
+        image_size=model_image_size(cfg),
+        workers=cfg.collect_workers,
+        video=False,
+        env_kwargs=ctx.suite.env_options,
+    )
+    t0 = time.perf_counter()
+    summary = collect(ctx.suite.env, ctx.tasks, cfg.demos, ctx.data, collect_cfg, progress=cfg.progress)
+    wall = time.perf_counter() - t0
+    log.info("demonstrations: %d episodes in %s (%.1f s)", summary["num_episodes"], ctx.data, wall)
+    return summary
+
+
+# --------------------------------------------------------------------------- one variant
+def run_variant(ctx: _Context, variant: StudyVariant, vdir: Path) -> dict:
+    """Train (resumable) -> evaluate on unseen layouts -> time the policy; returns the variant's row."""
+    from oft import load_policy
+
+    log.info("variant %s: training", variant.name)
+    trained = train_variant(ctx, variant, vdir)
+    policy = load_policy(trained["checkpoint"])
+    policy.eval()
+    torch.set_num_threads(ctx.config.threads)
+    t0 = time.perf_counter()
+    evaluation = evaluate_variant(ctx, policy, vdir / "eval")
+    eval_minutes = (time.perf_counter() - t0) / 60.0
+    speed = time_policy(policy, ctx.config.timing_iters)
+    return variant_row(variant, trained, evaluation, speed, eval_minutes)
+
+
+def variant_train_config(ctx: _Context, variant: StudyVariant):
+    from oft.train.config import apply_overrides
+
+    cfg = apply_overrides(base_train_config(ctx.config), variant.overrides(ctx.spec))
+    return cfg.replace(datasets=(str(ctx.data),))
+
+
+def train_variant(ctx: _Context, variant: StudyVariant, vdir: Path) -> dict:
+    """Train ``variant`` into ``vdir/train`` within the budget; returns (and records in train.json) the run.
+
+    A training interrupted by a kill resumes from its last checkpoint; with a minutes budget it gets what is
+    left, the time already spent estimated from its ``metrics.jsonl`` (samples/s of each logged interval).
+    """
+    from oft.train.loop import train
+
+    record = vdir / "train.json"
+    if record.is_file():
+        return json.loads(record.read_text())
+    cfg = variant_train_config(ctx, variant)
+    spent_s = seconds_trained(vdir / "train", cfg.batch_size * cfg.grad_accum)
+    if ctx.config.budget_minutes is not None:
+        left = ctx.config.budget_minutes - spent_s / 60.0
+        cfg = cfg.replace(max_minutes=max(left, 1e-3))
+        log.info("%s: %.2f of %.2f training minutes left", variant.name, left, ctx.config.budget_minutes)
+    result = train(cfg, vdir / "train", resume=True)
+    checkpoint = result.checkpoint or _latest_checkpoint(vdir / "train")
+    trained = {
+        "checkpoint": str(checkpoint),
+        "steps": result.step,
+        "train_minutes": (spent_s + result.train_s) / 60.0,
+        "samples_per_s": result.samples_per_s,
+        "stopped_by": result.stopped_by,
+        "final_loss": result.final_loss,
+        "config": cfg.to_dict(),
+    }
+    vdir.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(trained, indent=2))
+    return trained
+
+
+def _latest_checkpoint(train_dir: Path) -> Path:
+    from oft.train.checkpoint import CheckpointManager
+
+    latest = CheckpointManager(train_dir).latest()
+    if latest is None:
+        raise FileNotFoundError(f"training in {train_dir} wrote no checkpoint")
+    return latest
+
+
+def seconds_trained(train_dir: Path, samples_per_step: int) -> float:
+    """Optimizer time already spent up to the latest checkpoint of an interrupted run (0 for a new one).
+
+    Each ``metrics.jsonl`` row covers the steps since the previous row at its ``samples_per_s``.
+    """
+    from oft.train.checkpoint import CheckpointManager
+    from oft.train.feedback import read_metrics
+
+    ckpts = CheckpointManager(train_dir).checkpoints()
+    if not ckpts:
+        return 0.0
+    last_step, seconds, prev = ckpts[-1][0], 0.0, 0
+    for row in read_metrics(train_dir / "metrics.jsonl"):
+        step, rate = int(row["step"]), row.get("samples_per_s")
+        if step > last_step:
+            break
+        if rate:
+            seconds += (step - prev) * samples_per_step / rate
+        prev = step
+    return seconds
+
+
+def evaluate_variant(ctx: _Context, policy, out: Path) -> dict:
+    """Episodes on layouts no demonstration used; the language suite: every instruction from every start."""
+    from oft.sim.evaluate import evaluate
+    from oft.study.language import evaluate_instruction_following
+
+    cfg = ctx.config
+    common = dict(
+        seed=cfg.seed,
+        out=out,
+        env_kwargs=ctx.suite.env_options,
+        max_steps=cfg.eval_max_steps,
+        workers=cfg.eval_workers,
+        progress=cfg.progress,
+    )
+    env, tasks = ctx.suite.env, ctx.tasks
+    if not ctx.suite.instruction_swap:
+        return evaluate(policy, env, tasks, cfg.episodes, video_episodes=cfg.videos, **common)
+    results = evaluate_instruction_following(policy, env, tasks, cfg.episodes, **common)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2))  # oft eval-shaped: eval-compare reads it
+    return results
+
+
+def time_policy(policy, iters: int, warmup: int = 3) -> dict:
+    """Median latency of one chunk prediction (random images, in-range proprio: cost does not depend on
+    content) and actions per second, timed like ``oft bench``."""
+    from oft.bench.latency import fake_observation
+    from oft.bench.timing import summarize, time_calls
+
+    obs = fake_observation(policy, "turn the faucet handle to open the faucet", seed=0)
+    device = next(policy.parameters()).device
+    times = time_calls(lambda: policy.predict_action_chunk(obs), warmup, iters, device)
+    row = summarize("policy", times, policy.spec.chunk_len)
+    return {
+        "latency_s": row.latency_median_s,
+        "latency_p90_s": row.latency_p90_s,
+        "throughput_hz": row.throughput_hz,
+        "chunk_len": policy.spec.chunk_len,
+    }
+
+
+def variant_row(
+    variant: StudyVariant, trained: dict, evaluation: dict, speed: dict, eval_minutes: float
+) -> dict:
+    """The ``results.json`` entry of one variant (the issue's fields first, then details)."""
+    overall = evaluation["overall"]
+    row = {
+        "name": variant.name,
+        "success_rate": overall["success_rate"],
+        "ci95": overall["ci95"],
+        "episodes": overall["episodes"],
+        "per_task": {t: r["success_rate"] for t, r in evaluation["tasks"].items()},
+        "throughput_hz": speed["throughput_hz"],
+        "latency_s": speed["latency_s"],
+        "train_minutes": trained["train_minutes"],
+        "steps": trained["steps"],
+        "successes": overall["successes"],
+        "per_task_ci95": {t: r["ci95"] for t, r in evaluation["tasks"].items()},
+        "per_task_episodes": {t: r["episodes"] for t, r in evaluation["tasks"].items()},
+        "latency_p90_s": speed["latency_p90_s"],
+        "chunk_len": speed["chunk_len"],
+        "eval_minutes": eval_minutes,
+        "train_samples_per_s": trained["samples_per_s"],
+        "stopped_by": trained["stopped_by"],
+        "checkpoint": trained["checkpoint"],
+        "recipe": asdict(variant.row) | {"film": variant.film},
+    }
+    if "withheld" in evaluation:
+        w = evaluation["withheld_overall"]
+        row["withheld"] = {t: r["success_rate"] for t, r in evaluation["withheld"].items()}
+        row["withheld_success_rate"], row["withheld_ci95"] = w["success_rate"], w["ci95"]
+    return row
+
+
+def write_reports(out: Path, suite: Suite) -> dict:
+    """results.json, results.md and results.png over every finished variant (in the paper's order)."""
+    from oft.study.report import write_chart, write_markdown
+
+    rows = []
+    for name in [*VARIANTS, *sorted(p.name for p in (out / "variants").glob("*") if p.name not in VARIANTS)]:
+        path = out / "variants" / name / "result.json"
+        if path.is_file():
+            rows.append(json.loads(path.read_text()))
+    results = {"suite": suite.name, "variants": rows}
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    if rows:
+        write_markdown(results, out / "results.md")
+        write_chart(results, out / "results.png")
+    return results
+
+
+__all__ = ["StudyConfig", "base_train_config", "run_study", "seconds_trained", "time_policy"]

@@ -1,0 +1,107 @@
+"""The study's pieces without a simulator: suites, variants as training recipes, settings, budget, reports."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from oft.spec import get_spec
+from oft.study.report import markdown_tables, write_chart
+from oft.study.run import StudyConfig, seconds_trained
+from oft.study.suites import SUITES, get_suite
+from oft.study.variants import VARIANTS, resolve_variants
+from oft.train.config import TrainConfig, apply_overrides
+
+
+def test_suites_are_registered_with_a_did_you_mean():
+    assert set(SUITES) >= {"mt10", "language"}
+    language = get_suite("language")
+    assert language.instruction_swap and language.env_options == {"show_goal": False}
+    with pytest.raises(KeyError, match="Did you mean 'mt10'"):
+        get_suite("mt1O")
+
+
+def test_variants_are_the_bench_rows_in_the_papers_order():
+    assert list(VARIANTS) == ["ar_discrete", "pd_discrete", "pdac_discrete", "pdac_l1", "pdac_diffusion",
+                              "pdac_l1_extra_inputs", "pdac_l1_film"]  # fmt: skip
+    assert [v.name for v in resolve_variants("pdac_l1, ar_discrete,pdac_l1")] == ["pdac_l1", "ar_discrete"]
+    with pytest.raises(KeyError, match="Did you mean 'pdac_l1'"):
+        resolve_variants("pdac_l2")
+    with pytest.raises(ValueError, match="no variants"):
+        resolve_variants(" , ")
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_every_variant_is_a_valid_training_config(name):
+    spec = get_spec("metaworld")
+    cfg = apply_overrides(TrainConfig(base="tiny", robot="metaworld"), VARIANTS[name].overrides(spec))
+    cfg.validate(check_paths=False)
+    extra = name == "pdac_l1_extra_inputs"
+    assert cfg.cameras == (("corner", "gripperPOV") if extra else ("corner",))  # primary camera only
+    assert cfg.proprio is extra
+    assert cfg.film is (name == "pdac_l1_film")
+    assert cfg.chunk_len == (1 if name in ("ar_discrete", "pd_discrete") else None)  # None: the spec's K
+    expected = {
+        "ar_discrete": ("discrete", "autoregressive"),
+        "pd_discrete": ("discrete", "parallel"),
+        "pdac_discrete": ("discrete", "parallel"),
+        "pdac_diffusion": ("diffusion", "parallel"),
+    }
+    assert (cfg.head, cfg.decode) == expected.get(name, ("l1", "parallel"))
+
+
+def test_study_config_refuses_what_would_erase_the_comparison():
+    ok = StudyConfig(suite="mt10", out="x", overrides=("base=tiny", "chunk_len=4"))
+    assert ok.validate() is ok
+    with pytest.raises(ValueError, match="head is set by the study"):
+        StudyConfig(suite="mt10", out="x", overrides=("head=l1",)).validate()
+    with pytest.raises(ValueError, match="minutes or as steps"):
+        StudyConfig(suite="mt10", out="x", budget_minutes=1.0, steps=5).validate()
+    with pytest.raises(KeyError, match="study variant"):
+        StudyConfig(suite="mt10", out="x", variants=("pdac_l3",)).validate()
+
+
+def test_seconds_trained_counts_up_to_the_last_checkpoint(tmp_path):
+    assert seconds_trained(tmp_path, 8) == 0.0  # a new run
+    rows = [{"step": 1, "samples_per_s": 8.0}, {"step": 11, "samples_per_s": 40.0},
+            {"step": 21, "samples_per_s": 80.0}, {"step": 31, "samples_per_s": 80.0}]  # fmt: skip
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for step in (10, 20):  # checkpoint 20 is the latest; step 31 was lost with the kill
+        d = tmp_path / "checkpoints" / f"step_{step:07d}"
+        d.mkdir(parents=True)
+        (d / "trainer_state.pt").write_bytes(b"")
+    # 1 step at 8/s (1 s) + 10 steps at 40/s (2 s); step 21 is past the checkpoint
+    assert seconds_trained(tmp_path, 8) == pytest.approx(3.0)
+
+
+def _row(name, rate, per_task, withheld=None):
+    row = {"name": name, "success_rate": rate, "ci95": [rate / 2, min(1.0, rate + 0.1)], "episodes": 40,
+           "per_task": per_task, "per_task_episodes": {t: 20 for t in per_task}, "throughput_hz": 123.4,
+           "latency_s": 0.0648, "chunk_len": 8, "train_minutes": 12.25, "steps": 900}  # fmt: skip
+    if withheld is not None:
+        row |= {"withheld": withheld, "withheld_success_rate": 0.5, "withheld_ci95": [0.3, 0.7]}
+    return row
+
+
+def test_markdown_has_the_papers_two_tables(tmp_path):
+    rows = [
+        _row("pdac_l1", 0.9, {"reach-v3": 0.85, "push-v3": 0.95}),
+        _row("ar_discrete", 0.5, {"reach-v3": 0.5, "push-v3": 0.5}),
+    ]
+    results = {"suite": "mt10", "variants": rows}
+    md = markdown_tables(results)
+    assert "| Variant | reach | push | Average [95% CI] |" in md
+    assert "| pdac_l1 | 85 | 95 | 90.0 [45.0, 100.0] |" in md
+    assert "| ar_discrete | 123.4 | 0.0648 | 8 | 12.2 | 900 |" in md
+    assert "20 episodes per task" in md and "withheld" not in md
+    assert write_chart(results, tmp_path / "r.png").stat().st_size > 0
+
+
+def test_markdown_language_suite_adds_the_withheld_control(tmp_path):
+    dirs = {"told faucet-open-v3 @ faucet-close-v3": 1.0, "told faucet-close-v3 @ faucet-close-v3": 0.0}
+    results = {"suite": "language", "variants": [_row("pdac_l1_film", 0.5, dirs, withheld=dirs)]}
+    md = markdown_tables(results)
+    assert "told faucet-open @ faucet-close" in md and "Instruction withheld" in md
+    assert "| pdac_l1_film | 100 | 0 | 50.0 [25.0, 60.0] | 50.0 [30.0, 70.0] |" in md
+    assert write_chart(results, tmp_path / "r.png").stat().st_size > 0
