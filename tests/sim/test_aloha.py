@@ -71,3 +71,82 @@ def test_expert_succeeds_through_rollout(task):
         result = rollout(ExpertPolicy(env), env, seed=aloha.EVAL_SEED_OFFSET)
         assert result.success, f"{task}: expert failed after {result.steps} steps ({result.info})"
         assert result.steps < env.max_steps
+
+
+# ----------------------------------------------------------------------------------- two-cube (issue 11)
+def test_two_cube_waypoints_follow_the_target():
+    pose = np.array([0.05, 0.45, 0.05, 1, 0, 0, 0, 0.15, 0.55, 0.05, 1, 0, 0, 0])
+    for target, xyz in (("red", pose[:3]), ("blue", pose[7:10])):
+        _, right = task_waypoints("two-cube", pose, target)
+        np.testing.assert_allclose(right[1].xyz[:2], xyz[:2])  # above the named cube
+    with pytest.raises(ValueError, match="red"):
+        task_waypoints("two-cube", pose, None)
+
+
+@needs_aloha
+def test_two_cube_layouts_targets_and_instructions():
+    for seed in range(50):
+        pose = aloha.sample_two_cubes(seed)
+        assert pose.shape == (14,)
+        assert np.linalg.norm(pose[:2] - pose[7:9]) >= aloha.TWO_CUBE_MIN_SEPARATION
+        assert 0 <= pose[0] <= 0.2 and 0.4 <= pose[1] <= 0.6 and 0 <= pose[7] <= 0.2
+    np.testing.assert_array_equal(aloha.sample_two_cubes(7), aloha.sample_two_cubes(7))
+    assert [aloha.seed_target(s) for s in (0, 1, 2, 3)] == ["red", "blue", "red", "blue"]
+    assert aloha.named_colour("Transfer the BLUE cube.") == "blue"
+    assert aloha.named_colour("transfer the cube") is None and aloha.named_colour("red or blue") is None
+
+
+@needs_aloha
+def test_two_cube_env_instruction_override_renders_three_cameras():
+    from oft.sim.base import make_env
+
+    cams = tuple(aloha.CAMERAS)
+    with make_env("aloha", task="two-cube", cameras=cams, image_size=64) as env:
+        assert env.spec.control_hz == 50.0 == aloha.CONTROL_HZ  # the simulator's DT = 0.02 s
+        for seed, colour in ((10, "red"), (11, "blue")):  # the seed's own target and instruction
+            obs = env.reset(seed)
+            assert env.target == colour and obs.instruction == f"transfer the {colour} cube"
+        obs.validate(num_cameras=3, proprio_dim=14)
+        top = obs.images[0].astype(int)
+        r, g, b = top[..., 0], top[..., 1], top[..., 2]
+        assert ((r > 120) & (g < 60) & (b < 60)).any(), "no red cube in cam_high"
+        assert ((b > 120) & (r < 60) & (g < 60)).any(), "no blue cube in cam_high"
+        for im in obs.images[1:]:
+            assert im.std() > 5  # wrist views rendered
+    # an instruction override decides the target of every seed (and what success judges)
+    with make_env("aloha", task="two-cube", cameras=(), instruction="transfer the blue cube") as env:
+        for seed in (10, 11):
+            assert env.reset(seed).instruction == "transfer the blue cube" and env.target == "blue"
+    with make_env("aloha", task="two-cube", cameras=(), instruction="", target="red") as env:
+        assert env.reset(11).instruction == "" and env.target == "red"  # withheld instruction
+    with pytest.raises(ValueError, match="names the red cube"):
+        make_env("aloha", task="two-cube", instruction="transfer the red cube", target="blue")
+    with pytest.raises(ValueError, match="two-cube"):
+        make_env("aloha", task="transfer-cube", target="red")
+
+
+@needs_aloha
+@pytest.mark.parametrize("instruction", ["transfer the red cube", "transfer the blue cube"])
+def test_two_cube_expert_succeeds_with_either_instruction(instruction):
+    from oft.sim.base import make_env
+    from oft.sim.rollout import ExpertPolicy, rollout
+
+    with make_env("aloha", task="two-cube", cameras=(), instruction=instruction) as env:
+        for i in range(2):  # evaluation layouts (disjoint from demonstration seeds)
+            result = rollout(ExpertPolicy(env), env, seed=env.eval_seed_offset + i)
+            assert result.success, f"{instruction!r} seed {i}: expert failed after {result.steps} steps"
+
+
+@needs_aloha
+def test_two_cube_success_rejects_the_wrong_cube():
+    """The expert driven toward the blue cube while the instruction names the red one: the blue cube is
+    handed over (stage 4), and the episode never counts as a success."""
+    from oft.sim.base import make_env
+
+    with make_env("aloha", task="two-cube", cameras=(), instruction="transfer the red cube") as env:
+        env.reset(env.eval_seed_offset + 1)
+        wrong = aloha.record_expert_trajectory("two-cube", env._object_pose, target="blue")
+        results = [env.step(a, render=False) for a in wrong]
+    assert max(r.info["stages"]["blue"] for r in results) == 4  # the wrong cube was transferred
+    assert not any(r.success for r in results)
+    assert all(r.info["target"] == "red" for r in results)

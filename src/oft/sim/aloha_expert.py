@@ -9,7 +9,7 @@ space as the policy, and a waypoint that asks for an unreachable pose simply yie
 
 gym-aloha ships the end-effector task classes but no scripted policy, so the waypoints below are ours,
 written after ACT's: same phases (approach, descend, grasp, lift, meet, hand over / insert) and the same
-episode length of 400 steps at 50 Hz.
+episode length of 400 steps at 50 Hz. ``two-cube`` reuses transfer-cube's around the named cube.
 """
 
 from __future__ import annotations
@@ -131,13 +131,30 @@ def insertion_waypoints(peg_xyz: np.ndarray, socket_xyz: np.ndarray) -> tuple[li
     return left, right
 
 
-def task_waypoints(task: str, object_pose: np.ndarray) -> tuple[list[Waypoint], list[Waypoint]]:
-    """Waypoints for ``task`` given the objects' free-joint poses (7 per object, as in qpos)."""
+# two-cube: the cubes' free joints in qpos order (red first), see oft.sim.aloha.sample_two_cubes
+TWO_CUBE_ORDER = ("red", "blue")
+
+
+def task_waypoints(
+    task: str, object_pose: np.ndarray, target: str | None = None
+) -> tuple[list[Waypoint], list[Waypoint]]:
+    """Waypoints for ``task`` given the objects' free-joint poses (7 per object, as in qpos).
+
+    two-cube: the transfer-cube waypoints around the ``target`` cube ("red" or "blue"); the other cube is
+    left where it is (layouts keep the cubes apart far enough for the open gripper to pass).
+    """
     if task == "transfer-cube":
         return transfer_cube_waypoints(object_pose[:3])
     if task == "insertion":
         return insertion_waypoints(object_pose[:3], object_pose[7:10])
-    raise KeyError(f"no scripted expert for aloha task {task!r}; expected 'transfer-cube' or 'insertion'")
+    if task == "two-cube":
+        if target not in TWO_CUBE_ORDER:
+            raise ValueError(f"two-cube expert: target must be one of {TWO_CUBE_ORDER}, got {target!r}")
+        start = 7 * TWO_CUBE_ORDER.index(target)
+        return transfer_cube_waypoints(object_pose[start : start + 3])
+    raise KeyError(
+        f"no scripted expert for aloha task {task!r}; expected 'transfer-cube', 'insertion' or 'two-cube'"
+    )
 
 
 def ee_action(left: list[Waypoint], right: list[Waypoint], t: int) -> np.ndarray:
