@@ -106,7 +106,9 @@ class RobotSpec:
 
 # Presets. Numbers from the OpenVLA-OFT code (prismatic/vla/constants.py) and paper, Sec. V/VI:
 # LIBERO chunk 8, 7-D EEF delta actions, 8-D proprio (eef pos 3 + axis-angle 3 + gripper qpos 2), 20 Hz;
-# ALOHA chunk 25, 14-D absolute joint targets, 14-D joint proprio, 3 cameras, min/max bounds, 25 Hz;
+# ALOHA chunk 25, 14-D absolute joint targets, 14-D joint proprio, 3 cameras, min/max bounds, 25 Hz (the
+# paper's real robot; the ALOHA *simulator* steps at 50 Hz, DT = 0.02 s in ACT's and gym-aloha's constants.py,
+# and its adapter's spec and `oft collect aloha` datasets say so: oft.sim.aloha.CONTROL_HZ);
 # Bridge chunk 5, 7-D, single third-person camera, 5 Hz.
 # conventions: what a dataset of that robot holds as stored (LIBERO HDF5 / RLDS: robosuite's gripper, -1 open,
 # +1 close); training replaces them with the dataset's own when its reader records them.

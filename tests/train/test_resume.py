@@ -107,6 +107,7 @@ APPLIED = {
     "weight_decay": ({}, 0.5),
     "decay_step": ({"decay_step": 3}, 6),
     "decay_factor": ({"decay_step": 3}, 0.5),
+    "decay_at": ({}, 0.75),  # not reached in the first run: the new fraction decides (0.75 * 8 = update 6)
     "warmup_steps": ({}, 7),
     "grad_clip": ({}, 0.5),
     "grad_accum": ({}, 2),
@@ -161,9 +162,13 @@ def test_resume_refuses_a_changed_fixed_setting_before_any_work(field, tmp_path,
 
 
 def _expected_lr(cfg, update: int) -> float:
+    import math
+
     from oft.train.schedule import StepDecayWithWarmup
 
-    return cfg.lr * StepDecayWithWarmup(cfg.decay_step, cfg.decay_factor, cfg.warmup_steps)(update)
+    # decay_at without a time budget: the first update at or past that fraction of max_steps
+    decay_step = cfg.decay_step if cfg.decay_at is None else math.ceil(cfg.decay_at * cfg.max_steps)
+    return cfg.lr * StepDecayWithWarmup(decay_step, cfg.decay_factor, cfg.warmup_steps)(update)
 
 
 @pytest.mark.parametrize("field", sorted(APPLIED))

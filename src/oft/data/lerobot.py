@@ -206,6 +206,7 @@ class LeRobotDataset(EpisodeDataset):
             raise ValueError(f"{self.path / INFO_PATH}: no {action_key!r} feature; features: {sorted(feats)}")
         self.action_key, self.state_key = action_key, state_key
         self.fps = self.info["fps"]
+        self.robot_type = self.info.get("robot_type")  # "aloha", "metaworld", ... (None when unrecorded)
         self.camera_keys = [k for k, ft in feats.items() if ft.get("dtype") in ("video", "image")]
         self.cameras = [k.removeprefix(IMAGE_PREFIX) for k in self.camera_keys]
         self.action_dim = int(np.prod(feats[action_key]["shape"]))

@@ -11,13 +11,15 @@ import argparse
 import logging
 
 from oft.train.config import TrainConfig, apply_overrides
-from oft.train.presets import PRESETS, get_preset
+from oft.train.presets import PRESETS, default_preset, get_preset
 
 log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--preset", default="metaworld-tiny", help=f"named config: {', '.join(sorted(PRESETS))}")
+    p.add_argument("--preset", default=None,
+                   help=f"named config: {', '.join(sorted(PRESETS))} (default: the one of the robot the "
+                   "dataset records in meta/info.json, e.g. aloha; else metaworld-tiny)")  # fmt: skip
     p.add_argument(
         "--dataset", action="append", default=[], metavar="DIR", help="dataset directory (repeatable)"
     )
@@ -48,7 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    cfg = get_preset(args.preset)
+    cfg = get_preset(args.preset or default_preset(args.dataset))
     overrides = list(args.overrides)
     if args.steps is not None:
         overrides.append(f"max_steps={args.steps}")

@@ -49,6 +49,9 @@ class TrainConfig:
     Optimization (paper: AdamW, lr 5e-4, decayed 10x once at a step milestone)
       lr, weight_decay, decay_step (None: never), decay_factor, warmup_steps (linear 10%->100% ramp that is
       multiplied with the decay rather than overwriting it, unlike the paper's script), grad_clip (None: off).
+      decay_at: the decay at a fraction of the run instead of a fixed step: after ``decay_at * max_steps``
+      steps or, under ``max_minutes``, ``decay_at`` of the time budget, whichever comes first; the step it
+      happens at is saved with the schedule, so a resumed run keeps it (``oft.train.schedule``).
       batch_size is per process; the global batch is batch_size * grad_accum * world size.
       max_steps counts optimizer updates; max_minutes (None: no limit) stops earlier by wall clock.
     Data
@@ -83,6 +86,7 @@ class TrainConfig:
     lr: float = 5e-4
     weight_decay: float = 0.01
     decay_step: int | None = None
+    decay_at: float | None = None
     decay_factor: float = 0.1
     warmup_steps: int = 0
     grad_clip: float | None = None
@@ -243,6 +247,8 @@ def _check_ranges(cfg: TrainConfig) -> None:
             raise _bad(name, value, "a number > 0, or None")
     if not (0 < cfg.lr < 1):
         raise _bad("lr", cfg.lr, "a learning rate in (0, 1), e.g. 5e-4")
+    if cfg.decay_at is not None and not (0 < cfg.decay_at <= 1):
+        raise _bad("decay_at", cfg.decay_at, "a fraction of the run in (0, 1], e.g. 0.75, or None")
     if not (0 < cfg.decay_factor <= 1):
         raise _bad("decay_factor", cfg.decay_factor, "a factor in (0, 1], e.g. 0.1 for the paper's 10x decay")
     if not (0 <= cfg.lora_dropout < 1):
@@ -256,6 +262,8 @@ def _check_ranges(cfg: TrainConfig) -> None:
 def _check_combinations(cfg: TrainConfig) -> None:
     if cfg.warmup_steps >= cfg.max_steps:
         raise _bad("warmup_steps", cfg.warmup_steps, f"fewer than max_steps={cfg.max_steps}")
+    if cfg.decay_step is not None and cfg.decay_at is not None:
+        raise _bad("decay_at", cfg.decay_at, f"None when decay_step={cfg.decay_step} is set (one decay rule)")
     if cfg.decay_step is not None and cfg.warmup_steps > cfg.decay_step:
         raise _bad("warmup_steps", cfg.warmup_steps, f"at most decay_step={cfg.decay_step}")
     if cfg.dataset_weights is not None:
@@ -321,6 +329,7 @@ RESUME_APPLIED = (
     "lr",
     "weight_decay",
     "decay_step",
+    "decay_at",  # a decay already taken stays at its step (saved with the schedule); else the new fraction
     "decay_factor",
     "warmup_steps",
     "grad_clip",

@@ -2,6 +2,10 @@
 
 Only rank 0 reports. Every logged step also goes to ``metrics.jsonl`` so the loss curve can be redrawn (and a
 resumed run continues the same file) without TensorBoard.
+
+Under a time budget (``max_minutes``) the bar's total is the step the run will stop at — ``max_steps``, or
+where the budget runs out at the pace so far (:func:`budget_total`) — so its percentage and ETA tell when the
+run ends, not when ``max_steps`` would have been reached.
 """
 
 from __future__ import annotations
@@ -25,8 +29,12 @@ class TrainFeedback:
         enabled: bool,
         config: dict,
         wandb: bool = False,
+        deadline: float | None = None,
     ) -> None:
+        """deadline: the ``time.perf_counter()`` at which the time budget ends (None: steps only)."""
         self.enabled = enabled
+        self.total_steps, self.start_step, self.deadline = total_steps, start_step, deadline
+        self._t_start = time.perf_counter()
         self.out_dir = Path(out_dir)
         self.bar = None
         self.writer = None
@@ -51,6 +59,10 @@ class TrainFeedback:
         if not log_now:
             return
         now = time.perf_counter()
+        if self.deadline is not None:
+            self.bar.total = budget_total(
+                step, step - self.start_step, now - self._t_start, self.deadline - now, self.total_steps
+            )
         rate = (samples_seen - self._last_samples) / max(now - self._last_time, 1e-9)
         self._last_time, self._last_samples = now, samples_seen
         metrics = {**metrics, "samples_per_s": rate}
@@ -74,6 +86,15 @@ class TrainFeedback:
             self.writer.close()
         if self.wandb_run is not None:
             self.wandb_run.finish()
+
+
+def budget_total(step: int, steps_done: int, elapsed_s: float, remaining_s: float, max_steps: int) -> int:
+    """The step a run stops at: ``max_steps``, or earlier where ``remaining_s`` of budget runs out at the pace
+    of ``steps_done`` steps in ``elapsed_s`` seconds (never before ``step``, the step reached)."""
+    if steps_done <= 0 or elapsed_s <= 0:
+        return max_steps
+    reachable = step + int(steps_done / elapsed_s * max(remaining_s, 0.0))
+    return max(step, min(max_steps, reachable))
 
 
 def _tensorboard_writer(path: Path):
@@ -132,4 +153,4 @@ def plot_loss_curve(metrics_path: Path, png_path: Path, title: str = "training l
     return Path(png_path)
 
 
-__all__ = ["TrainFeedback", "plot_loss_curve", "read_metrics"]
+__all__ = ["TrainFeedback", "budget_total", "plot_loss_curve", "read_metrics"]

@@ -35,7 +35,14 @@ from oft.train.checkpoint import (
 )
 from oft.train.config import RESUME_APPLIED, TrainConfig, resume_changes
 from oft.train.feedback import TrainFeedback, plot_loss_curve
-from oft.train.schedule import StepDecayWithWarmup, make_scheduler
+from oft.train.presets import check_dataset_robot
+from oft.train.schedule import (
+    DecayAtFraction,
+    StepDecayWithWarmup,
+    decided_decay_step,
+    make_scheduler,
+    set_decay_step,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +94,7 @@ def train(
     cfg.validate(check_paths=dataset is None)
     if info is not None:
         return _train(cfg, Path(out_dir), resume, dataset, info, t0)
-    info = D.init_distributed(cfg.device)
+    info = D.init_distributed(train_device(cfg))
     try:
         return _train(cfg, Path(out_dir), resume, dataset, info, t0)
     finally:
@@ -109,7 +116,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, dataset, info: D.DistInfo,
     if resume and resume_from is None:
         log.info("--resume: no checkpoint in %s yet, starting from step 0", mgr.root)
     dataset = dataset if dataset is not None else open_datasets(cfg.datasets)
-    spec = with_dataset_conventions(robot_spec_for(cfg), dataset)  # what the dataset's actions mean
+    spec = check_dataset_robot(cfg, robot_spec_for(cfg), dataset)  # the robot the dataset records, if any
+    spec = with_dataset_conventions(spec, dataset)  # what the dataset's actions mean
     policy = make_policy(cfg, spec, dataset, resume_from)
     state = _make_state(cfg, policy, dataset, spec, info)
     if resume_from is not None:
@@ -315,7 +323,9 @@ def apply_optimizer_settings(cfg: TrainConfig, optimizer: torch.optim.Optimizer,
     """
     groups = optimizer.param_groups
     scheduler.base_lrs = [cfg.lr] * len(groups)
-    multiplier = StepDecayWithWarmup(cfg.decay_step, cfg.decay_factor, cfg.warmup_steps)
+    # decay_at: a decay the run already took stays at its step (saved with the scheduler's state)
+    decay_step = cfg.decay_step if cfg.decay_at is None else decided_decay_step(scheduler)
+    multiplier = StepDecayWithWarmup(decay_step, cfg.decay_factor, cfg.warmup_steps)
     scheduler.lr_lambdas = [multiplier] * len(groups)
     for group, base in zip(groups, scheduler.base_lrs, strict=True):
         group["initial_lr"] = base
@@ -345,8 +355,11 @@ def _restore(state: _State, path: Path, info: D.DistInfo) -> None:
 # --------------------------------------------------------------------------- the loop
 def _run(cfg: TrainConfig, state: _State, mgr: CheckpointManager, info: D.DistInfo, out: Path, t0: float):
     start_step = state.step
-    feedback = TrainFeedback(out, cfg.max_steps, start_step, info.is_main, cfg.to_dict(), wandb=cfg.wandb)
     deadline = None if cfg.max_minutes is None else t0 + 60.0 * cfg.max_minutes
+    feedback = TrainFeedback(
+        out, cfg.max_steps, start_step, info.is_main, cfg.to_dict(), wandb=cfg.wandb, deadline=deadline
+    )
+    decay = _decay_rule(cfg)
     batches = _batches(state.loader)
     samples_per_step = cfg.batch_size * cfg.grad_accum * info.world_size
     samples, train_s, last_ckpt, loss = 0, 0.0, None, math.nan
@@ -363,6 +376,10 @@ def _run(cfg: TrainConfig, state: _State, mgr: CheckpointManager, info: D.DistIn
             samples += samples_per_step
             state.step += 1
             log_now = _should_log(cfg, state.step)  # the same on every rank: safe to all-reduce under it
+            if decay is not None and _decay_due(decay, state, time.perf_counter() - t0, log_now, info):
+                set_decay_step(state.scheduler, state.step)
+                log.info("lr decayed %gx from step %d (decay_at=%g)", 1 / cfg.decay_factor, state.step,
+                         cfg.decay_at)  # fmt: skip
             logged = None
             if log_now:  # the one host sync of a logging interval
                 logged = {k: D.mean_over_ranks(float(v) / since_log, info) for k, v in sums.items()}
@@ -393,6 +410,37 @@ def _run(cfg: TrainConfig, state: _State, mgr: CheckpointManager, info: D.DistIn
         final_loss=loss,
         loss_curve=curve,
     )
+
+
+def _decay_rule(cfg: TrainConfig) -> DecayAtFraction | None:
+    if cfg.decay_at is None:
+        return None
+    budget_s = None if cfg.max_minutes is None else 60.0 * cfg.max_minutes
+    return DecayAtFraction(cfg.decay_at, cfg.max_steps, budget_s)
+
+
+def _decay_due(decay: DecayAtFraction, state: _State, elapsed_s: float, log_now: bool, info) -> bool:
+    """The decay_at decay is due now (and not taken yet). Ranks of a multi-process run agree on the time
+    condition at log steps, like the time budget (``_time_up``)."""
+    if decided_decay_step(state.scheduler) is not None:
+        return False
+    if not info.enabled:
+        return decay.due(state.step, elapsed_s)
+    if decay.due(state.step, 0.0):  # the step condition: the same on every rank
+        return True
+    return D.any_rank(decay.due(state.step, elapsed_s), info) if log_now else False
+
+
+def train_device(cfg: TrainConfig) -> str:
+    """The device to train on: ``cfg.device``, except that a small from-scratch architecture asked to run on
+    CUDA where there is none trains on the CPU it was sized for (logged) instead of stopping."""
+    from oft.model.build import ARCHITECTURES
+
+    if cfg.device == "cuda" and cfg.base in ARCHITECTURES and not torch.cuda.is_available():
+        log.warning("TrainConfig.device='cuda' but no CUDA device is available; the %r architecture trains "
+                    "on the CPU (set device=cpu to silence this)", cfg.base)  # fmt: skip
+        return "cpu"
+    return cfg.device
 
 
 def _should_log(cfg: TrainConfig, step: int) -> bool:
