@@ -2,6 +2,7 @@
 
 oft collect metaworld --task pick-place-v3 --episodes 50 --out data/pick-place
 oft collect metaworld --task mt10 --episodes 20 --out data/mt10 --workers 2 --image-size 64
+oft collect aloha --task transfer-cube,insertion,two-cube --episodes 50 --out data/aloha --image-size 64
 """
 
 from __future__ import annotations
@@ -10,14 +11,30 @@ import argparse
 import json
 from pathlib import Path
 
+# suites with a scripted expert, and the cameras their adapters render besides the spec's default ones
+# (MetaWorld: oft.sim.metaworld's camera list; ALOHA: oft.sim.aloha.CAMERAS). Kept here so that --help does
+# not import the simulators.
+EXPERT_SUITES = {
+    "metaworld": "any of corner, corner2, corner3, topview, behindGripper, gripperPOV, corner4",
+    "aloha": "cam_high (top), cam_left_wrist, cam_right_wrist",
+}
+
+
+def cameras_help() -> str:
+    """``--cameras`` help: each suite's default cameras (its robot spec) and the ones it can render."""
+    from oft.spec import get_spec
+
+    parts = [f"{name}: {','.join(get_spec(name).cameras)} ({more})" for name, more in EXPERT_SUITES.items()]
+    return "comma-separated cameras; default the suite's spec — " + "; ".join(parts)
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("env", help="simulator suite with a scripted expert (metaworld, aloha)")
+    p.add_argument("env", help=f"simulator suite with a scripted expert ({', '.join(EXPERT_SUITES)})")
     p.add_argument("--task", "--tasks", dest="tasks", required=True, help="tasks: a,b or mt10")
     p.add_argument("--episodes", type=int, required=True, help="successful episodes per task")
     p.add_argument("--out", type=Path, required=True, help="dataset directory (rerun to resume)")
     p.add_argument("--workers", type=int, default=2, help="parallel simulator processes")
-    p.add_argument("--cameras", default=None, help="comma-separated cameras (default: the suite's spec)")
+    p.add_argument("--cameras", default=None, help=cameras_help())
     p.add_argument("--image-size", type=int, default=128, help="square image size in pixels")
     p.add_argument("--images", choices=("video", "png"), default="video", help="image storage: MP4 or PNG")
 

@@ -23,14 +23,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
     p.add_argument("--suite", required=True, help=f"task suite: {', '.join(SUITES)}")
     p.add_argument("--out", required=True, help="study directory (data, one folder per variant, results)")
-    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated (default: all, in order)")
+    p.add_argument("--variants", default=None,
+                   help=f"comma-separated among {', '.join(VARIANTS)} (default: the suite's; else the "
+                   "paper's rows, in order)")  # fmt: skip
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--budget-minutes", type=float, default=None, help="training minutes per variant")
     budget.add_argument("--steps", type=int, default=None, help="optimizer steps per variant")
     p.add_argument("--demos", type=int, default=50, help="expert demonstrations per task (default 50)")
     p.add_argument("--episodes", type=int, default=20, help="evaluation episodes per task (default 20)")
     p.add_argument("--tasks", default=None, help="only these tasks of the suite (comma-separated)")
-    p.add_argument("--preset", default=DEFAULT_PRESET, help=f"training preset (default {DEFAULT_PRESET})")
+    p.add_argument("--preset", default=None,
+                   help=f"training preset (default: the suite's; else {DEFAULT_PRESET})")  # fmt: skip
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="TrainConfig override for every variant (e.g. base=tiny, batch_size=16)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0)
@@ -42,17 +45,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from oft.study.run import StudyConfig, run_study
+    from oft.study.run import DEFAULT_PRESET, StudyConfig, run_study
     from oft.study.suites import get_suite
+    from oft.study.variants import PAPER_VARIANTS
     from oft.train.quickstart import idle_cores
 
-    get_suite(args.suite)  # an unknown name fails before anything is written
+    suite = get_suite(args.suite)  # an unknown name fails before anything is written
+    variants = args.variants.split(",") if args.variants else (suite.variants or PAPER_VARIANTS)
     config = StudyConfig(
         suite=args.suite,
         out=args.out,
-        variants=tuple(v.strip() for v in args.variants.split(",") if v.strip()),
+        variants=tuple(v.strip() for v in variants if v.strip()),
         tasks=None if args.tasks is None else tuple(t.strip() for t in args.tasks.split(",") if t.strip()),
-        preset=args.preset,
+        preset=args.preset or suite.preset or DEFAULT_PRESET,
         overrides=tuple(args.overrides),
         budget_minutes=args.budget_minutes,
         steps=args.steps,

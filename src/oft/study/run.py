@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from oft.study.suites import Suite, get_suite
-from oft.study.variants import VARIANT_FIELDS, VARIANTS, StudyVariant, resolve_variants
+from oft.study.variants import PAPER_VARIANTS, VARIANT_FIELDS, VARIANTS, StudyVariant, resolve_variants
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class StudyConfig:
 
     suite: str
     out: str
-    variants: tuple[str, ...] = tuple(VARIANTS)
+    variants: tuple[str, ...] = PAPER_VARIANTS
     tasks: tuple[str, ...] | None = None
     preset: str = DEFAULT_PRESET
     overrides: tuple[str, ...] = ()
@@ -311,11 +311,38 @@ def evaluate_variant(ctx: _Context, policy, out: Path) -> dict:
         progress=cfg.progress,
     )
     env, tasks = ctx.suite.env, ctx.tasks
+    if ctx.suite.instructions:
+        return evaluate_per_instruction(ctx, policy, out, common)
     if not ctx.suite.instruction_swap:
         return evaluate(policy, env, tasks, cfg.episodes, video_episodes=cfg.videos, **common)
     results = evaluate_instruction_following(policy, env, tasks, cfg.episodes, **common)
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))  # oft eval-shaped: eval-compare reads it
+    return results
+
+
+def evaluate_per_instruction(ctx: _Context, policy, out: Path, common: dict) -> dict:
+    """The suite's ``instructions`` tasks once per instruction (the same start states each time, each judged
+    by what it asks: the env's ``instruction=``), rows ``"<task>: <instruction>"``; other tasks as usual.
+    ``overall`` pools every row."""
+    from oft.sim.eval_stats import wilson_interval
+    from oft.sim.evaluate import evaluate
+
+    cfg, per_task = ctx.config, dict(ctx.suite.instructions)
+    plain = [t for t in ctx.tasks if t not in per_task]
+    kw = dict(common, out=None, video_episodes=cfg.videos)
+    results = evaluate(policy, ctx.suite.env, plain, cfg.episodes, **kw) if plain else {"tasks": {}}
+    for task in (t for t in ctx.tasks if t in per_task):
+        for instruction in per_task[task]:
+            env_kwargs = dict(ctx.suite.env_options, instruction=instruction)
+            res = evaluate(policy, ctx.suite.env, [task], cfg.episodes, **(kw | {"env_kwargs": env_kwargs}))
+            results["tasks"][f"{task}: {instruction}"] = res["tasks"][task]
+    wins = sum(r["successes"] for r in results["tasks"].values())
+    n = sum(r["episodes"] for r in results["tasks"].values())
+    results["overall"] = {"success_rate": wins / n if n else 0.0, "ci95": list(wilson_interval(wins, n)),
+                          "successes": wins, "episodes": n}  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     return results
 
 

@@ -7,6 +7,8 @@ one by one: OpenVLA), ``pd_discrete`` (parallel decoding, K = 1), ``pdac_discret
 with the head's default steps, the bench's ``pdac_diffusion_T50``), ``pdac_l1_extra_inputs`` (+ wrist camera
 and proprio). ``pdac_l1_film`` is ``pdac_l1`` with FiLM — one change, so that its comparison with ``pdac_l1``
 on the language suite measures FiLM alone (the paper's OFT+ adds FiLM on top of the extra inputs).
+``oft_plus`` is that OFT+ — every camera of the robot (ALOHA: the top view and both wrists), proprio, L1,
+chunked, FiLM — and ``oft_plus_no_film`` the same without FiLM: the ALOHA suite's pair.
 
 The base variants see the primary camera and the instruction only, as in the paper.
 """
@@ -31,6 +33,7 @@ class StudyVariant:
     name: str
     row: Variant
     film: bool = False
+    all_cameras: bool = False  # extra inputs = every camera of the robot, not the first two
 
     @property
     def decode(self) -> str:
@@ -43,6 +46,8 @@ class StudyVariant:
         if self.row.extra_inputs and len(spec.cameras) < 2:
             raise ValueError(f"variant {self.name} needs a 2nd camera; robot {spec.name} has {spec.cameras}")
         cameras = spec.cameras[:2] if self.row.extra_inputs else (primary,)
+        if self.all_cameras:
+            cameras = spec.cameras
         out = [
             f"head={self.row.head}",
             f"decode={self.decode}",
@@ -68,8 +73,12 @@ VARIANTS: dict[str, StudyVariant] = {
         _from_bench("pdac_diffusion", "pdac_diffusion_T50"),
         _from_bench("pdac_l1_extra_inputs"),
         _from_bench("pdac_l1_film", "pdac_l1", film=True),
+        _from_bench("oft_plus", "pdac_l1_extra_inputs", film=True, all_cameras=True),
+        _from_bench("oft_plus_no_film", "pdac_l1_extra_inputs", all_cameras=True),
     )
 }
+# what a study trains unless told (the suite's own list, or --variants): the paper's rows (Tables I-II)
+PAPER_VARIANTS = tuple(n for n in VARIANTS if not n.startswith("oft_plus"))
 
 
 def resolve_variants(names: str | list[str] | tuple[str, ...] | None) -> list[StudyVariant]:
@@ -85,4 +94,4 @@ def resolve_variants(names: str | list[str] | tuple[str, ...] | None) -> list[St
     return [VARIANTS[n] for n in dict.fromkeys(items)]
 
 
-__all__ = ["VARIANTS", "VARIANT_FIELDS", "StudyVariant", "resolve_variants"]
+__all__ = ["PAPER_VARIANTS", "VARIANTS", "VARIANT_FIELDS", "StudyVariant", "resolve_variants"]

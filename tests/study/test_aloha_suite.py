@@ -1,0 +1,104 @@
+"""Issue 11: `oft study --suite aloha` (transfer-cube, insertion, two-cube; OFT+ with and without FiLM),
+`oft collect --help` naming each suite's cameras, and a short train -> eval of the aloha preset end to end."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+
+from oft.spec import get_spec
+from oft.study.suites import get_suite
+from oft.study.variants import VARIANTS
+from oft.train.config import TrainConfig, apply_overrides
+from oft.train.presets import get_preset
+
+try:
+    from oft.sim import aloha
+except ImportError as e:
+    aloha, _REASON = None, f"ALOHA sim not installed ({e.name})"
+needs_aloha = pytest.mark.skipif(aloha is None, reason=_REASON if aloha is None else "")
+
+
+def test_aloha_suite_is_registered_with_its_preset_and_film_pair():
+    suite = get_suite("aloha")
+    assert (suite.env, suite.tasks, suite.preset) == ("aloha", "transfer-cube,insertion,two-cube", "aloha")
+    assert dict(suite.instructions) == {"two-cube": ("transfer the red cube", "transfer the blue cube")}
+    spec = get_spec(get_preset(suite.preset).robot)
+    for name in suite.variants:
+        cfg = apply_overrides(get_preset("aloha"), VARIANTS[name].overrides(spec)).validate(check_paths=False)
+        assert cfg.cameras == ("cam_high", "cam_left_wrist", "cam_right_wrist") and cfg.proprio
+        assert (cfg.head, cfg.decode, cfg.chunk_len) == ("l1", "parallel", None)  # K = 25, the spec's
+        assert cfg.film is (name == "oft_plus")
+    assert set(suite.variants) == {"oft_plus", "oft_plus_no_film"}
+
+
+def test_study_cli_defaults_come_from_the_suite(monkeypatch):
+    from oft.study import commands, run
+
+    seen = {}
+
+    def fake_study(config):
+        seen["config"] = config
+        return {"variants": []}
+
+    monkeypatch.setattr(run, "run_study", fake_study)
+    p = argparse.ArgumentParser()
+    commands.add_arguments(p)
+    commands.run(p.parse_args(["--suite", "aloha", "--out", "x"]))
+    assert seen["config"].preset == "aloha" and seen["config"].variants == ("oft_plus", "oft_plus_no_film")
+    commands.run(p.parse_args(["--suite", "mt10", "--out", "y"]))
+    assert seen["config"].preset == "metaworld-tiny" and "oft_plus" not in seen["config"].variants
+
+
+def test_collect_help_lists_each_suites_cameras():
+    from oft.sim import commands_collect
+
+    p = argparse.ArgumentParser()
+    commands_collect.add_arguments(p)
+    text = " ".join(p.format_help().split())
+    for cam in ("cam_high", "cam_left_wrist", "cam_right_wrist", "corner", "gripperPOV"):
+        assert cam in text
+    if aloha is not None:
+        assert all(c in commands_collect.EXPERT_SUITES["aloha"] for c in aloha.CAMERAS)
+    try:
+        from oft.sim import metaworld
+    except ImportError:
+        return
+    assert all(c in commands_collect.EXPERT_SUITES["metaworld"] for c in metaworld.CAMERAS)
+
+
+@needs_aloha
+@pytest.mark.slow
+def test_aloha_preset_trains_and_evaluates_end_to_end(tmp_path):
+    """1 demo per task -> 3 steps of the aloha preset (tiny architecture) with and without FiLM -> 1 episode
+    per task and per two-cube instruction; then `oft eval --open-loop-steps` reaches the rollout."""
+    from oft.cli import main
+    from oft.study.run import StudyConfig, run_study
+
+    config = StudyConfig(suite="aloha", out=str(tmp_path / "study"),
+                         variants=("oft_plus", "oft_plus_no_film"),
+                         preset="aloha", overrides=("base=tiny", "batch_size=2", "data_loader=memory"),
+                         steps=3, demos=1, episodes=1, eval_max_steps=50, collect_workers=1,
+                         timing_iters=1)  # fmt: skip
+    results = run_study(config)
+    info = json.loads((tmp_path / "study" / "data" / "meta" / "info.json").read_text())
+    assert (info["robot_type"], info["fps"], info["total_episodes"]) == ("aloha", 50, 3)
+    rows = {r["name"]: r for r in results["variants"]}
+    assert set(rows) == {"oft_plus", "oft_plus_no_film"}
+    for name, row in rows.items():
+        assert row["steps"] == 3 and row["chunk_len"] == 25 and row["episodes"] == 4
+        assert set(row["per_task"]) == {"transfer-cube", "insertion", "two-cube: transfer the red cube",
+                                        "two-cube: transfer the blue cube"}  # fmt: skip
+        trained = TrainConfig.from_dict(json.loads((tmp_path / "study" / "variants" / name / "train.json")
+                                                   .read_text())["config"])  # fmt: skip
+        assert trained.film is (name == "oft_plus") and trained.robot == "aloha"
+
+    ckpt = rows["oft_plus"]["checkpoint"]
+    out = tmp_path / "eval"
+    assert main(["eval", "--env", "aloha", "--tasks", "two-cube", "--checkpoint", ckpt, "--episodes", "1",
+                 "--max-steps", "20", "--open-loop-steps", "5", "--video-episodes", "0",
+                 "--out", str(out)]) == 0  # fmt: skip
+    episode = json.loads((out / "results.json").read_text())["tasks"]["two-cube"]["episode_results"][0]
+    assert episode["steps"] == 20 and episode["chunk_queries"] == 4  # 5 of each 25-step chunk, then re-query
