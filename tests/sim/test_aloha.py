@@ -43,7 +43,7 @@ def test_reset_step_render_success(task):
     with make_env("aloha", task=task, cameras=cams, image_size=(96, 128)) as env:
         assert env.spec.cameras == cams and env.spec.action_dim == 14 and env.max_steps == 400
         assert env.spec.conventions == aloha.CONVENTIONS and env.spec.conventions.arm == "absolute"
-        assert env.spec.control_hz == 50.0  # DT = 0.02 s (ACT/gym-aloha constants.py), not the real robot's 25
+        assert env.spec.control_hz == 50.0  # DT = 0.02 s (ACT, gym-aloha), not the robot's 25
         obs = env.reset(seed=3)
         obs.validate(num_cameras=2, proprio_dim=14)
         assert [im.shape for im in obs.images] == [(96, 128, 3)] * 2
