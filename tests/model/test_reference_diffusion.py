@@ -32,14 +32,6 @@ TOL = 2e-4
 T_TRAIN, STEPS = 50, 10
 
 
-@pytest.fixture(scope="module")
-def fixture_dir(shared_fixtures):
-    d = shared_fixtures / "openvla-oft-tiny-libero"
-    if not d.is_dir():
-        pytest.skip(f"{d} not found")
-    return d
-
-
 def _mlp_resnet(g, prefix, d_in, hidden, d_out):
     sd = {}
 

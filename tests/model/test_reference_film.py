@@ -38,14 +38,6 @@ LLM_LORA = re.compile(
 VIT_LORA = re.compile(r"^vision_backbone\.(fused_)?featurizer\.blocks\.\d+\.(attn\.qkv|mlp\.fc1)$")
 
 
-@pytest.fixture(scope="module")
-def fixture_dir(shared_fixtures):
-    d = shared_fixtures / "openvla-oft-tiny-libero"
-    if not d.is_dir():
-        pytest.skip(f"{d} not found")
-    return d
-
-
 def _wrapper_name(key: str) -> str:
     """``vision_backbone.featurizer.blocks.3.attn.qkv`` -> ``….blocks.3.block.attn.qkv`` (FiLM wrapper)."""
     return re.sub(r"(featurizer\.blocks\.\d+)\.", r"\1.block.", key, count=1)

@@ -21,14 +21,6 @@ TOL = 1e-5
 
 
 @pytest.fixture(scope="module")
-def fixture_dir(shared_fixtures):
-    d = shared_fixtures / "openvla-oft-tiny-libero"
-    if not d.is_dir():
-        pytest.skip(f"{d} not found")
-    return d
-
-
-@pytest.fixture(scope="module")
 def case(fixture_dir):
     from safetensors.torch import load_file
 
