@@ -74,8 +74,9 @@ def loaded(monkeypatch, tmp_path):
         return seen[-1]
 
     def no_rollouts(policy, *args, **kwargs):
-        row = {"successes": 0, "episodes": 0, "success_rate": 0.0}
-        return {"tasks": {"t": row}, "overall": row, "wall_s": 0.0, "env_steps_per_s": 0.0}
+        row = {"successes": 0, "episodes": 0, "success_rate": 0.0, "ci95": [0.0, 1.0]}
+        return {"tasks": {"t": row}, "overall": row, "wall_s": 0.0, "env_steps_per_s": 0.0,
+                "episodes_per_s": 0.0, "workers": 1}  # fmt: skip
 
     monkeypatch.setattr(loading, "load_policy", recording)
     monkeypatch.setattr(evaluate_module, "evaluate", no_rollouts)
