@@ -20,11 +20,13 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import traceback
 from collections.abc import Iterator
 from multiprocessing.connection import Connection, wait
 
 import numpy as np
+import torch
 
 from oft.observation import Observation
 from oft.sim.base import make_env
@@ -56,9 +58,12 @@ class RemotePolicy:
 
 def _worker(conn: Connection, jobs, settings: RolloutSettings, policy_info) -> None:
     """Worker process: take jobs until the ``None`` sentinel, one env per task (kept while tasks repeat)."""
+    # one core per worker: Mesa's llvmpipe renderer would otherwise start a thread per core in every worker
+    # (read when the GL context is made, i.e. after this), and torch computes nothing here
+    os.environ["LP_NUM_THREADS"] = "1"
     import torch
 
-    torch.set_num_threads(1)  # the worker only simulates and renders; the policy computes elsewhere
+    torch.set_num_threads(1)
     env = task = policy = None
     try:
         while (job := jobs.get()) is not None:
@@ -108,9 +113,14 @@ def run_parallel(
         child.close()
         conns.append(parent)
         procs.append(proc)
+    # the workers take the cores: the policy's matmuls get what is left (at least one thread), rather than
+    # every process oversubscribing them
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(threads, (os.cpu_count() or 1) - workers)))
     try:
         yield from _serve(policy, conns, batch)
     finally:
+        torch.set_num_threads(threads)
         for proc in procs:
             proc.join(timeout=5)
             if proc.is_alive():
