@@ -42,3 +42,14 @@ def test_prompt_longer_than_the_model_positions_is_refused():
     words = " ".join(["do it"] * 3000)  # ~6000 tokens; the tiny model has 4096 positions
     with pytest.raises(PromptTooLongError, match="tokens"):
         policy.predict_action_chunk(_obs(words))
+
+
+def test_a_short_prompt_is_tokenized_once(monkeypatch):
+    """The length check tokenizes only prompts whose byte length could exceed the budget (speed)."""
+    policy = _policy()
+    tok = policy.vla.tokenizer
+    calls = []
+    real = tok.encode_prompt
+    monkeypatch.setattr(tok, "encode_prompt", lambda text: calls.append(text) or real(text))
+    policy.predict_action_chunk(_obs())
+    assert len(calls) == 1

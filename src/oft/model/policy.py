@@ -21,7 +21,8 @@ from torch import nn
 from oft.data.normalize import NormStats, normalize, unnormalize
 from oft.model.heads import ActionHead
 from oft.model.preprocess import DEFAULT_CROP_SCALE, ImagePipeline, normalize_pixels
-from oft.model.safety import check_actions, check_prompt, clip_to_bounds
+from oft.model.safety import check_actions, check_prompt, clip_to_bounds, prompt_token_budget
+from oft.model.tokenizer import make_prompt
 from oft.model.vla import VLA, VLAConfig, VLAInputs
 from oft.observation import Batch, Observation, check_finite
 from oft.spec import RobotSpec
@@ -187,8 +188,7 @@ class Policy(nn.Module):
         if not batch:
             raise ValueError("predict_action_chunk got an empty list of observations")
         images, proprio = self._stack_observations(batch)
-        for o in batch:
-            check_prompt(self, o.instruction)
+        self._check_prompts([o.instruction for o in batch])
         inputs = self.prepare(images, proprio, [o.instruction for o in batch])
         norm = self.head.predict(self.vla, inputs).float().cpu().numpy()  # (B, K, D)
         actions = unnormalize(norm, self.norm_stats.action, self.spec.normalization, self.spec.mask)
@@ -196,6 +196,18 @@ class Policy(nn.Module):
         if clip:
             actions, _ = clip_to_bounds(actions, self.norm_stats.action)
         return actions[0] if single else actions
+
+    def _check_prompts(self, instructions: list[str]) -> None:
+        """PromptTooLongError for an instruction beyond the model's positions. Tokenizing costs as much as a
+        small model's forward, so only prompts whose UTF-8 length could exceed the budget are tokenized: a
+        token covers at least one byte, besides BOS, a leading "▁" and the suffix."""
+        budget = prompt_token_budget(self)
+        if budget is None:
+            return
+        extra = 2 + len(getattr(self.vla.tokenizer, "prompt_suffix_ids", ()))
+        for text in instructions:
+            if len(make_prompt(text).encode("utf-8")) + extra > budget:
+                check_prompt(self, text)
 
     def _stack_observations(self, batch: list[Observation]) -> tuple[torch.Tensor, torch.Tensor | None]:
         pipeline = self.image_pipeline
@@ -274,16 +286,20 @@ class Policy(nn.Module):
         return self.head.compute_loss(self.vla, inputs, target, pad)
 
     def _check_batch(self, batch: Batch) -> None:
+        """Shapes always; finiteness of host tensors only — on an accelerator that check would be a host sync
+        per micro-step, and both loaders already refuse non-finite episodes when they read them."""
         K, D = self.spec.chunk_len, self.spec.action_dim
         if tuple(batch.actions.shape[1:]) != (K, D):
             raise ValueError(f"batch.actions has shape {tuple(batch.actions.shape)}, expected (B, {K}, {D})")
-        check_finite("batch.actions", batch.actions)
+        if batch.actions.device.type == "cpu":
+            check_finite("batch.actions", batch.actions)
         if self.uses_proprio:
             P = self.spec.proprio_dim
             if batch.proprio is None or tuple(batch.proprio.shape[1:]) != (P,):
                 got = None if batch.proprio is None else tuple(batch.proprio.shape)
                 raise ValueError(f"batch.proprio has shape {got}, expected (B, {P})")
-            check_finite("batch.proprio", batch.proprio)
+            if batch.proprio.device.type == "cpu":
+                check_finite("batch.proprio", batch.proprio)
         if len(batch.instructions) != len(batch):
             raise ValueError(
                 f"batch has {len(batch.instructions)} instructions for {len(batch)} action chunks"
