@@ -334,7 +334,8 @@ def test_plain_openvla_checkpoint_speaks_openvla_conventions(tmp_path):
     torch.manual_seed(0)
     policy = build_policy(spec, stats, ["pick it up"], arch="tiny", head="discrete", use_proprio=False)
     export_reference(policy, tmp_path / "ovla", unnorm_key="libero_spatial_no_noops")
-    (tmp_path / "ovla" / "oft_export.json").unlink(missing_ok=True)  # as a real OpenVLA directory
+    for extra in ("oft_export.json", "oft_checksums.json"):  # as a real OpenVLA directory: neither file
+        (tmp_path / "ovla" / extra).unlink(missing_ok=True)
     for f in ("action_head", "proprio_projector"):
         assert not list((tmp_path / "ovla").glob(f"{f}--*"))
     loaded = load_policy(tmp_path / "ovla")
