@@ -113,3 +113,15 @@ def test_head_and_decode_choices_come_from_the_head_registry(tmp_path):
     with pytest.raises(ValueError, match=r"TrainConfig\.decode.*'l1'"):
         # an L1 head decodes in parallel only
         TrainConfig(datasets=(str(tmp_path),), head="l1", decode="autoregressive").validate()
+
+
+def test_overriding_one_decay_rule_replaces_the_presets_other():
+    from oft.train.presets import get_preset
+
+    preset = get_preset("metaworld-tiny")  # decays at 3/4 of the run (decay_at)
+    cfg = apply_overrides(preset, ["decay_step=20"])
+    assert (cfg.decay_step, cfg.decay_at) == (20, None)
+    cfg = apply_overrides(cfg, ["decay_at=0.5"])
+    assert (cfg.decay_step, cfg.decay_at) == (None, 0.5)
+    with pytest.raises(ValueError, match="one decay rule"):  # both at once is still refused
+        apply_overrides(preset, ["decay_step=20", "decay_at=0.5"]).validate()

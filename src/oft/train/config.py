@@ -399,6 +399,10 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | tuple[str, ...]) ->
         if name not in hints:
             raise ValueError(unknown_name_message("TrainConfig field", name, hints))
         changes[name] = _parse_typed(name, raw, hints[name])
+    # decay_step and decay_at are one rule: setting one replaces the preset's other
+    for name, other in (("decay_step", "decay_at"), ("decay_at", "decay_step")):
+        if changes.get(name) is not None and other not in changes:
+            changes[other] = None
     return dataclasses.replace(cfg, **changes)
 
 
