@@ -148,12 +148,7 @@ class ChunkLoader:
         """The stored (H, W) per camera; one size per camera across episodes, or an error naming both."""
         for cam, f in zip(self.cameras, frames, strict=True):
             hw = (int(f.shape[1]), int(f.shape[2]))
-            seen = self.frame_sizes.setdefault(cam, hw)
-            if seen != hw:
-                raise ValueError(
-                    f"camera {cam!r} has {hw[0]}x{hw[1]} frames in episode {episode} but {seen[0]}x{seen[1]} "
-                    "in earlier episodes; one size per camera is expected (re-render or resize the dataset)"
-                )
+            check_frame_size(cam, hw, self.frame_sizes.setdefault(cam, hw), f"episode {episode}")
 
     # -- iteration
 
@@ -256,6 +251,15 @@ def _episode_keys(dataset: EpisodeDataset, norm_keys: Sequence[str] | None) -> l
     if len(norm_keys) != len(parts):
         raise ValueError(f"norm_keys={list(norm_keys)}: expected one name per dataset ({len(parts)})")
     return [key for key, d in zip(norm_keys, parts, strict=True) for _ in range(d.num_episodes)]
+
+
+def check_frame_size(cam: str, hw: tuple[int, int], seen: tuple[int, int], where: str) -> None:
+    """One stored size per camera: ValueError naming the camera, both sizes and where (both loaders)."""
+    if hw != seen:
+        raise ValueError(
+            f"{where}: camera {cam!r} has {hw[0]}x{hw[1]} frames but {seen[0]}x{seen[1]} elsewhere in the "
+            "dataset; one size per camera is expected (re-render or resize the dataset)"
+        )
 
 
 def _checked(x, name: str, dataset: EpisodeDataset, i: int, dim: int, length: int | None = None):

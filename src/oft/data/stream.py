@@ -26,7 +26,7 @@ import torch
 from oft.data.dataset import EpisodeDataset, ListDataset
 from oft.data.episode import Episode
 from oft.data.frames import FrameSource
-from oft.data.loader import ChunkLoader, _checked
+from oft.data.loader import ChunkLoader, _checked, check_frame_size
 from oft.data.samples import episode_bounds
 from oft.observation import Batch
 
@@ -104,11 +104,7 @@ class StreamLoader(ChunkLoader):
         if frames.ndim != 4 or frames.shape[3] != 3 or frames.dtype != np.uint8:
             raise ValueError(f"{self.where(episode)}: camera {cam!r} gives {frames.shape} {frames.dtype} "
                              "frames, expected (n, H, W, 3) uint8")  # fmt: skip
-        if hw != seen:
-            raise ValueError(
-                f"{self.where(episode)}: camera {cam!r} has {hw[0]}x{hw[1]} frames but {seen[0]}x{seen[1]} "
-                "in the first episode; one size per camera is expected (re-render or resize the dataset)"
-            )
+        check_frame_size(cam, hw, seen, self.where(episode))
 
     # -- iteration through worker processes
     def __next__(self) -> Batch:

@@ -40,6 +40,13 @@ ARCHITECTURES: dict[str, dict] = {
 }
 
 
+def input_size(arch: str) -> int:
+    """The square image side (pixels) architecture ``arch`` takes: simulators render demos at it."""
+    if arch not in ARCHITECTURES:
+        raise KeyError(unknown_name_message("architecture", arch, ARCHITECTURES))
+    return int(ARCHITECTURES[arch]["vit"]["img_size"])
+
+
 def build_policy(
     spec: RobotSpec,
     norm_stats: NormStats,

@@ -179,13 +179,13 @@ def _robot_spec(config: StudyConfig):
 
 def model_image_size(config: StudyConfig) -> int:
     """The input side of the (overridden) preset's architecture: demos are rendered at it, no resize."""
-    from oft.model.build import ARCHITECTURES
+    from oft.model.build import ARCHITECTURES, input_size
 
     base = base_train_config(config).base
     if base not in ARCHITECTURES:
         known = ", ".join(ARCHITECTURES)
         raise ValueError(f"the study trains from scratch: base must be one of {known}, got {base!r}")
-    return int(ARCHITECTURES[base]["vit"]["img_size"])
+    return input_size(base)
 
 
 def collect_demos(ctx: _Context) -> dict:

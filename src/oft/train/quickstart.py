@@ -38,10 +38,10 @@ PRESET = "metaworld-tiny"
 
 def model_image_size(preset: str = PRESET) -> int:
     """The input side of the preset's architecture: demos are rendered at it, so no resize is involved."""
-    from oft.model.build import ARCHITECTURES
+    from oft.model.build import input_size
     from oft.train.presets import get_preset
 
-    return int(ARCHITECTURES[get_preset(preset).base]["vit"]["img_size"])
+    return input_size(get_preset(preset).base)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
