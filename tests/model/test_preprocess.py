@@ -5,8 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 
-from oft.model.preprocess import center_crop, preprocess
+from oft.model.preprocess import ImagePipeline, center_crop, normalize_pixels
 from oft.model.vision import timm_vit_config
+
+
+def preprocess(images, vits, size):
+    """Inference pixels: the policy's one path, without a center crop (as the goldens were made)."""
+    return normalize_pixels(ImagePipeline(size)(images, train=False), vits)
 
 
 @pytest.fixture(scope="module")

@@ -157,11 +157,3 @@ class ImagePipeline:
 
         cfg = dataclasses.replace(augment, crop_scale=self.train_crop_scale)
         return augment_images(images, generator or torch.Generator().manual_seed(0), cfg)
-
-
-def preprocess(
-    images: torch.Tensor, vits: list[ViTConfig], size: int, crop: bool = False, crop_scale: float = 0.9
-) -> torch.Tensor:
-    """(B, N, H, W, 3) uint8 -> (B, N, 3 * len(vits), size, size) model pixels at inference."""
-    pipeline = ImagePipeline(size, center_crop=crop, crop_scale=crop_scale)
-    return normalize_pixels(pipeline(images, train=False), vits)
