@@ -30,8 +30,9 @@ def test_aloha_suite_is_registered_with_its_preset_and_film_pair():
         cfg = apply_overrides(get_preset("aloha"), VARIANTS[name].overrides(spec)).validate(check_paths=False)
         assert cfg.cameras == ("cam_high", "cam_left_wrist", "cam_right_wrist") and cfg.proprio
         assert (cfg.head, cfg.decode, cfg.chunk_len) == ("l1", "parallel", None)  # K = 25, the spec's
-        assert cfg.film is (name == "oft_plus")
-    assert set(suite.variants) == {"oft_plus", "oft_plus_no_film"}
+        assert cfg.film is (name != "oft_plus_no_film")
+        assert cfg.action_slots == ("per_step" if name == "oft_plus_per_step" else "per_dimension")
+    assert set(suite.variants) == {"oft_plus", "oft_plus_no_film", "oft_plus_per_step"}
 
 
 def test_study_cli_defaults_come_from_the_suite(monkeypatch):
@@ -47,7 +48,11 @@ def test_study_cli_defaults_come_from_the_suite(monkeypatch):
     p = argparse.ArgumentParser()
     commands.add_arguments(p)
     commands.run(p.parse_args(["--suite", "aloha", "--out", "x"]))
-    assert seen["config"].preset == "aloha" and seen["config"].variants == ("oft_plus", "oft_plus_no_film")
+    assert seen["config"].preset == "aloha" and seen["config"].variants == (
+        "oft_plus",
+        "oft_plus_no_film",
+        "oft_plus_per_step",
+    )
     commands.run(p.parse_args(["--suite", "mt10", "--out", "y"]))
     assert seen["config"].preset == "metaworld-tiny" and "oft_plus" not in seen["config"].variants
 
@@ -72,13 +77,13 @@ def test_collect_help_lists_each_suites_cameras():
 @needs_aloha
 @pytest.mark.slow
 def test_aloha_preset_trains_and_evaluates_end_to_end(tmp_path):
-    """1 demo per task -> 3 steps of the aloha preset (tiny architecture) with and without FiLM -> 1 episode
+    """1 demo per task -> 3 steps of the aloha preset (tiny architecture), K*D and K action slots -> 1 episode
     per task and per two-cube instruction; then `oft eval --open-loop-steps` reaches the rollout."""
     from oft.cli import main
     from oft.study.run import StudyConfig, run_study
 
     config = StudyConfig(suite="aloha", out=str(tmp_path / "study"),
-                         variants=("oft_plus", "oft_plus_no_film"),
+                         variants=("oft_plus", "oft_plus_per_step"),
                          preset="aloha", overrides=("base=tiny", "batch_size=2", "data_loader=memory"),
                          steps=3, demos=1, episodes=1, eval_max_steps=50, collect_workers=1,
                          timing_iters=1)  # fmt: skip
@@ -86,14 +91,15 @@ def test_aloha_preset_trains_and_evaluates_end_to_end(tmp_path):
     info = json.loads((tmp_path / "study" / "data" / "meta" / "info.json").read_text())
     assert (info["robot_type"], info["fps"], info["total_episodes"]) == ("aloha", 50, 3)
     rows = {r["name"]: r for r in results["variants"]}
-    assert set(rows) == {"oft_plus", "oft_plus_no_film"}
+    assert set(rows) == {"oft_plus", "oft_plus_per_step"}
     for name, row in rows.items():
         assert row["steps"] == 3 and row["chunk_len"] == 25 and row["episodes"] == 4
         assert set(row["per_task"]) == {"transfer-cube", "insertion", "two-cube: transfer the red cube",
                                         "two-cube: transfer the blue cube"}  # fmt: skip
         trained = TrainConfig.from_dict(json.loads((tmp_path / "study" / "variants" / name / "train.json")
                                                    .read_text())["config"])  # fmt: skip
-        assert trained.film is (name == "oft_plus") and trained.robot == "aloha"
+        assert trained.film and trained.robot == "aloha"
+        assert trained.action_slots == ("per_step" if name == "oft_plus_per_step" else "per_dimension")
 
     ckpt = rows["oft_plus"]["checkpoint"]
     out = tmp_path / "eval"

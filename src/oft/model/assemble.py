@@ -7,6 +7,8 @@ through :func:`assemble_policy`, so a policy cannot be put together two ways (Le
 
 * the LM head (the vocabulary projection, 131M parameters at 7B) exists only for heads that read token logits
   (``ActionHead.uses_lm_head``: the discrete head) — L1 and diffusion policies neither carry nor save it;
+* the head reads the action slots as the VLA lays them out (``VLAConfig.action_slots``): a head that cannot
+  read one slot per chunk step is refused;
 * LoRA adapters are injected when ``config.lora`` says so, on the recorded target modules;
 * ``empty=True`` builds on the ``meta`` device and allocates once on ``device`` in ``dtype`` for weights that
   are loaded next (no float32 copy of a bf16 7B model); ``empty=False`` initializes the parameters.
@@ -22,7 +24,7 @@ import torch
 from torch import nn
 
 from oft.data.normalize import NormStats
-from oft.model.heads import get_head_class, make_head
+from oft.model.heads import get_head_class, head_names, make_head
 from oft.model.policy import Policy, PolicyConfig
 from oft.model.tokenizer import TextTokenizer
 from oft.model.vla import VLA
@@ -44,17 +46,28 @@ def assemble_policy(
     config.lora: ``{"rank", "alpha", "targets"?, "dropout"?}``; missing targets mean every linear layer of the
         trunk ("all-linear"), and the chosen names are written back into ``config.lora``.
     empty: leave the weights unallocated-then-uninitialized (to be loaded); False initializes them.
-    Raises KeyError for an unknown head name, ValueError when the statistics do not fit the spec.
+    Raises KeyError for an unknown head name, ValueError when the statistics do not fit the spec or the head
+    cannot read the VLA's action slot layout.
     """
     head_cls = get_head_class(config.head)
     config.vla = dataclasses.replace(config.vla, lm_head=head_cls.uses_lm_head)
     spec = config.spec
+    layout = config.vla.action_slots
+    if layout not in head_cls.action_slot_layouts:
+        raise ValueError(
+            f"the {config.head!r} head reads action slots laid out {head_cls.action_slot_layouts}, not "
+            f"action_slots={layout!r}; heads that read {layout!r}: "
+            f"{[n for n in head_names() if layout in get_head_class(n).action_slot_layouts]}"
+        )
+    head_kwargs = dict(config.head_kwargs)
+    if "per_step" in head_cls.action_slot_layouts:
+        head_kwargs["slots_per_step"] = config.vla.slots_per_step
 
     def build() -> Policy:
         vla = VLA(config.vla, tokenizer)
         if config.lora:
             _apply_lora(vla, config.lora)
-        head = make_head(config.head, vla.llm_dim, spec.action_dim, spec.chunk_len, **config.head_kwargs)
+        head = make_head(config.head, vla.llm_dim, spec.action_dim, spec.chunk_len, **head_kwargs)
         return Policy(config, vla, head, norm_stats)
 
     if empty:

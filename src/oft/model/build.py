@@ -58,6 +58,7 @@ def build_policy(
     lora: LoraSpec | None = None,
     center_crop: bool = False,
     head_kwargs: dict | None = None,
+    action_slots: str = "per_dimension",
 ) -> Policy:
     """A randomly initialized policy of architecture ``arch`` ("tiny", "small", "base") for ``spec``.
 
@@ -69,6 +70,8 @@ def build_policy(
     use_film: FiLM in every ViT block (identity at init).
     lora: apply LoRA adapters to the trunk (rarely useful from scratch; for tests and experiments).
     center_crop: evaluate on a 90%-area center crop (pair with random-crop training augmentation).
+    action_slots: "per_dimension" (OpenVLA-OFT: K*D empty action slots) or "per_step" (K slots, each read into
+        D actions by the head; L1 head only).
     """
     if arch not in ARCHITECTURES:
         raise KeyError(unknown_name_message("architecture", arch, ARCHITECTURES))
@@ -81,7 +84,9 @@ def build_policy(
     llm = dict(a["llm"], num_key_value_heads=heads_per_llm, vocab_size=tokenizer.vocab_size,
                max_position_embeddings=4096, pad_token_id=tokenizer.pad_id)  # fmt: skip
     vit = ViTConfig(**a["vit"], class_token=True, mean=HALF, std=HALF)
-    vla_cfg = VLAConfig([vit], llm, spec.chunk_len, spec.action_dim, proprio_dim, use_film=use_film)
+    vla_cfg = VLAConfig(
+        [vit], llm, spec.chunk_len, spec.action_dim, proprio_dim, use_film=use_film, action_slots=action_slots
+    )
     kwargs = dict(a["head"]) if head == "l1" else {}
     kwargs.update(head_kwargs or {})
     lora_meta = None

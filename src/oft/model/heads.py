@@ -11,6 +11,9 @@ Class attributes:
 * ``name``: registry key (``"l1"``, ``"diffusion"``, ``"discrete"``).
 * ``uses_lm_head``: True if the head reads token logits (discrete); the policy then keeps the LM head.
 * ``num_extra_tokens``: tokens the head inserts after the proprio token (diffusion: 1, the timestep token).
+* ``action_slot_layouts``: the ``VLAConfig.action_slots`` layouts it can read ("per_dimension": one slot per
+  action dimension, K*D; "per_step": one per chunk step, K). A head that takes "per_step" receives
+  ``slots_per_step`` (D or 1) as a constructor argument.
 
 Methods the policy calls (``vla`` is an :class:`oft.model.vla.VLA`, ``inputs`` a :class:`VLAInputs` it
 prepared: images already through the vision backbone and projector, proprio token, tokenized prompt):
@@ -117,6 +120,7 @@ class ActionHead(nn.Module):
     name: ClassVar[str] = ""
     uses_lm_head: ClassVar[bool] = False
     decode_modes: ClassVar[tuple[str, ...]] = ("parallel",)
+    action_slot_layouts: ClassVar[tuple[str, ...]] = ("per_dimension",)
     num_extra_tokens: int = 0
 
     def __init__(self, llm_dim: int, action_dim: int, chunk_len: int) -> None:
@@ -214,6 +218,7 @@ class L1RegressionHead(ActionHead):
     """
 
     name = "l1"
+    action_slot_layouts = ("per_dimension", "per_step")
 
     def __init__(
         self,
@@ -222,11 +227,17 @@ class L1RegressionHead(ActionHead):
         chunk_len: int,
         hidden_dim: int | None = None,
         num_blocks: int = 2,
+        slots_per_step: int | None = None,
     ) -> None:
+        """slots_per_step: hidden states read per chunk step, D (None: the paper's layout) or 1 (one slot per
+        step); the MLP's input is their concatenation, ``slots_per_step * llm_dim`` wide."""
         super().__init__(llm_dim, action_dim, chunk_len)
         self.hidden_dim = hidden_dim or llm_dim
         self.num_blocks = num_blocks
-        self.model = MLPResNet(num_blocks, llm_dim * action_dim, self.hidden_dim, action_dim)
+        self.slots_per_step = action_dim if slots_per_step is None else int(slots_per_step)
+        if self.slots_per_step not in (1, action_dim):
+            raise ValueError(f"slots_per_step={slots_per_step}; expected {action_dim} (action_dim) or 1")
+        self.model = MLPResNet(num_blocks, llm_dim * self.slots_per_step, self.hidden_dim, action_dim)
 
     def config(self) -> dict:
         return {"hidden_dim": self.hidden_dim, "num_blocks": self.num_blocks}
@@ -243,7 +254,7 @@ class L1RegressionHead(ActionHead):
         return {"hidden_dim": int(sd["model.fc1.weight"].shape[0]), "num_blocks": len(blocks)}
 
     def head_forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        """(B, K*D, H) slot hidden states -> (B, K, D) normalized actions."""
+        """(B, K*D, H) slot hidden states (K*1 with one slot per step) -> (B, K, D) normalized actions."""
         return self.model(chunk_features(hidden, self.chunk_len))
 
     def predict(self, vla: VLA, inputs: VLAInputs) -> torch.Tensor:

@@ -30,6 +30,10 @@ from oft.model.tokenizer import TextTokenizer
 from oft.model.vision import VisionBackbone, ViTConfig
 
 ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
+# How the empty action slots are laid out (VLAConfig.action_slots): OpenVLA-OFT gives every action dimension
+# of every chunk step its own slot (K*D); "per_step" gives each chunk step one slot, read into D actions by
+# the head (K slots: 25 instead of 350 for ALOHA's K=25, D=14)
+ACTION_SLOT_LAYOUTS = ("per_dimension", "per_step")
 
 
 @dataclass
@@ -46,6 +50,13 @@ class VLAConfig:
     # the 32k-wide vocabulary projection: only heads that read token logits (discrete) need it — at 7B it is
     # 131M parameters an L1 or diffusion policy would carry for nothing (set by oft.model.assemble)
     lm_head: bool = True
+    # ACTION_SLOT_LAYOUTS: "per_dimension" (the paper's K*D slots) or "per_step" (K slots, one per chunk step)
+    action_slots: str = "per_dimension"
+
+    @property
+    def slots_per_step(self) -> int:
+        """Action slots of one chunk step: D ("per_dimension") or 1 ("per_step")."""
+        return self.action_dim if self.action_slots == "per_dimension" else 1
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -137,6 +148,8 @@ class VLA(nn.Module):
             raise ValueError(
                 f"attn_implementation {config.attn_implementation!r}; expected one of {ATTN_IMPLEMENTATIONS}"
             )
+        if config.action_slots not in ACTION_SLOT_LAYOUTS:
+            raise ValueError(f"action_slots {config.action_slots!r}; expected one of {ACTION_SLOT_LAYOUTS}")
         self.config = config
         self.tokenizer = tokenizer
         llama = config.llama_config()
@@ -157,7 +170,8 @@ class VLA(nn.Module):
 
     @property
     def num_action_slots(self) -> int:
-        return self.config.chunk_len * self.config.action_dim
+        """Empty action slots in the sequence: K*D (the paper's layout) or K (``action_slots="per_step"``)."""
+        return self.config.chunk_len * self.config.slots_per_step
 
     def set_attn_implementation(self, name: str) -> None:
         if name not in ATTN_IMPLEMENTATIONS:

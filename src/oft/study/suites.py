@@ -10,7 +10,8 @@
 * ``aloha`` — OFT+ on the bimanual ALOHA simulator (:mod:`oft.sim.aloha`): ACT's transfer-cube and insertion
   (scripted-data bars ~90% / ~50%, Zhao et al. 2023) and our ``two-cube``, where the instruction names the
   cube to hand over. Trained with the ``aloha`` preset (3 cameras, 14-D proprio, K = 25, FiLM); the variants
-  compare OFT+ with and without FiLM (the paper's FiLM measurement, Sec. VI). Every two-cube start state is
+  compare OFT+ with and without FiLM (the paper's FiLM measurement, Sec. VI) and with one action slot per
+  chunk step (``oft_plus_per_step``: 25 slots instead of 350). Every two-cube start state is
   evaluated under both instructions ("transfer the red cube" / "... blue cube"), each judged by the cube it
   names: the rate is instruction following.
 """
@@ -75,7 +76,7 @@ SUITES: dict[str, Suite] = {
             "bimanual ALOHA: ACT's two scripted tasks and two-cube (the instruction names the cube)",
             instructions=(("two-cube", ("transfer the red cube", "transfer the blue cube")),),
             preset="aloha",
-            variants=("oft_plus", "oft_plus_no_film"),
+            variants=("oft_plus", "oft_plus_no_film", "oft_plus_per_step"),
         ),
     )
 }

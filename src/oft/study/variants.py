@@ -8,7 +8,9 @@ with the head's default steps, the bench's ``pdac_diffusion_T50``), ``pdac_l1_ex
 and proprio). ``pdac_l1_film`` is ``pdac_l1`` with FiLM — one change, so that its comparison with ``pdac_l1``
 on the language suite measures FiLM alone (the paper's OFT+ adds FiLM on top of the extra inputs).
 ``oft_plus`` is that OFT+ — every camera of the robot (ALOHA: the top view and both wrists), proprio, L1,
-chunked, FiLM — and ``oft_plus_no_film`` the same without FiLM: the ALOHA suite's pair.
+chunked, FiLM — and ``oft_plus_no_film`` the same without FiLM: the ALOHA suite's pair. ``oft_plus_per_step``
+is OFT+ with one action slot per chunk step instead of one per action dimension (``action_slots="per_step"``:
+K = 25 slots for ALOHA instead of K*D = 350), the sequence-length option measured beside the paper's layout.
 
 The base variants see the primary camera and the instruction only, as in the paper.
 """
@@ -23,7 +25,7 @@ from oft.bench.latency import Variant
 from oft.spec import RobotSpec, unknown_name_message
 
 # TrainConfig fields a variant decides; a study override of one of them would erase the comparison
-VARIANT_FIELDS = ("head", "decode", "cameras", "proprio", "film")
+VARIANT_FIELDS = ("head", "decode", "cameras", "proprio", "film", "action_slots")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class StudyVariant:
     row: Variant
     film: bool = False
     all_cameras: bool = False  # extra inputs = every camera of the robot, not the first two
+    action_slots: str = "per_dimension"  # oft.model.vla.ACTION_SLOT_LAYOUTS
 
     @property
     def decode(self) -> str:
@@ -54,6 +57,7 @@ class StudyVariant:
             f"cameras={','.join(cameras)}",
             f"proprio={self.row.extra_inputs and spec.proprio_dim > 0}",
             f"film={self.film}",
+            f"action_slots={self.action_slots}",
         ]
         return out if self.row.chunked else [*out, "chunk_len=1"]
 
@@ -75,6 +79,9 @@ VARIANTS: dict[str, StudyVariant] = {
         _from_bench("pdac_l1_film", "pdac_l1", film=True),
         _from_bench("oft_plus", "pdac_l1_extra_inputs", film=True, all_cameras=True),
         _from_bench("oft_plus_no_film", "pdac_l1_extra_inputs", all_cameras=True),
+        _from_bench(
+            "oft_plus_per_step", "pdac_l1_extra_inputs", film=True, all_cameras=True, action_slots="per_step"
+        ),
     )
 }
 # what a study trains unless told (the suite's own list, or --variants): the paper's rows (Tables I-II)

@@ -6,6 +6,7 @@ with LoRA, the adapters plus the modules the paper trains fully — action head,
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from pathlib import Path
@@ -85,6 +86,7 @@ def _build_from_scratch(cfg: TrainConfig, spec: RobotSpec, dataset):
         lora=lora,
         center_crop=cfg.augment,
         head_kwargs=head_kwargs,
+        action_slots=cfg.action_slots,
     )
     policy.set_dataset_stats(all_stats, key)
     return policy
@@ -101,12 +103,15 @@ def _continue_from(cfg: TrainConfig, spec: RobotSpec, base: Path, dataset):
         policy = load_policy(base, dtype=checkpoint_dtype(base), unnorm_key=saved_unnorm_key(base))
         _add_missing_stats(policy, cfg, dataset)
         set_lora_dropout(policy, cfg.lora_dropout)
-        got = (policy.spec.action_dim, policy.spec.chunk_len, policy.spec.num_cameras, policy.config.head)
-        want = (spec.action_dim, spec.chunk_len, spec.num_cameras, cfg.head)
+        got = (
+            policy.spec.action_dim, policy.spec.chunk_len, policy.spec.num_cameras, policy.config.head,
+            policy.vla.config.action_slots,
+        )  # fmt: skip
+        want = (spec.action_dim, spec.chunk_len, spec.num_cameras, cfg.head, cfg.action_slots)
         if got != want:
             raise ValueError(
-                f"TrainConfig.base={str(base)!r} has (action_dim, chunk_len, cameras, head) = {got}, the "
-                f"config asks for {want}"
+                f"TrainConfig.base={str(base)!r} has (action_dim, chunk_len, cameras, head, action_slots) = "
+                f"{got}, the config asks for {want}"
             )
         data_conv, policy_conv = getattr(dataset, "conventions", None), policy.spec.conventions
         if None not in (data_conv, policy_conv) and data_conv != policy_conv:
@@ -139,6 +144,7 @@ def _from_openvla(cfg: TrainConfig, spec: RobotSpec, base: Path, dataset):
     hf = json.loads((base / "config.json").read_text())
     proprio_dim = spec.proprio_dim if cfg.proprio else 0
     vla_cfg = vla_config_from_openvla(hf, spec.chunk_len, spec.action_dim, proprio_dim, cfg.film)
+    vla_cfg = dataclasses.replace(vla_cfg, action_slots=cfg.action_slots)
     tokenizer = TextTokenizer.load(base)
     dtype = (
         torch.bfloat16 if cfg.bf16 and cfg.device != "cpu" and torch.cuda.is_available() else torch.float32

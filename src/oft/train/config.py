@@ -44,6 +44,9 @@ class TrainConfig:
         evaluates on the matching 90% center crop (the paper's ``--center_crop True``).
       pad_chunks: also sample chunks that run past the episode end (repeating the last action, masked out of
         the loss), so the states just before success are trained on too.
+      action_slots: "per_dimension" (the paper: one empty slot per action dimension of every chunk step, K*D)
+        or "per_step" (one slot per chunk step, read into D actions by the L1 head: K slots, 25 instead of 350
+        positions for ALOHA).
       lora_rank: LoRA rank on the backbone's linear layers; 0 trains every weight (full fine-tuning, the
         only sensible choice for a model built from scratch).
     Optimization (paper: AdamW, lr 5e-4, decayed 10x once at a step milestone)
@@ -79,6 +82,7 @@ class TrainConfig:
     cameras: tuple[str, ...] | None = None
     proprio: bool = True
     film: bool = False
+    action_slots: str = "per_dimension"
     lora_rank: int = 0
     lora_dropout: float = 0.0
     augment: bool = True
@@ -200,16 +204,20 @@ def _check_choices(cfg: TrainConfig) -> None:
 
     heads = head_names()
     modes = get_head_class(cfg.head).decode_modes if cfg.head in heads else ()
+    layouts = get_head_class(cfg.head).action_slot_layouts if cfg.head in heads else ()
     for name, choices in (
         ("head", heads),
         ("decode", modes),
+        ("action_slots", layouts),
         ("device", DEVICES),
         ("data_loader", DATA_LOADERS),
         ("mixture_stats", MIXTURE_STATS),
     ):
         value = getattr(cfg, name)
         if value not in choices:
-            what = f"decode mode of head {cfg.head!r}" if name == "decode" else name.replace("_", " ")
+            what = name.replace("_", " ")
+            if name in ("decode", "action_slots"):
+                what = f"{what} of head {cfg.head!r}"
             raise ValueError(f"TrainConfig.{name}: " + unknown_name_message(what, value, choices))
     if cfg.robot not in SPEC_PRESETS:
         raise ValueError("TrainConfig.robot: " + unknown_name_message("robot spec", cfg.robot, SPEC_PRESETS))
@@ -313,6 +321,7 @@ RESUME_FIXED = (
     "cameras",
     "proprio",
     "film",
+    "action_slots",
     "lora_rank",
     "augment",
     "pad_chunks",
