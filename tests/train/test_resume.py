@@ -93,6 +93,7 @@ REFUSED = {
     "cameras": ({}, ("corner",)),
     "proprio": ({}, False),
     "film": ({}, True),
+    "action_slots": ({}, "per_step"),
     "lora_rank": ({}, 2),
     "augment": ({}, False),
     "pad_chunks": ({}, False),

@@ -174,7 +174,7 @@ class Policy(nn.Module):
     def uses_proprio(self) -> bool:
         return self.vla.config.proprio_dim > 0
 
-    @torch.no_grad()
+    @torch.inference_mode()  # no autograd bookkeeping at all (no_grad still bumps version counters)
     def predict_action_chunk(self, obs: Observation | list[Observation], *, clip: bool = False) -> np.ndarray:
         """-> (K, D) float32 actions in robot units, or (B, K, D) for a list of observations.
 

@@ -286,7 +286,7 @@ class BatchingPredictor:
         import torch  # the server process has torch anyway; keep it out of this module's import
 
         spec = self.policy.spec
-        with torch.no_grad():
+        with torch.inference_mode():
             out = np.asarray(self.policy.predict_action_chunk(observations), dtype=np.float32)
         expected = (len(observations), spec.chunk_len, spec.action_dim)
         if out.shape != expected:
