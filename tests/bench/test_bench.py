@@ -92,6 +92,29 @@ def test_run_bench_all_rows_and_json(base, tmp_path):
     assert all(set(d) == {"name", "latency_median_s", "latency_p90_s", "throughput_hz"} for d in data)
 
 
+def test_every_row_runs_on_a_per_step_trunk():
+    """A policy trained with one action slot per chunk step: the L1 rows keep that layout, the rows whose
+    head reads one slot per dimension (discrete, diffusion) get the paper's K*D slots on the same trunk."""
+    from oft.bench.latency import neutral_stats
+    from oft.data.normalize import NormStats
+    from oft.model.build import build_policy
+    from oft.spec import get_spec
+
+    spec = get_spec("libero")
+    stats = NormStats(neutral_stats(spec.action_dim), neutral_stats(spec.proprio_dim))
+    torch.manual_seed(0)
+    base = build_policy(spec, stats, ["open the drawer"], arch="tiny", action_slots="per_step").eval()
+    K, D = spec.chunk_len, spec.action_dim
+    for name in VARIANTS:
+        policy = build_variant(base, VARIANTS[name])
+        per_step = policy.config.head == "l1"
+        assert policy.vla.config.action_slots == ("per_step" if per_step else "per_dimension")
+        k = policy.spec.chunk_len
+        assert policy.vla.num_action_slots == (k if per_step else k * D)
+        assert policy.predict_action_chunk(fake_observation(policy, "open the drawer", 0)).shape == (k, D)
+    assert build_variant(base, VARIANTS["pdac_l1"]).head is base.head and base.vla.num_action_slots == K
+
+
 def test_cli_bench(tmp_path, capsys):
     out = tmp_path / "b.json"
     rc = main(["bench", "--arch", "tiny", "--variants", "pdac_l1", "bare_forward", "--warmup", "0",

@@ -119,3 +119,11 @@ def test_film_export_uses_the_papers_key_layout(tmp_path):
 def test_export_refuses_adapter_mode_without_lora(tmp_path):
     with pytest.raises(ValueError, match="adapter"):
         export_reference(_policy(), tmp_path / "x", mode="adapter")
+
+
+def test_export_refuses_one_slot_per_chunk_step_and_writes_nothing(tmp_path):
+    """The paper's code reads K*D action slots: a per-step policy would load there and read garbage."""
+    policy = _policy(action_slots="per_step")
+    with pytest.raises(ValueError, match=r"action_slots='per_step'.*K\*D"):
+        export_reference(policy, tmp_path / "x")
+    assert list(tmp_path.iterdir()) == []

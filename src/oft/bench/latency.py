@@ -135,10 +135,18 @@ def build_variant(base: Policy, variant: Variant) -> Policy:
     """A policy for one row: the shared trunk plus a head of the row's kind (reused if it already fits)."""
     spec = variant_spec(base.spec, variant)
     proprio_dim = spec.proprio_dim if variant.extra_inputs else 0
-    lm_head = get_head_class(variant.head).uses_lm_head
-    vla = share_trunk(base.vla, proprio_dim, lm_head=lm_head, chunk_len=spec.chunk_len)
+    head_cls = get_head_class(variant.head)
+    # a trunk trained with one slot per chunk step keeps that layout for the rows whose head reads it
+    layout = base.vla.config.action_slots
+    if layout not in head_cls.action_slot_layouts:
+        layout = "per_dimension"
+    vla = share_trunk(
+        base.vla, proprio_dim, lm_head=head_cls.uses_lm_head, chunk_len=spec.chunk_len, action_slots=layout
+    )
     kwargs = dict(variant.head_kwargs)
     same_head = base.config.head == variant.head and base.spec.chunk_len == spec.chunk_len and not kwargs
+    if "per_step" in head_cls.action_slot_layouts:
+        kwargs["slots_per_step"] = vla.config.slots_per_step
     if same_head:
         head = base.head
     else:

@@ -53,6 +53,14 @@ def export_reference(
     """
     if mode not in EXPORT_MODES:
         raise ValueError(f"export mode {mode!r} is invalid: expected one of {EXPORT_MODES}")
+    layout = getattr(policy.vla.config, "action_slots", "per_dimension")
+    if layout != "per_dimension":
+        kd = policy.spec.chunk_len * policy.spec.action_dim
+        raise ValueError(
+            f"this policy has action_slots={layout!r} ({policy.vla.num_action_slots} action slots); the "
+            f"paper's code reads one slot per action dimension (K*D = {kd}), so it cannot run this export. "
+            "Keep the oft checkpoint (oft eval / oft serve load it)."
+        )
     out = Path(out)
     tmp = out.with_name(f".tmp-{out.name}")
     shutil.rmtree(tmp, ignore_errors=True)
