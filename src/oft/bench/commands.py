@@ -12,6 +12,7 @@ import torch
 from oft.bench.latency import ALL_ROWS, BenchOptions, check_rows, fake_observation, ratios, run_bench
 from oft.bench.system import REFERENCE, SYSTEM_ROWS, SystemRow, format_system
 from oft.bench.timing import format_table, write_json
+from oft.model.vla import ACTION_SLOT_LAYOUTS
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +30,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "architecture with random weights, compared with the reference's times) (default small)",
     )  # fmt: skip
     parser.add_argument("--spec", default="libero", help="robot preset for --arch (default libero: K=8, D=7)")
+    parser.add_argument(
+        "--action-slots", default="per_dimension", choices=ACTION_SLOT_LAYOUTS,
+        help="action slots of the --arch model: one per action dimension (K*D, the paper's, default) or one "
+        "per chunk step (K)",
+    )  # fmt: skip
     parser.add_argument("--variants", nargs="+", default=list(ALL_ROWS), metavar="NAME",
                         help=f"rows to measure (default all): {' '.join(ALL_ROWS)}")  # fmt: skip
     parser.add_argument(
@@ -74,8 +80,9 @@ def load_base(args: argparse.Namespace):
     stats = NormStats(neutral_stats(spec.action_dim), neutral_stats(spec.proprio_dim or 1))
     options = BenchOptions()
     policy = build_policy(
-        spec, stats, [options.instruction], arch=args.arch, use_proprio=spec.proprio_dim > 0
-    )
+        spec, stats, [options.instruction], arch=args.arch, use_proprio=spec.proprio_dim > 0,
+        action_slots=getattr(args, "action_slots", "per_dimension"),
+    )  # fmt: skip
     return policy.to(device=args.device, dtype=dtype)
 
 
@@ -95,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
 
         options = BenchOptions(args.warmup, args.iters, args.compile, instruction=bench_prompt())
     source = checkpoint or f"arch={args.arch}" + ("" if args.arch == "bench" else f" spec={args.spec}")
+    if not checkpoint and args.arch != "bench":
+        source += f" action_slots={args.action_slots} ({base.vla.num_action_slots} slots)"
     dtype = str(base.dtype).removeprefix("torch.")
     setup = f"{dtype}, {torch.get_num_threads()} threads, compile={args.compile}"
     print(
