@@ -106,3 +106,21 @@ def test_markdown_language_suite_adds_the_withheld_control(tmp_path):
     assert "told faucet-open @ faucet-close" in md and "Instruction withheld" in md
     assert "| pdac_l1_film | 100 | 0 | 50.0 [25.0, 60.0] | 50.0 [30.0, 70.0] |" in md
     assert write_chart(results, tmp_path / "r.png").stat().st_size > 0
+
+
+def test_chart_shows_every_throughput_bar_with_its_value(tmp_path, monkeypatch):
+    """Two close rates on a log axis: the axis spans whole decades around them (not matplotlib's default,
+    which left a 1,265 Hz bar as a sliver beside 2,050 Hz with no labels) and each bar carries its value."""
+    import matplotlib.figure
+
+    saved = []
+    savefig = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(
+        matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: saved.append(fig) or savefig(fig, *a, **k)
+    )
+    rows = [_row("pdac_l1", 0.3, {"reach-v3": 0.3}), _row("pdac_l1_extra_inputs", 0.55, {"reach-v3": 0.55})]
+    rows[0]["throughput_hz"], rows[1]["throughput_hz"] = 2049.7, 1265.3
+    write_chart({"suite": "mt10", "variants": rows}, tmp_path / "r.png")
+    throughput = saved[0].axes[1]
+    assert throughput.get_xlim() == (100.0, 10000.0)
+    assert [t.get_text() for t in throughput.texts] == ["2050", "1265"]

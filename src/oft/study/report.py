@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 
@@ -89,10 +90,18 @@ def write_chart(results: dict, path: Path) -> Path:
     ax1.set_xlim(0, 100)
     ax1.set_xlabel("success rate (%), 95% CI")
     ax1.invert_yaxis()
-    ax2.barh(names, [r["throughput_hz"] for r in rows], color="tab:gray")
+    hz = [r["throughput_hz"] for r in rows]
+    ax2.barh(names, hz, color="tab:gray")
     ax2.set_xscale("log")
+    positive = [h for h in hz if h > 0]
+    if positive:  # whole decades around the values, so every bar and its axis labels show
+        ax2.set_xlim(
+            10 ** (math.floor(math.log10(min(positive))) - 1), 10 ** math.ceil(math.log10(max(positive)))
+        )
+    for i, h in enumerate(hz):
+        ax2.annotate(f"{h:.0f}", (h, i), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
     ax2.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # decades only: crowded labels otherwise
-    ax2.set_xlabel("throughput (actions/s)")
+    ax2.set_xlabel("throughput (actions/s), log scale")
     fig.suptitle(f"oft study: {results['suite']}")
     fig.tight_layout()
     path = Path(path)
