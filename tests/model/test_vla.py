@@ -279,3 +279,17 @@ def test_rows_forward_equals_the_full_forward_at_those_rows(attn, causal):
     assert mlp_rows == [6]  # the last layer's MLP ran on the 6 rows read, not on all positions
     got.sum().backward()
     assert vla.language_model.model.layers[0].mlp.up_proj.weight.grad is not None
+
+
+def test_small_128_sees_four_times_the_pixels_through_the_same_number_of_tokens():
+    from oft.model.build import input_size
+
+    small, hires = (
+        build_policy(SPEC, NormStats(_stats(3), _stats(4)), ["x"], arch=a).eval()
+        for a in ("small", "small-128")
+    )
+    assert (input_size("small"), input_size("small-128")) == (64, 128)
+    assert small.vla.vision_backbone.num_patches == hires.vla.vision_backbone.num_patches == 64
+    image = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
+    obs = Observation([image] * SPEC.num_cameras, np.zeros(4), "x")
+    assert hires.predict_action_chunk(obs).shape == (SPEC.chunk_len, SPEC.action_dim)

@@ -26,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--arch", default="small",
-        help="named architecture built from scratch: tiny, small, base, or 'bench' (the paper's bench "
-        "architecture with random weights, compared with the reference's times) (default small)",
+        help="named architecture built from scratch: tiny, small, small-128, base, or 'bench' (the paper's "
+        "bench architecture with random weights, compared with the reference's times) (default small)",
     )  # fmt: skip
     parser.add_argument("--spec", default="libero", help="robot preset for --arch (default libero: K=8, D=7)")
     parser.add_argument(

@@ -32,6 +32,14 @@ ARCHITECTURES: dict[str, dict] = {
         "llm": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4),
         "head": dict(hidden_dim=128),
     },
+    # "small" at twice the resolution with patches twice as wide: the same 64 tokens per camera (the same
+    # sequence, nearly the same cost) over 4x the pixels -- for targets of a pixel or two at 64 px
+    # (MetaWorld's goal spheres and pucks, ALOHA's cubes seen from the top camera)
+    "small-128": {
+        "vit": dict(img_size=128, patch_size=16, embed_dim=128, depth=3, num_heads=4, mlp_ratio=2.0),
+        "llm": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4),
+        "head": dict(hidden_dim=128),
+    },
     "base": {
         "vit": dict(img_size=128, patch_size=16, embed_dim=256, depth=4, num_heads=4, mlp_ratio=4.0),
         "llm": dict(hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=4),
@@ -60,7 +68,7 @@ def build_policy(
     head_kwargs: dict | None = None,
     action_slots: str = "per_dimension",
 ) -> Policy:
-    """A randomly initialized policy of architecture ``arch`` ("tiny", "small", "base") for ``spec``.
+    """A randomly initialized policy of architecture ``arch`` (:data:`ARCHITECTURES`) for ``spec``.
 
     spec: robot sizes (K, D, proprio dim, cameras) — the policy takes ``spec.num_cameras`` images.
     norm_stats: action (and proprio) statistics of the training data; stored inside the policy.
