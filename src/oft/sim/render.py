@@ -7,7 +7,10 @@ costs ~13 ms, set by mesh triangles rather than pixels (FACTS.md). So every adap
 
 from __future__ import annotations
 
+import atexit
 import os
+import threading
+import weakref
 
 import numpy as np
 
@@ -53,6 +56,7 @@ class CameraRenderer:
         self.camera_names = camera_names or {}
         self.flipped = set(flipped)
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
+        self._thread = threading.get_ident()  # a GL context belongs to the thread that made it
 
     def _renderer(self, size: tuple[int, int]) -> mujoco.Renderer:
         if size not in self._renderers:
@@ -64,6 +68,7 @@ class CameraRenderer:
                 r.scene.flags[flag] = 0
             r.scene.flags[mujoco.mjtRndFlag.mjRND_SKYBOX] = 0
             self._renderers[size] = r
+            _close_at_exit(self)
         return self._renderers[size]
 
     def render(self, data: mujoco.MjData) -> list[np.ndarray]:
@@ -80,6 +85,32 @@ class CameraRenderer:
         for r in self._renderers.values():
             r.close()
         self._renderers.clear()
+
+
+_LIVE: weakref.WeakSet[CameraRenderer] = weakref.WeakSet()
+_hook_registered = False
+
+
+def _close_at_exit(renderer: CameraRenderer) -> None:
+    """Close ``renderer`` at interpreter exit if the script never did, while the EGL display still exists.
+
+    mujoco's EGL backend terminates its display in an ``atexit`` hook registered when it creates its first GL
+    context; a ``mujoco.Renderer`` finalized after that raises ``EGLError`` twice from ``__del__``
+    (google-deepmind/mujoco #700, #2510): a screen of ignored tracebacks after a run that went fine. Our hook
+    is registered once a renderer exists, so (``atexit`` runs last-in first-out) it runs before mujoco's.
+    """
+    global _hook_registered
+    _LIVE.add(renderer)
+    if not _hook_registered:
+        atexit.register(_close_live)
+        _hook_registered = True
+
+
+def _close_live() -> None:
+    me = threading.get_ident()
+    for renderer in list(_LIVE):
+        if renderer._thread == me:  # another thread's context cannot be released from this one
+            renderer.close()
 
 
 def check_action(action, dim: int, suite: str) -> np.ndarray:
