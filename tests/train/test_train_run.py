@@ -82,9 +82,56 @@ def test_resume_refuses_a_different_architecture(tmp_path):
 
     data = ListDataset(make_episodes())
     train(tiny_config(max_steps=1, save_every=1), tmp_path, dataset=data)
-    with pytest.raises(ValueError, match="head: 'l1' -> 'diffusion'"):
+    with pytest.raises(ValueError, match=r"head: 'l1' -> 'diffusion'.*head define the model: train a new"):
         train(tiny_config(max_steps=2, head="diffusion"), tmp_path, resume=True, dataset=data)
     more = train(
         tiny_config(max_steps=2, save_every=1), tmp_path, resume=True, dataset=data
     )  # budgets may change
     assert (more.start_step, more.step) == (1, 2)
+
+
+def _train(dataset, out, *extra):
+    return main(["train", "--dataset", str(dataset), "--out", str(out), "--set", "num_threads=1",
+                 "--set", "save_every=100", *extra])  # fmt: skip
+
+
+def test_resume_starts_from_the_runs_own_config(tiny_dataset_dir, tmp_path, capsys):
+    """A new user's resume: `--resume --steps N` alone. It was refused for every --set the first run had
+    (base, batch_size, ...); now the run's own train_config.json is the starting point."""
+    out = tmp_path / "run"
+    assert _train(tiny_dataset_dir, out, "--base", "tiny", "--set", "batch_size=2", "--steps", "2") == 0
+    assert _train(tiny_dataset_dir, out, "--resume", "--steps", "3") == 0
+    assert [s for s, _ in CheckpointManager(out).checkpoints()][-1] == 3
+    saved = json.loads((out / "train_config.json").read_text())
+    assert (saved["base"], saved["batch_size"], saved["max_steps"]) == ("tiny", 2, 3)
+    # a change asked for is still checked
+    assert _train(tiny_dataset_dir, out, "--resume", "--steps", "4", "--set", "batch_size=4") != 0
+    assert "TrainConfig.batch_size: 2 -> 4" in capsys.readouterr().err
+
+
+def test_continuing_a_checkpoint_keeps_its_model(tiny_dataset_dir, tmp_path):
+    """`--base <checkpoint>` takes the checkpoint's model fields (FiLM, action slots, ...); a different one
+    asked for explicitly is refused with the fix, where FiLM, proprio, decoding and LoRA rank were ignored."""
+    first = tmp_path / "first"
+    model = ["--set", "film=true", "--set", "action_slots=per_step", "--set", "proprio=false"]
+    assert (
+        _train(tiny_dataset_dir, first, "--base", "tiny", "--set", "batch_size=2", "--steps", "1", *model)
+        == 0
+    )
+    ckpt = CheckpointManager(first).checkpoints()[-1][1]
+    second = tmp_path / "second"
+    assert _train(tiny_dataset_dir, second, "--base", str(ckpt), "--set", "batch_size=2", "--steps", "1") == 0
+    saved = json.loads((second / "train_config.json").read_text())
+    assert (saved["film"], saved["action_slots"], saved["proprio"]) == (True, "per_step", False)
+    policy = oft.load_policy(second)
+    assert policy.vla.config.use_film and policy.vla.num_action_slots == policy.spec.chunk_len
+
+    from oft.data import open_dataset
+    from oft.train.loop import train
+
+    from .conftest import tiny_config
+
+    cfg = tiny_config(base=str(ckpt), max_steps=1, film=False, action_slots="per_step", proprio=False)
+    with pytest.raises(ValueError, match=r"film: checkpoint True, config False.*--set film=true"):
+        train(cfg, tmp_path / "third", dataset=open_dataset(tiny_dataset_dir))
+    assert not (tmp_path / "third" / "checkpoints").exists()

@@ -92,6 +92,78 @@ def _build_from_scratch(cfg: TrainConfig, spec: RobotSpec, dataset):
     return policy
 
 
+# the TrainConfig fields an oft checkpoint's model fixes: continuing it (``--base <checkpoint>``) keeps them
+MODEL_FIELDS = (
+    "robot",
+    "head",
+    "decode",
+    "chunk_len",
+    "cameras",
+    "proprio",
+    "film",
+    "action_slots",
+    "lora_rank",
+)
+
+
+def checkpoint_model_fields(checkpoint: str | Path) -> dict:
+    """{field: value} of :data:`MODEL_FIELDS` for the model in an ``oft`` checkpoint, read from its
+    ``oft_config.json`` (``robot`` only when the checkpoint's robot is a registered spec preset).
+
+    ``oft train --base <checkpoint>`` starts from these, so continuing a model needs no ``--set`` restating
+    it. Raises FileNotFoundError if ``checkpoint`` has no ``oft_config.json``.
+    """
+    import json
+
+    from oft.spec import PRESETS
+
+    meta = json.loads((Path(checkpoint) / "oft_config.json").read_text())
+    vla, spec = meta["vla"], meta["spec"]
+    fields = {
+        "head": meta["head"],
+        "decode": (meta.get("head_kwargs") or {}).get("decode", "parallel"),
+        "chunk_len": int(spec["chunk_len"]),
+        "cameras": tuple(spec["cameras"]),
+        "proprio": int(vla.get("proprio_dim", 0)) > 0,
+        "film": bool(vla.get("use_film", False)),
+        "action_slots": vla.get("action_slots", "per_dimension"),
+        "lora_rank": int((meta.get("lora") or {}).get("rank", 0)),
+    }
+    if spec["name"] in PRESETS:
+        fields["robot"] = spec["name"]
+    return fields
+
+
+def _check_same_model(cfg: TrainConfig, spec: RobotSpec, base: Path) -> None:
+    """ValueError naming every model field where ``cfg`` asks for another model than the checkpoint's."""
+    have = checkpoint_model_fields(base)
+    want = {name: getattr(cfg, name) for name in have}
+    if "chunk_len" in want and want["chunk_len"] is None:
+        want["chunk_len"] = spec.chunk_len
+    if "cameras" in want and want["cameras"] is None:
+        want["cameras"] = tuple(spec.cameras)
+    differ = {n: (have[n], want[n]) for n in have if have[n] != want[n]}
+    if differ:
+        diffs = ", ".join(f"{n}: checkpoint {h!r}, config {w!r}" for n, (h, w) in differ.items())
+        fixes = " ".join(f"--set {n}={_cli_value(h)}" for n, (h, _) in differ.items())
+        raise ValueError(
+            f"TrainConfig.base={str(base)!r} is another model than the config asks for ({diffs}). "
+            f"Continuing a checkpoint keeps its model: set these as it has them ({fixes}; `oft train --base "
+            "<checkpoint>` does unless told otherwise), or train a different model from an architecture "
+            "(--base small)"
+        )
+
+
+def _cli_value(value) -> str:
+    return (
+        ",".join(value)
+        if isinstance(value, tuple)
+        else str(value).lower()
+        if isinstance(value, bool)
+        else str(value)
+    )
+
+
 def _continue_from(cfg: TrainConfig, spec: RobotSpec, base: Path, dataset):
     """An ``oft`` checkpoint keeps training as it is; an OpenVLA directory gets the OFT modules added."""
     from oft import load_policy
@@ -99,20 +171,12 @@ def _continue_from(cfg: TrainConfig, spec: RobotSpec, base: Path, dataset):
     if (base / "oft_config.json").is_file():
         from oft.model.loading import checkpoint_dtype, saved_unnorm_key
 
+        _check_same_model(cfg, spec, base)  # before loading any weights
+
         # keeps training in the dtype it has, and its statistics (new datasets of a mixture add theirs)
         policy = load_policy(base, dtype=checkpoint_dtype(base), unnorm_key=saved_unnorm_key(base))
         _add_missing_stats(policy, cfg, dataset)
         set_lora_dropout(policy, cfg.lora_dropout)
-        got = (
-            policy.spec.action_dim, policy.spec.chunk_len, policy.spec.num_cameras, policy.config.head,
-            policy.vla.config.action_slots,
-        )  # fmt: skip
-        want = (spec.action_dim, spec.chunk_len, spec.num_cameras, cfg.head, cfg.action_slots)
-        if got != want:
-            raise ValueError(
-                f"TrainConfig.base={str(base)!r} has (action_dim, chunk_len, cameras, head, action_slots) = "
-                f"{got}, the config asks for {want}"
-            )
         data_conv, policy_conv = getattr(dataset, "conventions", None), policy.spec.conventions
         if None not in (data_conv, policy_conv) and data_conv != policy_conv:
             raise ValueError(
@@ -233,7 +297,9 @@ def set_trainable(policy: torch.nn.Module, cfg: TrainConfig) -> None:
 
 
 __all__ = [
+    "MODEL_FIELDS",
     "build_from_config",
+    "checkpoint_model_fields",
     "dataset_stats",
     "is_architecture",
     "set_lora_dropout",

@@ -8,8 +8,11 @@ Multi-GPU / multi-node: launch the same command under torchrun, e.g.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+from pathlib import Path
 
+from oft.train.checkpoint import TRAIN_CONFIG
 from oft.train.config import TrainConfig, apply_overrides
 from oft.train.presets import PRESETS, default_preset, get_preset
 
@@ -25,7 +28,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--out", required=True, metavar="DIR", help="run directory: checkpoints, logs, plots")
     p.add_argument("--steps", type=int, default=None, help="max optimizer steps (overrides the preset)")
-    p.add_argument("--base", default=None, help="architecture name, OpenVLA directory or oft checkpoint")
+    p.add_argument(
+        "--base", default=None,
+        help="architecture name, OpenVLA directory or oft checkpoint (continued with its own model fields)",
+    )  # fmt: skip
     p.add_argument(
         "--set",
         dest="overrides",
@@ -35,7 +41,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="override a config field, e.g. --set lr=1e-4 --set cameras=corner --set decay_step=none "
         f"(fields: {', '.join(TrainConfig.__dataclass_fields__)})",
     )
-    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    p.add_argument(
+        "--resume", action="store_true",
+        help="continue from the latest checkpoint in --out, with the run's own config (+ any --set)",
+    )  # fmt: skip
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument(
         "--export",
@@ -50,7 +59,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    cfg = get_preset(args.preset or default_preset(args.dataset))
+    """The run's config: what it starts from, then ``--set`` / ``--steps`` / ``--base`` / ``--dataset``.
+
+    It starts from, in this order of precedence: ``--preset``; with ``--resume``, the run's own
+    ``<out>/train_config.json`` (so a resume restates nothing it does not change); else the dataset's robot's
+    preset. With ``--base <oft checkpoint>`` the model's fields (:data:`oft.train.build.MODEL_FIELDS`) come
+    from the checkpoint, so continuing a model needs no ``--set`` describing it.
+    """
+    saved = Path(args.out) / TRAIN_CONFIG
+    if args.preset is None and args.resume and saved.is_file():
+        cfg = TrainConfig.from_dict(json.loads(saved.read_text()))
+        log.info("--resume: starting from the run's own config %s", saved)
+    else:
+        cfg = get_preset(args.preset or default_preset(args.dataset))
+    if args.base is not None and (Path(args.base) / "oft_config.json").is_file():
+        from oft.train.build import checkpoint_model_fields
+
+        cfg = cfg.replace(**checkpoint_model_fields(args.base))
     overrides = list(args.overrides)
     if args.steps is not None:
         overrides.append(f"max_steps={args.steps}")

@@ -201,24 +201,33 @@ def _type_name(tp) -> str:
 
 def _check_choices(cfg: TrainConfig) -> None:
     from oft.model.heads import get_head_class, head_names  # the head registry is the one list
+    from oft.model.vla import ACTION_SLOT_LAYOUTS
 
     heads = head_names()
-    modes = get_head_class(cfg.head).decode_modes if cfg.head in heads else ()
-    layouts = get_head_class(cfg.head).action_slot_layouts if cfg.head in heads else ()
+    every_mode = sorted({m for h in heads for m in get_head_class(h).decode_modes})
     for name, choices in (
         ("head", heads),
-        ("decode", modes),
-        ("action_slots", layouts),
+        ("decode", every_mode),
+        ("action_slots", ACTION_SLOT_LAYOUTS),
         ("device", DEVICES),
         ("data_loader", DATA_LOADERS),
         ("mixture_stats", MIXTURE_STATS),
     ):
         value = getattr(cfg, name)
         if value not in choices:
-            what = name.replace("_", " ")
-            if name in ("decode", "action_slots"):
-                what = f"{what} of head {cfg.head!r}"
+            what = {"decode": "decode mode", "action_slots": "action slot layout"}.get(name, name)
+            what = what.replace("_", " ")
             raise ValueError(f"TrainConfig.{name}: " + unknown_name_message(what, value, choices))
+    # known values that the chosen head cannot take: say which heads can
+    head = get_head_class(cfg.head)
+    for name, supported in (("decode", "decode_modes"), ("action_slots", "action_slot_layouts")):
+        value = getattr(cfg, name)
+        if value not in getattr(head, supported):
+            able = [h for h in heads if value in getattr(get_head_class(h), supported)]
+            raise ValueError(
+                f"TrainConfig.{name}={value!r} needs head {' or '.join(map(repr, able))}; head {cfg.head!r} "
+                f"takes {name}={' or '.join(map(repr, getattr(head, supported)))}"
+            )
     if cfg.robot not in SPEC_PRESETS:
         raise ValueError("TrainConfig.robot: " + unknown_name_message("robot spec", cfg.robot, SPEC_PRESETS))
     spec = SPEC_PRESETS[cfg.robot]
@@ -375,11 +384,18 @@ def resume_changes(saved: TrainConfig, cfg: TrainConfig) -> dict[str, tuple]:
     }
     refused = [name for name in changed if name in RESUME_FIXED]
     if refused:
+        from oft.train.build import MODEL_FIELDS
+
         diffs = ", ".join(f"TrainConfig.{n}: {changed[n][0]!r} -> {changed[n][1]!r}" for n in refused)
+        model = [n for n in refused if n in MODEL_FIELDS or n == "base"]
+        other = (
+            f"{', '.join(model)} define the model: train a new one (--out <new dir>)"
+            if model
+            else "or start a new run from the checkpoint (--base <checkpoint dir> --out <new dir>)"
+        )
         raise ValueError(
             f"--resume: the checkpoint was trained with other settings ({diffs}); these cannot change "
-            "within a run. Resume with the original values, or start a new run from the checkpoint "
-            "(--base <checkpoint dir> --out <new dir>)"
+            f"within a run. Resume with the original values; {other}"
         )
     return changed
 
