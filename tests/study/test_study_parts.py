@@ -79,7 +79,8 @@ def test_seconds_trained_counts_up_to_the_last_checkpoint(tmp_path):
 def _row(name, rate, per_task, withheld=None):
     row = {"name": name, "success_rate": rate, "ci95": [rate / 2, min(1.0, rate + 0.1)], "episodes": 40,
            "per_task": per_task, "per_task_episodes": {t: 20 for t in per_task}, "throughput_hz": 123.4,
-           "latency_s": 0.0648, "chunk_len": 8, "train_minutes": 12.25, "steps": 900}  # fmt: skip
+           "latency_s": 0.0648, "chunk_len": 8, "train_minutes": 12.25, "steps": 900,
+           "train_samples_per_s": 98.7}  # fmt: skip
     if withheld is not None:
         row |= {"withheld": withheld, "withheld_success_rate": 0.5, "withheld_ci95": [0.3, 0.7]}
     return row
@@ -94,7 +95,7 @@ def test_markdown_has_the_papers_two_tables(tmp_path):
     md = markdown_tables(results)
     assert "| Variant | reach | push | Average [95% CI] |" in md
     assert "| pdac_l1 | 85 | 95 | 90.0 [45.0, 100.0] |" in md
-    assert "| ar_discrete | 123.4 | 0.0648 | 8 | 12.2 | 900 |" in md
+    assert "| ar_discrete | 123.4 | 0.0648 | 8 | 12.2 | 900 | 99 |" in md
     assert "20 episodes per task" in md and "withheld" not in md
     assert write_chart(results, tmp_path / "r.png").stat().st_size > 0
 

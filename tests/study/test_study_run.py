@@ -51,6 +51,7 @@ def test_study_runs_two_variants_and_resumes(tmp_path, capsys, monkeypatch):
         assert ev["tasks"]["drawer-close-v3"]["seeds"] == [1_000_000]  # a layout no demonstration used
     assert rows["ar_discrete"]["chunk_len"] == 1 and rows["pdac_l1"]["chunk_len"] == 8
     assert rows["pdac_l1"]["recipe"]["head"] == "l1" and not rows["pdac_l1"]["recipe"]["extra_inputs"]
+    assert rows["pdac_l1"]["recipe"]["action_slots"] == "per_dimension"
     cfg = json.loads((out / "variants" / "pdac_l1" / "train.json").read_text())["config"]
     assert cfg["cameras"] == ["corner"] and cfg["proprio"] is False and cfg["base"] == "tiny"
     assert (out / "results.md").read_text().startswith("# Study: mt10")

@@ -388,7 +388,8 @@ def variant_row(
         "train_samples_per_s": trained["samples_per_s"],
         "stopped_by": trained["stopped_by"],
         "checkpoint": trained["checkpoint"],
-        "recipe": asdict(variant.row) | {"film": variant.film},
+        "recipe": asdict(variant.row)
+        | {"film": variant.film, "all_cameras": variant.all_cameras, "action_slots": variant.action_slots},
     }
     if "withheld" in evaluation:
         w = evaluation["withheld_overall"]
