@@ -122,11 +122,13 @@ def test_cli_bench(tmp_path, capsys):
     assert rc == 0
     assert [d["name"] for d in json.loads(out.read_text())] == ["pdac_l1", "bare_forward"]
     assert "latency pdac_l1 / bare_forward" in capsys.readouterr().out
-    rc = main(["bench", "--arch", "tiny", "--spec", "aloha", "--action-slots", "per_step", "--variants",
-               "pdac_l1", "--system", "train_step", "--warmup", "0", "--iters", "1"])  # fmt: skip
+    rc = main(["bench", "--arch", "tiny", "--spec", "aloha", "--action-slots", "per_step",
+               "--variants", "pdac_l1", "pdac_discrete", "--system", "train_step",
+               "--warmup", "0", "--iters", "1"])  # fmt: skip
     assert rc == 0
     text = capsys.readouterr().out
     assert "action_slots=per_step (25 slots)" in text and "train_step" in text
+    assert "one slot per action dimension run with K*D slots: pdac_discrete" in text
 
 
 def test_unknown_variant_is_a_clear_error(capsys):

@@ -102,3 +102,13 @@ def test_train_config_checks_the_layout_against_the_head():
         TrainConfig(action_slots="per_token").validate(check_paths=False)
     with pytest.raises(ValueError, match=r"decode='autoregressive' needs head 'discrete'; head 'l1' takes "):
         TrainConfig(decode="autoregressive").validate(check_paths=False)
+
+
+def test_oft_info_shows_the_slot_layout_and_a_readable_size(tmp_path, capsys):
+    from oft.cli import main
+
+    _policy("per_step").save(tmp_path / "p")
+    assert main(["info", str(tmp_path / "p")]) == 0
+    out = capsys.readouterr().out
+    assert f"action slots: {K} (per_step)" in out
+    assert "0.000 B" not in out and "K)," in out  # a tiny model's size in thousands, not "0.000 B"

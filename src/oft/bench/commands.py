@@ -9,9 +9,18 @@ import logging
 
 import torch
 
-from oft.bench.latency import ALL_ROWS, BenchOptions, check_rows, fake_observation, ratios, run_bench
+from oft.bench.latency import (
+    ALL_ROWS,
+    VARIANTS,
+    BenchOptions,
+    check_rows,
+    fake_observation,
+    ratios,
+    run_bench,
+)
 from oft.bench.system import REFERENCE, SYSTEM_ROWS, SystemRow, format_system
 from oft.bench.timing import format_table, write_json
+from oft.model.heads import get_head_class
 from oft.model.vla import ACTION_SLOT_LAYOUTS
 
 log = logging.getLogger(__name__)
@@ -31,9 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     parser.add_argument("--spec", default="libero", help="robot preset for --arch (default libero: K=8, D=7)")
     parser.add_argument(
-        "--action-slots", default="per_dimension", choices=ACTION_SLOT_LAYOUTS,
+        "--action-slots", default=None, choices=ACTION_SLOT_LAYOUTS,
         help="action slots of the --arch model: one per action dimension (K*D, the paper's, default) or one "
-        "per chunk step (K)",
+        "per chunk step (K, L1 rows only: discrete and diffusion rows keep K*D); a checkpoint has its own",
     )  # fmt: skip
     parser.add_argument("--variants", nargs="+", default=list(ALL_ROWS), metavar="NAME",
                         help=f"rows to measure (default all): {' '.join(ALL_ROWS)}")  # fmt: skip
@@ -81,7 +90,7 @@ def load_base(args: argparse.Namespace):
     options = BenchOptions()
     policy = build_policy(
         spec, stats, [options.instruction], arch=args.arch, use_proprio=spec.proprio_dim > 0,
-        action_slots=getattr(args, "action_slots", "per_dimension"),
+        action_slots=getattr(args, "action_slots", None) or "per_dimension",
     )  # fmt: skip
     return policy.to(device=args.device, dtype=dtype)
 
@@ -102,13 +111,22 @@ def run(args: argparse.Namespace) -> int:
 
         options = BenchOptions(args.warmup, args.iters, args.compile, instruction=bench_prompt())
     source = checkpoint or f"arch={args.arch}" + ("" if args.arch == "bench" else f" spec={args.spec}")
-    if not checkpoint and args.arch != "bench":
-        source += f" action_slots={args.action_slots} ({base.vla.num_action_slots} slots)"
+    layout = base.vla.config.action_slots
+    if checkpoint and args.action_slots not in (None, layout):
+        log.warning("--action-slots %s ignored: the checkpoint's model has %s", args.action_slots, layout)
+    source += f" action_slots={layout} ({base.vla.num_action_slots} slots)"
+    kd_rows = [
+        n
+        for n in args.variants
+        if n in VARIANTS and layout not in get_head_class(VARIANTS[n].head).action_slot_layouts
+    ]
     dtype = str(base.dtype).removeprefix("torch.")
     setup = f"{dtype}, {torch.get_num_threads()} threads, compile={args.compile}"
     print(
         f"oft bench: {source} on {args.device} ({setup}); {options.warmup}+{options.iters} warmup+timed calls"
     )
+    if kd_rows:
+        print(f"rows whose head reads one slot per action dimension run with K*D slots: {', '.join(kd_rows)}")
     matmul_s = _matmul(args)
     rows = run_bench(base, args.variants, options) if args.variants else []
     if rows:

@@ -106,6 +106,7 @@ def describe(policy: Policy) -> dict:
         "head": policy.config.head,
         "vision": [v.to_dict() for v in vla.config.vits],
         "film": vla.config.use_film,
+        "action_slots": {"layout": vla.config.action_slots, "count": vla.num_action_slots},
         "llm": {k: getattr(vla.language_model.model.config, k) for k in _LLM_FIELDS},
         "parameters": {"total": total, "trainable": trainable, "lora": lora, **parts},
         "spec": policy.spec.to_dict(),
@@ -118,6 +119,14 @@ def describe(policy: Policy) -> dict:
 _LLM_FIELDS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "vocab_size")
 
 
+def _short_count(n: int) -> str:
+    """7_541_237_184 -> "7.54B", 1_110_000 -> "1.11M", 55_054 -> "55.1K"."""
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}" if n < 100 * scale else f"{n / scale:.0f}{unit}"
+    return str(n)
+
+
 def format_info(info: dict) -> str:
     p = info["parameters"]
     lines = [
@@ -126,7 +135,8 @@ def format_info(info: dict) -> str:
         "vision: " + " + ".join(f"ViT(d={v['embed_dim']}, depth={v['depth']}, patch={v['patch_size']}, "
                                 f"img={v['img_size']})" for v in info["vision"]),
         "llm: " + ", ".join(f"{k}={v}" for k, v in info["llm"].items()),
-        f"parameters: total {p['total']:,} ({p['total'] / 1e9:.3f} B), trainable {p['trainable']:,}, "
+        f"action slots: {info['action_slots']['count']} ({info['action_slots']['layout']})",
+        f"parameters: total {p['total']:,} ({_short_count(p['total'])}), trainable {p['trainable']:,}, "
         f"LoRA {p['lora']:,}",
         "  " + ", ".join(f"{k} {v:,}" for k, v in p.items() if k not in ("total", "trainable", "lora")),
         "robot spec: " + ", ".join(f"{k}={v}" for k, v in info["spec"].items()),
