@@ -161,3 +161,10 @@ def test_parallel_expert_factory_runs_in_the_workers():
 def test_workers_validated():
     with pytest.raises(ValueError, match="workers"):
         evaluate(ExpertPolicy, "metaworld", "reach-v3", episodes=1, workers=0)
+
+
+def test_no_more_workers_than_episodes():
+    """One episode with the default of one worker per core ran a process pool for it (and reported 2)."""
+    kw = dict(episodes=1, max_steps=5, env_kwargs={"image_size": 32}, policy_source="expert")
+    results = evaluate(ExpertPolicy, "metaworld", "reach-v3", workers=4, **kw)
+    assert results["workers"] == 1 and results["policy"] == "expert"

@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
         progress=True,
         workers=args.workers,
         batch=args.batch_policy,
+        policy_source="expert" if args.expert else str(args.checkpoint),
     )
     _print_table(results)
     print(f"results: {args.out / 'results.json'}")

@@ -199,6 +199,7 @@ def evaluate(
     progress: bool = False,
     workers: int = 1,
     batch: bool = False,
+    policy_source: str | None = None,
 ) -> dict:
     """Roll ``policy`` out ``episodes`` times per task; returns (and with ``out`` writes) the results.
 
@@ -211,6 +212,8 @@ def evaluate(
         same seed: the per-seed results equal the sequential run's (``workers=1``).
     batch: answer all waiting workers with one batched prediction (throughput on a GPU; a batch may round
         differently from single predictions, so per-seed equality with the sequential run is not promised).
+        ``results["workers"]`` is the number that ran: never more than the episodes.
+    policy_source: what was evaluated (a checkpoint path, "expert"), recorded in ``results["policy"]``.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
@@ -225,12 +228,13 @@ def evaluate(
     records: dict[str, list[dict]] = {t: [None] * episodes for t in task_names}  # type: ignore[list-item]
     t0, env_steps = time.perf_counter(), 0
     settings = RolloutSettings(env_name, _env_kwargs(policy, env_kwargs), max_steps, open_loop_steps, out)
+    workers = min(workers, len(jobs))  # never a process with no episode to run
     if workers == 1:
         finished = run_sequential(policy, jobs, settings)
     else:
         from oft.sim.parallel import run_parallel
 
-        finished = run_parallel(policy, jobs, settings, min(workers, len(jobs)), batch)
+        finished = run_parallel(policy, jobs, settings, workers, batch)
     for job, record in finished:
         records[job.task][job.index] = record
         env_steps += record["steps"]
@@ -241,6 +245,7 @@ def evaluate(
     wall = time.perf_counter() - t0
     results = {
         "env": env_name,
+        "policy": policy_source,
         "episodes_per_task": episodes,
         "seed": seed,
         "open_loop_steps": open_loop_steps,
