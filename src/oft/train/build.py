@@ -92,23 +92,9 @@ def _build_from_scratch(cfg: TrainConfig, spec: RobotSpec, dataset):
     return policy
 
 
-# the TrainConfig fields an oft checkpoint's model fixes: continuing it (``--base <checkpoint>``) keeps them
-MODEL_FIELDS = (
-    "robot",
-    "head",
-    "decode",
-    "chunk_len",
-    "cameras",
-    "proprio",
-    "film",
-    "action_slots",
-    "lora_rank",
-)
-
-
 def checkpoint_model_fields(checkpoint: str | Path) -> dict:
-    """{field: value} of :data:`MODEL_FIELDS` for the model in an ``oft`` checkpoint, read from its
-    ``oft_config.json`` (``robot`` only when the checkpoint's robot is a registered spec preset).
+    """{field: value} of :data:`oft.train.config.MODEL_FIELDS` for the model in an ``oft`` checkpoint, read
+    from its ``oft_config.json`` (``robot`` only when the checkpoint's robot is a registered spec preset).
 
     ``oft train --base <checkpoint>`` starts from these, so continuing a model needs no ``--set`` restating
     it. Raises FileNotFoundError if ``checkpoint`` has no ``oft_config.json``.
@@ -297,7 +283,6 @@ def set_trainable(policy: torch.nn.Module, cfg: TrainConfig) -> None:
 
 
 __all__ = [
-    "MODEL_FIELDS",
     "build_from_config",
     "checkpoint_model_fields",
     "dataset_stats",

@@ -63,7 +63,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
     It starts from, in this order of precedence: ``--preset``; with ``--resume``, the run's own
     ``<out>/train_config.json`` (so a resume restates nothing it does not change); else the dataset's robot's
-    preset. With ``--base <oft checkpoint>`` the model's fields (:data:`oft.train.build.MODEL_FIELDS`) come
+    preset. With ``--base <oft checkpoint>`` the model's fields (:data:`oft.train.config.MODEL_FIELDS`) come
     from the checkpoint, so continuing a model needs no ``--set`` describing it.
     """
     saved = Path(args.out) / TRAIN_CONFIG

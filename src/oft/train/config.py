@@ -319,10 +319,9 @@ def _check_paths(cfg: TrainConfig) -> None:
 # fixed: refused before any work. They define the model (architecture, dtype), the data it sees and in which
 # order (datasets, batch_size, augment, pad_chunks, seed: the loader position and RNG streams are restored
 # from the checkpoint), so a changed value could not take effect honestly. To change one, start a new run
-# from the checkpoint: ``--base <checkpoint dir> --out <new dir>``.
-RESUME_FIXED = (
-    "base",
-    "datasets",
+# from the checkpoint: ``--base <checkpoint dir> --out <new dir>`` -- except MODEL_FIELDS, which define the
+# model itself: continuing a checkpoint keeps them, so changing one means training a new model.
+MODEL_FIELDS = (
     "robot",
     "head",
     "decode",
@@ -332,6 +331,11 @@ RESUME_FIXED = (
     "film",
     "action_slots",
     "lora_rank",
+)
+RESUME_FIXED = (
+    "base",
+    "datasets",
+    *MODEL_FIELDS,
     "augment",
     "pad_chunks",
     "batch_size",
@@ -384,8 +388,6 @@ def resume_changes(saved: TrainConfig, cfg: TrainConfig) -> dict[str, tuple]:
     }
     refused = [name for name in changed if name in RESUME_FIXED]
     if refused:
-        from oft.train.build import MODEL_FIELDS
-
         diffs = ", ".join(f"TrainConfig.{n}: {changed[n][0]!r} -> {changed[n][1]!r}" for n in refused)
         model = [n for n in refused if n in MODEL_FIELDS or n == "base"]
         other = (
@@ -472,6 +474,7 @@ def _parse_typed(name: str, raw: str, tp):
 
 __all__ = [
     "DEVICES",
+    "MODEL_FIELDS",
     "RESUME_APPLIED",
     "RESUME_FIXED",
     "RESUME_FREE",
