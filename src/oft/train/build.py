@@ -124,10 +124,7 @@ def _check_same_model(cfg: TrainConfig, spec: RobotSpec, base: Path) -> None:
     """ValueError naming every model field where ``cfg`` asks for another model than the checkpoint's."""
     have = checkpoint_model_fields(base)
     want = {name: getattr(cfg, name) for name in have}
-    if "chunk_len" in want and want["chunk_len"] is None:
-        want["chunk_len"] = spec.chunk_len
-    if "cameras" in want and want["cameras"] is None:
-        want["cameras"] = tuple(spec.cameras)
+    want["chunk_len"], want["cameras"] = spec.chunk_len, tuple(spec.cameras)  # cfg's, resolved (None: spec's)
     differ = {n: (have[n], want[n]) for n in have if have[n] != want[n]}
     if differ:
         diffs = ", ".join(f"{n}: checkpoint {h!r}, config {w!r}" for n, (h, w) in differ.items())
