@@ -55,6 +55,7 @@ def evaluate_instruction_following(
     env_kwargs: dict | None = None,
     max_steps: int | None = None,
     withheld: bool = True,
+    video_episodes: int = 0,
     workers: int = 1,
     progress: bool = False,
 ) -> dict:
@@ -64,7 +65,8 @@ def evaluate_instruction_following(
     ``results["overall"]`` pools the directions: the instruction-following rate. With ``withheld``,
     ``results["withheld"]`` holds the same directions run with an empty instruction, and
     ``results["withheld_overall"]`` their pooled rate. ``out`` gets one ``oft eval`` directory per direction
-    (``following/<scene>__<told>``, ``withheld/<scene>__<told>``). workers: simulator processes (evaluate).
+    (``following/<scene>__<told>``, ``withheld/<scene>__<told>``), with ``videos/<told>/*.mp4`` of its first
+    ``video_episodes`` episodes (needs ``out``). workers: simulator processes (evaluate).
     """
     if len(tasks) < 2:
         raise ValueError(f"instruction following needs at least two tasks to swap, got {tasks}")
@@ -86,6 +88,7 @@ def evaluate_instruction_following(
                     out=None if out is None else out / kind / f"{scene}__{told}",
                     env_kwargs=kw,
                     max_steps=max_steps,
+                    video_episodes=video_episodes,
                     workers=workers,
                     progress=progress,
                 )

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -315,7 +316,9 @@ def evaluate_variant(ctx: _Context, policy, out: Path) -> dict:
         return evaluate_per_instruction(ctx, policy, out, common)
     if not ctx.suite.instruction_swap:
         return evaluate(policy, env, tasks, cfg.episodes, video_episodes=cfg.videos, **common)
-    results = evaluate_instruction_following(policy, env, tasks, cfg.episodes, **common)
+    results = evaluate_instruction_following(
+        policy, env, tasks, cfg.episodes, video_episodes=cfg.videos, **common
+    )
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))  # oft eval-shaped: eval-compare reads it
     return results
@@ -330,12 +333,25 @@ def evaluate_per_instruction(ctx: _Context, policy, out: Path, common: dict) -> 
 
     cfg, per_task = ctx.config, dict(ctx.suite.instructions)
     plain = [t for t in ctx.tasks if t not in per_task]
-    kw = dict(common, out=None, video_episodes=cfg.videos)
-    results = evaluate(policy, ctx.suite.env, plain, cfg.episodes, **kw) if plain else {"tasks": {}}
+    kw = dict(common, video_episodes=cfg.videos)
+    # each evaluate() writes its own oft eval directory (results.json, success.png, videos/<task>/): the plain
+    # tasks under tasks/, each instruction's run under instructions/<task>__<instruction>/
+    results = (
+        evaluate(policy, ctx.suite.env, plain, cfg.episodes, **(kw | {"out": out / "tasks"}))
+        if plain
+        else {"tasks": {}}
+    )
     for task in (t for t in ctx.tasks if t in per_task):
         for instruction in per_task[task]:
             env_kwargs = dict(ctx.suite.env_options, instruction=instruction)
-            res = evaluate(policy, ctx.suite.env, [task], cfg.episodes, **(kw | {"env_kwargs": env_kwargs}))
+            row_out = out / "instructions" / f"{task}__{_slug(instruction)}"
+            res = evaluate(
+                policy,
+                ctx.suite.env,
+                [task],
+                cfg.episodes,
+                **(kw | {"env_kwargs": env_kwargs, "out": row_out}),
+            )
             results["tasks"][f"{task}: {instruction}"] = res["tasks"][task]
     wins = sum(r["successes"] for r in results["tasks"].values())
     n = sum(r["episodes"] for r in results["tasks"].values())
@@ -344,6 +360,12 @@ def evaluate_per_instruction(ctx: _Context, policy, out: Path, common: dict) -> 
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     return results
+
+
+def _slug(text: str) -> str:
+    """A folder name for ``text``: lowercase words and digits joined by ``-`` ("transfer the red cube" ->
+    "transfer-the-red-cube"; "" -> "empty")."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "empty"
 
 
 def time_policy(policy, iters: int, warmup: int = 3) -> dict:
