@@ -78,7 +78,8 @@ def test_collect_help_lists_each_suites_cameras():
 @pytest.mark.slow
 def test_aloha_preset_trains_and_evaluates_end_to_end(tmp_path):
     """1 demo per task -> 3 steps of the aloha preset (tiny architecture), K*D and K action slots -> 1 episode
-    per task and per two-cube instruction; then `oft eval --open-loop-steps` reaches the rollout."""
+    per task and per two-cube instruction, each with its video; then `oft eval --open-loop-steps` reaches the
+    rollout."""
     from oft.cli import main
     from oft.study.run import StudyConfig, run_study
 
@@ -86,7 +87,7 @@ def test_aloha_preset_trains_and_evaluates_end_to_end(tmp_path):
                          variants=("oft_plus", "oft_plus_per_step"),
                          preset="aloha", overrides=("base=tiny", "batch_size=2", "data_loader=memory"),
                          steps=3, demos=1, episodes=1, eval_max_steps=50, collect_workers=1,
-                         timing_iters=1)  # fmt: skip
+                         timing_iters=1, videos=1)  # fmt: skip
     results = run_study(config)
     info = json.loads((tmp_path / "study" / "data" / "meta" / "info.json").read_text())
     assert (info["robot_type"], info["fps"], info["total_episodes"]) == ("aloha", 50, 3)
@@ -100,6 +101,12 @@ def test_aloha_preset_trains_and_evaluates_end_to_end(tmp_path):
                                                    .read_text())["config"])  # fmt: skip
         assert trained.film and trained.robot == "aloha"
         assert trained.action_slots == ("per_step" if name == "oft_plus_per_step" else "per_dimension")
+        # --videos: every row's first episode, the two instructions' in folders of their own
+        ev = tmp_path / "study" / "variants" / name / "eval"
+        for row_dir, task in (("tasks", "transfer-cube"), ("tasks", "insertion"),
+                              ("instructions/two-cube__transfer-the-red-cube", "two-cube"),
+                              ("instructions/two-cube__transfer-the-blue-cube", "two-cube")):  # fmt: skip
+            assert len(list((ev / row_dir / "videos" / task).glob("*.mp4"))) == 1, (row_dir, task)
 
     ckpt = rows["oft_plus"]["checkpoint"]
     out = tmp_path / "eval"

@@ -83,9 +83,12 @@ def test_language_study_reports_following_and_the_withheld_control(tmp_path):
     out = tmp_path / "lang"
     config = StudyConfig(suite="language", out=str(out), variants=("pdac_l1",), overrides=tuple(TINY[1::2]),
                          steps=2, demos=1, episodes=1, eval_max_steps=8, collect_workers=1,
-                         timing_iters=2)  # fmt: skip
+                         timing_iters=2, videos=1)  # fmt: skip
     results = run_study(config)
     (row,) = results["variants"]
+    videos = sorted(p.relative_to(out / "variants" / "pdac_l1" / "eval").parts[:2]
+                    for p in (out / "variants" / "pdac_l1" / "eval").rglob("*.mp4"))  # fmt: skip
+    assert len(videos) == 8 and ("following", "faucet-open-v3__faucet-close-v3") in videos  # --videos 1 each
     assert len(row["per_task"]) == 4 and row["episodes"] == 4  # 2 layouts x 2 instructions
     assert "told faucet-close-v3 @ faucet-open-v3" in row["per_task"]
     assert set(row["withheld"]) == set(row["per_task"]) and 0.0 <= row["withheld_success_rate"] <= 1.0
