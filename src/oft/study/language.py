@@ -33,7 +33,9 @@ def _counts(results: dict, task: str) -> dict:
     return {k: r[k] for k in ("success_rate", "ci95", "successes", "episodes", "seeds")}
 
 
-def _pooled(directions: dict[str, dict]) -> dict:
+def pooled_rate(directions: dict[str, dict]) -> dict:
+    """Success pooled over rows ``{name: {"successes", "episodes", ...}}``: rate, 95% Wilson interval,
+    counts."""
     wins = sum(d["successes"] for d in directions.values())
     n = sum(d["episodes"] for d in directions.values())
     return {
@@ -100,11 +102,11 @@ def evaluate_instruction_following(
         "seed": seed,
         "instruction_swap": True,
         "tasks": following,
-        "overall": _pooled(following),
+        "overall": pooled_rate(following),
     }
     if withheld:
         results["withheld"] = found["withheld"]
-        results["withheld_overall"] = _pooled(found["withheld"])
+        results["withheld_overall"] = pooled_rate(found["withheld"])
     log.info(
         "instruction following: %.1f%% over %d episodes", 100 * results["overall"]["success_rate"],
         results["overall"]["episodes"],

@@ -328,8 +328,8 @@ def evaluate_per_instruction(ctx: _Context, policy, out: Path, common: dict) -> 
     """The suite's ``instructions`` tasks once per instruction (the same start states each time, each judged
     by what it asks: the env's ``instruction=``), rows ``"<task>: <instruction>"``; other tasks as usual.
     ``overall`` pools every row."""
-    from oft.sim.eval_stats import wilson_interval
     from oft.sim.evaluate import evaluate
+    from oft.study.language import pooled_rate
 
     cfg, per_task = ctx.config, dict(ctx.suite.instructions)
     plain = [t for t in ctx.tasks if t not in per_task]
@@ -353,10 +353,7 @@ def evaluate_per_instruction(ctx: _Context, policy, out: Path, common: dict) -> 
                 **(kw | {"env_kwargs": env_kwargs, "out": row_out}),
             )
             results["tasks"][f"{task}: {instruction}"] = res["tasks"][task]
-    wins = sum(r["successes"] for r in results["tasks"].values())
-    n = sum(r["episodes"] for r in results["tasks"].values())
-    results["overall"] = {"success_rate": wins / n if n else 0.0, "ci95": list(wilson_interval(wins, n)),
-                          "successes": wins, "episodes": n}  # fmt: skip
+    results["overall"] = pooled_rate(results["tasks"])
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
     return results
