@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("oft.train.commands", "fine-tune a policy with the OFT recipe"),
     "eval": ("oft.sim.commands_eval", "evaluate a policy (or the expert) in a simulator"),
     "eval-compare": ("oft.sim.commands_compare", "do two eval results differ beyond chance (per task)"),
+    "eval-curve": ("oft.study.commands_curve", "success against training minutes over a run's checkpoints"),
     "study": ("oft.study.commands", "train + evaluate the paper's design variants on one budget"),
     "collect": ("oft.sim.commands_collect", "collect expert demonstrations into a LeRobot v3 dataset"),
     "stats": ("oft.data.commands", "compute normalization statistics of a dataset"),

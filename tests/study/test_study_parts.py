@@ -8,10 +8,11 @@ import pytest
 
 from oft.spec import get_spec
 from oft.study.report import markdown_tables, write_chart
-from oft.study.run import StudyConfig, seconds_trained
+from oft.study.run import StudyConfig
 from oft.study.suites import SUITES, get_suite
 from oft.study.variants import PAPER_VARIANTS, VARIANTS, resolve_variants
 from oft.train.config import TrainConfig, apply_overrides
+from oft.train.feedback import seconds_trained
 
 
 def test_suites_are_registered_with_a_did_you_mean():

@@ -249,6 +249,7 @@ def evaluate(
         "episodes_per_task": episodes,
         "seed": seed,
         "open_loop_steps": open_loop_steps,
+        "max_steps": max_steps,
         "overall": overall,
         "tasks": per_task,
         "wall_s": round(wall, 2),

@@ -239,6 +239,7 @@ def train_variant(ctx: _Context, variant: StudyVariant, vdir: Path) -> dict:
     A training interrupted by a kill resumes from its last checkpoint; with a minutes budget it gets what is
     left, the time already spent estimated from its ``metrics.jsonl`` (samples/s of each logged interval).
     """
+    from oft.train.feedback import seconds_trained
     from oft.train.loop import train
 
     record = vdir / "train.json"
@@ -273,28 +274,6 @@ def _latest_checkpoint(train_dir: Path) -> Path:
     if latest is None:
         raise FileNotFoundError(f"training in {train_dir} wrote no checkpoint")
     return latest
-
-
-def seconds_trained(train_dir: Path, samples_per_step: int) -> float:
-    """Optimizer time already spent up to the latest checkpoint of an interrupted run (0 for a new one).
-
-    Each ``metrics.jsonl`` row covers the steps since the previous row at its ``samples_per_s``.
-    """
-    from oft.train.checkpoint import CheckpointManager
-    from oft.train.feedback import read_metrics
-
-    ckpts = CheckpointManager(train_dir).checkpoints()
-    if not ckpts:
-        return 0.0
-    last_step, seconds, prev = ckpts[-1][0], 0.0, 0
-    for row in read_metrics(train_dir / "metrics.jsonl"):
-        step, rate = int(row["step"]), row.get("samples_per_s")
-        if step > last_step:
-            break
-        if rate:
-            seconds += (step - prev) * samples_per_step / rate
-        prev = step
-    return seconds
 
 
 def evaluate_variant(ctx: _Context, policy, out: Path) -> dict:
@@ -434,4 +413,4 @@ def write_reports(out: Path, suite: Suite) -> dict:
     return results
 
 
-__all__ = ["StudyConfig", "base_train_config", "run_study", "seconds_trained", "time_policy"]
+__all__ = ["StudyConfig", "base_train_config", "run_study", "time_policy"]

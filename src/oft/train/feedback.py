@@ -126,6 +126,36 @@ def read_metrics(path: Path) -> list[dict]:
     return [rows[k] for k in sorted(rows)]
 
 
+def seconds_trained(train_dir: Path, samples_per_step: int, up_to_step: int | None = None) -> float:
+    """Wall seconds a run (``train_dir``, resumed segments included) took to reach ``up_to_step``.
+
+    up_to_step: default the latest complete checkpoint (0.0 when there is none: a new run).
+    samples_per_step: ``batch_size * grad_accum * world_size``, the samples one optimizer step consumes.
+
+    Read back from ``metrics.jsonl``: each row covers the steps since the previous row at its
+    ``samples_per_s``, a rate measured over the wall time between the two rows (checkpoint writing included),
+    so the sum is the run's wall time up to the last logged step at or before ``up_to_step``. Used to give a
+    resumed run under a minutes budget only what is left (``oft study``), and to place checkpoints on a
+    minutes axis (``oft eval-curve``).
+    """
+    from oft.train.checkpoint import CheckpointManager
+
+    if up_to_step is None:
+        ckpts = CheckpointManager(train_dir).checkpoints()
+        if not ckpts:
+            return 0.0
+        up_to_step = ckpts[-1][0]
+    seconds, prev = 0.0, 0
+    for row in read_metrics(Path(train_dir) / "metrics.jsonl"):
+        step, rate = int(row["step"]), row.get("samples_per_s")
+        if step > up_to_step:
+            break
+        if rate:
+            seconds += (step - prev) * samples_per_step / rate
+        prev = step
+    return seconds
+
+
 def plot_loss_curve(metrics_path: Path, png_path: Path, title: str = "training loss") -> Path | None:
     """Draw loss (log scale) and lr against step from ``metrics.jsonl``; None if there is nothing to draw."""
     rows = read_metrics(metrics_path)

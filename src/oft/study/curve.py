@@ -1,0 +1,235 @@
+"""Success against training minutes: every (or every n-th) checkpoint of one run, evaluated the same way.
+
+A study row says what one budget bought; a practitioner choosing a budget needs the curve. ``oft eval-curve``
+evaluates the checkpoints a training run kept (``<run>/checkpoints/step_*``, see ``keep_last``) on the same
+tasks, episodes and seeds, and places each on the minutes axis with the run's own ``metrics.jsonl``
+(:func:`oft.train.feedback.seconds_trained`: wall time, resumed segments included)::
+
+    from oft.study.curve import CurveConfig, evaluate_curve
+
+    curve = evaluate_curve(CurveConfig(run="runs/aloha", env="aloha", tasks="transfer-cube", episodes=20,
+                                       out="runs/aloha/curve", every=2000))
+    [(p["step"], p["train_minutes"], p["success_rate"]) for p in curve["points"]]
+
+Writes ``out/curve.json`` (``{"run", "env", "tasks", "episodes", "seed", "points": [{"step",
+"train_minutes", "successes", "episodes", "success_rate", "ci95", "per_task": {task: {"successes",
+"episodes", "success_rate", "ci95"}}, "eval"}]}``), ``out/curve.md`` and ``out/curve.png``; each point's
+``oft eval`` output stays in ``out/step_XXXXXXX/``. Resumable: a point whose ``results.json`` exists with
+the same tasks, episodes and seed is read back, not rerun.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# what must match for an existing point's results.json to be reused
+_SAME_EVAL = ("env", "episodes_per_task", "seed", "open_loop_steps", "max_steps")
+
+
+@dataclass(frozen=True)
+class CurveConfig:
+    """One curve. ``steps`` (exact checkpoint steps) or ``every`` (checkpoints whose step is a multiple of
+    it, plus the last) choose the points; neither: every checkpoint the run kept.
+
+    env_kwargs: passed to ``make_env`` for every point (``image_size``, ``cameras``; default the policy's).
+    load_kwargs: passed to :func:`oft.model.loading.load_policy` (``dtype``, ``unnorm_key``, ``center_crop``).
+    """
+
+    run: str | Path
+    env: str
+    tasks: str
+    episodes: int
+    out: str | Path
+    steps: tuple[int, ...] | None = None
+    every: int | None = None
+    seed: int = 0
+    workers: int = 1
+    device: str = "cpu"
+    open_loop_steps: int | None = None
+    max_steps: int | None = None
+    env_kwargs: dict | None = None
+    load_kwargs: dict | None = None
+
+    def validate(self) -> CurveConfig:
+        if self.episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+        if self.steps is not None and self.every is not None:
+            raise ValueError("choose the points with steps or with every, not both")
+        if self.every is not None and self.every < 1:
+            raise ValueError(f"every must be >= 1 (steps between points), got {self.every}")
+        return self
+
+
+def choose_checkpoints(run: Path, steps: tuple[int, ...] | None, every: int | None) -> list[tuple[int, Path]]:
+    """The run's complete checkpoints to evaluate, as (step, path), oldest first.
+
+    Raises FileNotFoundError when the run kept none, KeyError naming the steps it does not have.
+    """
+    from oft.train.checkpoint import CheckpointManager
+
+    kept = CheckpointManager(run).checkpoints()
+    if not kept:
+        raise FileNotFoundError(
+            f"{run} holds no complete checkpoint (expected {run}/checkpoints/step_XXXXXXX with "
+            "trainer_state.pt: the directory oft train --out wrote)"
+        )
+    if steps is not None:
+        have = dict(kept)
+        missing = [s for s in steps if s not in have]
+        if missing:
+            raise KeyError(f"{run} has no checkpoint at step(s) {missing}; it kept {sorted(have)}")
+        return [(s, have[s]) for s in sorted(set(steps))]
+    if every is not None:
+        return [(s, p) for i, (s, p) in enumerate(kept) if s % every == 0 or i == len(kept) - 1]
+    return kept
+
+
+def samples_per_step(run: Path, checkpoint: Path) -> int:
+    """Samples one optimizer step consumed: the run's ``batch_size * grad_accum`` times the world size the
+    checkpoint recorded (``resume_state.json``)."""
+    cfg = json.loads((run / "train_config.json").read_text())
+    resume = checkpoint / "resume_state.json"
+    world = json.loads(resume.read_text()).get("world_size", 1) if resume.is_file() else 1
+    return int(cfg["batch_size"]) * int(cfg.get("grad_accum", 1)) * int(world)
+
+
+def evaluate_curve(config: CurveConfig) -> dict:
+    """Evaluate the chosen checkpoints of ``config.run``; returns and writes the curve (module docstring)."""
+    from oft.train.feedback import seconds_trained
+
+    config.validate()
+    run, out = Path(config.run), Path(config.out)
+    if not (run / "train_config.json").is_file():
+        raise FileNotFoundError(f"{run}/train_config.json does not exist; expected a training run directory")
+    chosen = choose_checkpoints(run, config.steps, config.every)
+    per_step = samples_per_step(run, chosen[-1][1])
+    points = []
+    for step, ckpt in chosen:
+        results = _point_results(config, ckpt, out / f"step_{step:07d}")
+        minutes = seconds_trained(run, per_step, up_to_step=step) / 60.0
+        points.append(_point(step, minutes, results, out / f"step_{step:07d}"))
+        log.info("step %d (%.1f min): %.1f%% success", step, minutes, 100 * points[-1]["success_rate"])
+    curve = {
+        "run": str(run),
+        "env": config.env,
+        "tasks": sorted(points[-1]["per_task"]),
+        "episodes": config.episodes,
+        "seed": config.seed,
+        "points": points,
+    }
+    write_curve(curve, out)
+    return curve
+
+
+def _point_results(config: CurveConfig, checkpoint: Path, point_dir: Path) -> dict:
+    """``oft eval`` of one checkpoint into ``point_dir``, or its earlier results when they match."""
+    from oft.model.loading import load_policy
+    from oft.sim.evaluate import evaluate, resolve_tasks
+
+    wanted = {"env": config.env, "episodes_per_task": config.episodes, "seed": config.seed,
+              "open_loop_steps": config.open_loop_steps, "max_steps": config.max_steps}  # fmt: skip
+    done = point_dir / "results.json"
+    if done.is_file():
+        old = json.loads(done.read_text())
+        same = all(old.get(k) == wanted[k] for k in _SAME_EVAL)
+        if same and set(old["tasks"]) == set(resolve_tasks(config.env, config.tasks)):
+            log.info("%s: evaluated before, reusing %s", checkpoint.name, done)
+            return old
+        log.info("%s: earlier results differ in settings; evaluating again", checkpoint.name)
+    policy = load_policy(checkpoint, device=config.device, **(config.load_kwargs or {}))
+    policy.eval()
+    return evaluate(
+        policy,
+        config.env,
+        config.tasks,
+        config.episodes,
+        seed=config.seed,
+        out=point_dir,
+        env_kwargs=config.env_kwargs,
+        open_loop_steps=config.open_loop_steps,
+        max_steps=config.max_steps,
+        progress=True,
+        workers=config.workers,
+        policy_source=str(checkpoint),
+    )
+
+
+def _point(step: int, minutes: float, results: dict, point_dir: Path) -> dict:
+    o = results["overall"]
+    keys = ("successes", "episodes", "success_rate", "ci95")
+    per_task = {t: {k: r[k] for k in keys} for t, r in results["tasks"].items()}
+    return {
+        "step": step,
+        "train_minutes": minutes,
+        "successes": o["successes"],
+        "episodes": o["episodes"],
+        "success_rate": o["success_rate"],
+        "ci95": list(o["ci95"]),
+        "per_task": per_task,
+        "eval": str(point_dir),
+    }
+
+
+def write_curve(curve: dict, out: Path) -> None:
+    """``curve.json``, a markdown table (``curve.md``) and the chart (``curve.png``) into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "curve.json").write_text(json.dumps(curve, indent=2))
+    (out / "curve.md").write_text(format_curve(curve))
+    plot_curve(curve, out / "curve.png")
+    log.info("wrote %s, curve.md and curve.png", out / "curve.json")
+
+
+def format_curve(curve: dict) -> str:
+    """Markdown: one row per checkpoint, minutes, steps, per-task successes and the overall rate with CI."""
+    tasks = curve["tasks"]
+    lines = [
+        f"# Success against training minutes: {curve['run']}",
+        "",
+        f"{curve['env']}, {curve['episodes']} episodes per task, seed {curve['seed']}; minutes are "
+        "the run's wall time to the checkpoint (its metrics.jsonl).",
+        "",
+        "| minutes | step | " + " | ".join(tasks) + " | all [95% CI] |",
+        "|---:|---:|" + "---:|" * len(tasks) + "---:|",
+    ]
+    for p in curve["points"]:
+        cells = [f"{p['per_task'][t]['successes']}/{p['per_task'][t]['episodes']}" for t in tasks]
+        lo, hi = p["ci95"]
+        overall = f"{100 * p['success_rate']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
+        lines.append(f"| {p['train_minutes']:.1f} | {p['step']} | " + " | ".join(cells) + f" | {overall} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curve(curve: dict, path: Path) -> Path:
+    """Overall success (%) with its 95% interval, and each task's rate, against training minutes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = curve["points"]
+    x = [p["train_minutes"] for p in pts]
+    y = [100 * p["success_rate"] for p in pts]
+    err = [[y_i - 100 * p["ci95"][0] for y_i, p in zip(y, pts, strict=True)],
+           [100 * p["ci95"][1] - y_i for y_i, p in zip(y, pts, strict=True)]]  # fmt: skip
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for task in curve["tasks"]:
+        ax.plot(x, [100 * p["per_task"][task]["success_rate"] for p in pts], lw=1, alpha=0.5, label=task)
+    ax.errorbar(x, y, yerr=err, color="black", lw=2, capsize=3, marker="o", label="all tasks (95% CI)")
+    ax.set_xlabel("training minutes")
+    ax.set_ylabel("success rate (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"{curve['env']}: {curve['episodes']} episodes per task per point")
+    ax.legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+__all__ = ["CurveConfig", "choose_checkpoints", "evaluate_curve", "format_curve", "write_curve"]

@@ -1,0 +1,75 @@
+"""`oft eval-curve`: a run's checkpoints evaluated on the same seeds, on the minutes axis, resumable."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+pytest.importorskip("metaworld", reason="MetaWorld is not installed (pip install 'oft[sim]')")
+
+from oft.cli import main
+from oft.study.curve import choose_checkpoints
+from oft.train.feedback import seconds_trained
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A tiny real training run that kept checkpoints at steps 3 and 6."""
+    from tests.train.conftest import make_episodes, tiny_config
+
+    from oft.data.dataset import ListDataset
+    from oft.train.loop import train
+
+    out = tmp_path_factory.mktemp("run")
+    train(tiny_config(max_steps=6, save_every=3, keep_last=5), out, dataset=ListDataset(make_episodes(n=2)))
+    return out
+
+
+def _argv(run, out, *extra):
+    return ["eval-curve", "--run", str(run), "--env", "metaworld", "--tasks", "drawer-open-v3",
+            "--episodes", "1", "--max-steps", "8", "--workers", "1", "--out", str(out), *extra]  # fmt: skip
+
+
+def test_curve_evaluates_each_checkpoint_and_resumes(run_dir, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "curve"
+    assert main(_argv(run_dir, out)) == 0
+    assert "| minutes | step | drawer-open-v3 | all [95% CI] |" in capsys.readouterr().out
+    curve = json.loads((out / "curve.json").read_text())
+    assert [p["step"] for p in curve["points"]] == [3, 6]
+    assert curve["tasks"] == ["drawer-open-v3"] and curve["episodes"] == 1
+    minutes = [p["train_minutes"] for p in curve["points"]]
+    assert 0 < minutes[0] < minutes[1]
+    assert minutes[1] == pytest.approx(seconds_trained(run_dir, 4, up_to_step=6) / 60.0)
+    for p in curve["points"]:
+        ev = json.loads((out / f"step_{p['step']:07d}" / "results.json").read_text())
+        assert ev["policy"].endswith(f"step_{p['step']:07d}")
+        assert ev["tasks"]["drawer-open-v3"]["seeds"] == [1_000_000]  # a layout no demonstration used
+        assert ev["max_steps"] == 8 and p["episodes"] == 1
+        lo, hi = p["ci95"]
+        assert 0.0 <= lo <= p["success_rate"] <= hi <= 1.0
+    assert (out / "curve.png").stat().st_size > 0
+    assert (out / "curve.md").read_text().count("\n| ") == 3  # the header and two points
+
+    # a rerun evaluates nothing again; other settings are evaluated anew, not read back
+    def refuse(*args, **kwargs):
+        raise AssertionError("an evaluated point was evaluated again")
+
+    monkeypatch.setattr("oft.sim.evaluate.evaluate", refuse)
+    assert main(_argv(run_dir, out)) == 0
+    assert json.loads((out / "curve.json").read_text()) == curve
+    with pytest.raises(AssertionError, match="evaluated again"):
+        main(_argv(run_dir, out, "--seed", "1"))
+
+
+def test_choosing_points_and_errors(run_dir, tmp_path, capsys):
+    assert [s for s, _ in choose_checkpoints(run_dir, None, 6)] == [6]
+    assert [s for s, _ in choose_checkpoints(run_dir, None, 4)] == [6]  # the last is always a point
+    assert [s for s, _ in choose_checkpoints(run_dir, (3,), None)] == [3]
+    assert main(_argv(run_dir, tmp_path / "c", "--steps", "5")) == 2
+    assert "no checkpoint at step(s) [5]; it kept [3, 6]" in capsys.readouterr().err
+    assert main(_argv(run_dir, tmp_path / "c", "--steps", "3,x")) == 2
+    assert "--steps must be comma-separated integers, got '3,x'" in capsys.readouterr().err
+    assert main(_argv(tmp_path, tmp_path / "c")) == 2
+    assert "holds no complete checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()  # nothing written on a refused call
