@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -60,6 +61,10 @@ def test_curve_evaluates_each_checkpoint_and_resumes(run_dir, tmp_path, capsys, 
     assert json.loads((out / "curve.json").read_text()) == curve
     with pytest.raises(AssertionError, match="evaluated again"):
         main(_argv(run_dir, out, "--seed", "1"))
+    other_run = tmp_path / "other"  # the same steps of another run are not read back either
+    shutil.copytree(run_dir, other_run)
+    with pytest.raises(AssertionError, match="evaluated again"):
+        main(_argv(other_run, out))
 
 
 def test_choosing_points_and_errors(run_dir, tmp_path, capsys):

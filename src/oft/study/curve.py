@@ -14,8 +14,8 @@ tasks, episodes and seeds, and places each on the minutes axis with the run's ow
 Writes ``out/curve.json`` (``{"run", "env", "tasks", "episodes", "seed", "points": [{"step",
 "train_minutes", "successes", "episodes", "success_rate", "ci95", "per_task": {task: {"successes",
 "episodes", "success_rate", "ci95"}}, "eval"}]}``), ``out/curve.md`` and ``out/curve.png``; each point's
-``oft eval`` output stays in ``out/step_XXXXXXX/``. Resumable: a point whose ``results.json`` exists with
-the same tasks, episodes and seed is read back, not rerun.
+``oft eval`` output stays in ``out/step_XXXXXXX/``. Resumable: a point whose ``results.json`` exists for the
+same checkpoint, tasks, episodes, seed and episode limits is read back, not rerun.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ def _point_results(config: CurveConfig, checkpoint: Path, point_dir: Path) -> di
     done = point_dir / "results.json"
     if done.is_file():
         old = json.loads(done.read_text())
-        same = all(old.get(k) == wanted[k] for k in _SAME_EVAL)
+        same = all(old.get(k) == wanted[k] for k in _SAME_EVAL) and old.get("policy") == str(checkpoint)
         if same and set(old["tasks"]) == set(resolve_tasks(config.env, config.tasks)):
             log.info("%s: evaluated before, reusing %s", checkpoint.name, done)
             return old
