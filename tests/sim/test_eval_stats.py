@@ -8,7 +8,7 @@ import math
 
 import pytest
 
-from oft.sim.eval_stats import compare_rates, compare_results, fisher_exact, wilson_interval
+from oft.sim.eval_stats import compare_rates, compare_results, error_bars, fisher_exact, wilson_interval
 
 # Newcombe (1998), Statistics in Medicine 17:857-872, Table I, method 3 (Wilson score, no correction)
 NEWCOMBE = [
@@ -182,3 +182,19 @@ def test_eval_compare_cli(tmp_path, capsys):
     assert saved["tasks"]["push-v3"]["p_value"] == pytest.approx(1.0)
     assert main(["eval-compare", str(tmp_path / "missing.json"), str(b)]) == 2
     assert "missing.json does not exist" in capsys.readouterr().err
+
+
+def test_error_bars_are_the_distances_to_the_interval_in_percentage_points():
+    # 3/10 -> Wilson [0.1078, 0.6032]: 19.22 points below, 30.32 above
+    lo, hi = wilson_interval(3, 10)
+    below, above = error_bars([0.3, 1.0], [(lo, hi), wilson_interval(10, 10)])
+    assert below[0] == pytest.approx(100 * (0.3 - lo)) and above[0] == pytest.approx(100 * (hi - 0.3))
+    assert below[1] == pytest.approx(100 * (1.0 - 0.7224672001), abs=1e-6) and above[1] == 0.0
+
+
+def test_error_bars_never_negative_and_lengths_must_match():
+    # a stored rate a rounding hair outside its stored interval draws no bar on that side
+    assert error_bars([0.5], [(0.5000001, 0.7)]) == [[0.0], [pytest.approx(20.0)]]
+    assert error_bars([0.25], [(0.1, 0.5)], scale=1.0) == [[pytest.approx(0.15)], [pytest.approx(0.25)]]
+    with pytest.raises(ValueError, match="2 rates and 1 intervals"):
+        error_bars([0.1, 0.2], [(0.0, 0.3)])

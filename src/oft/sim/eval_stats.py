@@ -11,7 +11,8 @@ textbook normal interval ``p ± 1.96·sqrt(p(1-p)/n)`` fails: at 10/10 it claims
       center = (p + z²/2n) / (1 + z²/n)
       half   = z / (1 + z²/n) · sqrt(p(1-p)/n + z²/4n²)
 
-  It never leaves [0, 1] and is not degenerate at 0/n or n/n (0/10 -> [0, 0.278]).
+  It never leaves [0, 1] and is not degenerate at 0/n or n/n (0/10 -> [0, 0.278]). :func:`error_bars` turns
+  rates and their intervals into the lengths a chart draws.
 
 * :func:`fisher_exact` — Fisher's exact test of a 2x2 table (R. A. Fisher, *The Design of Experiments*,
   1935, the "lady tasting tea"), two-sided as R's ``fisher.test`` computes it: with the margins fixed, the
@@ -62,6 +63,25 @@ def wilson_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[f
     lo = 0.0 if successes == 0 else max(0.0, center - half)
     hi = 1.0 if successes == n else min(1.0, center + half)
     return lo, hi
+
+
+def error_bars(
+    rates: list[float], intervals: list[tuple[float, float]], scale: float = 100.0
+) -> list[list[float]]:
+    """Error-bar lengths below and above each rate, as matplotlib's ``xerr`` / ``yerr`` take them.
+
+    rates: success rates in [0, 1]; intervals: one ``(lo, hi)`` per rate in the same unit (e.g.
+    :func:`wilson_interval`). Returns ``[[below...], [above...]]`` multiplied by ``scale`` (100: percentage
+    points, for a chart in %). A length is never negative (matplotlib raises on one): a rate a hair outside
+    its interval through rounding of stored values draws no bar on that side.
+
+    Raises ValueError when the two lists differ in length.
+    """
+    if len(rates) != len(intervals):
+        raise ValueError(f"need one interval per rate, got {len(rates)} rates and {len(intervals)} intervals")
+    below = [max(0.0, scale * (r - lo)) for r, (lo, _) in zip(rates, intervals, strict=True)]
+    above = [max(0.0, scale * (hi - r)) for r, (_, hi) in zip(rates, intervals, strict=True)]
+    return [below, above]
 
 
 def fisher_exact(table: tuple[tuple[int, int], tuple[int, int]] | list[list[int]]) -> float:

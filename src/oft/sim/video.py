@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from oft.sim.eval_stats import error_bars
+
 log = logging.getLogger(__name__)
 
 
@@ -63,11 +65,7 @@ def plot_success(
     names = list(per_task)
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) + 1.5))
     rates = [100 * per_task[n] for n in names]
-    xerr = None
-    if intervals:
-        lo = [max(0.0, r - 100 * intervals[n][0]) for n, r in zip(names, rates, strict=True)]
-        hi = [max(0.0, 100 * intervals[n][1] - r) for n, r in zip(names, rates, strict=True)]
-        xerr = [lo, hi]
+    xerr = error_bars([per_task[n] for n in names], [intervals[n] for n in names]) if intervals else None
     ax.barh(names, rates, xerr=xerr, color="tab:blue", ecolor="black", capsize=3)
     ax.axvline(100 * overall, color="tab:red", linestyle="--", label=f"overall {100 * overall:.1f}%")
     ax.set_xlim(0, 100)

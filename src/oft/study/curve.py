@@ -25,6 +25,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from oft.sim.eval_stats import error_bars
+
 log = logging.getLogger(__name__)
 
 # what must match for an existing point's results.json to be reused
@@ -214,8 +216,7 @@ def plot_curve(curve: dict, path: Path) -> Path:
     pts = curve["points"]
     x = [p["train_minutes"] for p in pts]
     y = [100 * p["success_rate"] for p in pts]
-    err = [[y_i - 100 * p["ci95"][0] for y_i, p in zip(y, pts, strict=True)],
-           [100 * p["ci95"][1] - y_i for y_i, p in zip(y, pts, strict=True)]]  # fmt: skip
+    err = error_bars([p["success_rate"] for p in pts], [p["ci95"] for p in pts])
     fig, ax = plt.subplots(figsize=(7, 4))
     for task in curve["tasks"]:
         ax.plot(x, [100 * p["per_task"][task]["success_rate"] for p in pts], lw=1, alpha=0.5, label=task)

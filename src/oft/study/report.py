@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from oft.sim.eval_stats import error_bars
+
 
 def _short(name: str) -> str:
     """Display name: MetaWorld's ``-v3`` suffix dropped (``told faucet-close @ faucet-open``)."""
@@ -84,10 +86,9 @@ def write_chart(results: dict, path: Path) -> Path:
     rows = results["variants"]
     names = [r["name"] for r in rows]
     rates = [100 * r["success_rate"] for r in rows]
-    err = [[r - 100 * row["ci95"][0] for r, row in zip(rates, rows, strict=True)],
-           [100 * row["ci95"][1] - r for r, row in zip(rates, rows, strict=True)]]  # fmt: skip
+    err = error_bars([r["success_rate"] for r in rows], [r["ci95"] for r in rows])
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 0.45 * len(rows) + 2.0), sharey=True)
-    ax1.barh(names, rates, xerr=[[max(0.0, e) for e in side] for side in err], color="tab:blue", capsize=3)
+    ax1.barh(names, rates, xerr=err, color="tab:blue", capsize=3)
     held = [(i, 100 * r["withheld_success_rate"]) for i, r in enumerate(rows) if "withheld_success_rate" in r]
     if held:
         ax1.scatter([v for _, v in held], [i for i, _ in held], color="tab:red", marker="x", zorder=3,
