@@ -19,7 +19,7 @@ from oft.train.schedule import make_scheduler
         ("head=l2", "head"),
         ("decode=sideways", "decode"),
         ("robot=metawrld", "robot"),
-        ("cameras=corner,topview", "cameras"),
+        ("cameras=corner,corner", "cameras"),
         ("chunk_len=0", "chunk_len"),
         ("grad_accum=0", "grad_accum"),
         ("decay_factor=2", "decay_factor"),

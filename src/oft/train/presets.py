@@ -143,8 +143,9 @@ def check_dataset_robot(cfg: TrainConfig, spec: RobotSpec, dataset) -> RobotSpec
     """``spec`` (of ``cfg.robot``) checked against what ``dataset`` says it holds; returns it, with the
     control rate the dataset records (``fps``) when it records its robot.
 
-    Raises ValueError naming the fix (``--set robot=NAME``) when the dataset records another robot, or when
-    its action / state sizes are not the spec's.
+    Raises ValueError naming the fix (``--set robot=NAME`` / ``--set cameras=...``) when the dataset records
+    another robot, when its action / state sizes are not the spec's, or when it lacks a camera of
+    ``spec.cameras`` (the run's ``TrainConfig.cameras``, else the spec's default).
     """
     where = getattr(dataset, "path", None) or getattr(dataset, "name", None) or "the dataset"
     robot = recorded_robot(dataset)
@@ -161,6 +162,15 @@ def check_dataset_robot(cfg: TrainConfig, spec: RobotSpec, dataset) -> RobotSpec
         raise ValueError(
             f"{where} has {sizes[0]}-D actions and {sizes[1]}-D state, TrainConfig.robot={cfg.robot!r} "
             f"expects {spec.action_dim}-D actions; train it with {fix}"
+        )
+    have = getattr(dataset, "cameras", None)
+    missing = [c for c in spec.cameras if have is not None and c not in have]
+    if missing:
+        fix = ",".join(c for c in spec.cameras if c in have) or ",".join(have)
+        asked = "TrainConfig.cameras" if cfg.cameras is not None else f"robot {spec.name!r}'s default cameras"
+        raise ValueError(
+            f"{where} records cameras {list(have)}; {asked} {list(spec.cameras)} include {missing}, which it "
+            f"lacks: choose among the dataset's, e.g. --set cameras={fix}"
         )
     fps = getattr(dataset, "fps", None)
     if robot is not None and fps and float(fps) != spec.control_hz:
