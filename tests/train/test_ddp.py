@@ -53,8 +53,10 @@ def test_two_gloo_ranks_equal_one_process_with_doubled_batch(tiny_dataset_dir, t
     ddp = load_file(str(ckpts[0][1] / "model.safetensors"))
 
     torch.set_num_threads(1)
+    # the preset's model, FiLM included (its weights are compared too)
     common = dict(datasets=(str(tiny_dataset_dir),), max_steps=1, augment=False, pad_chunks=False,
-                  save_every=1, lr=5e-4, weight_decay=0.01, batch_size=4, data_loader=loader)  # fmt: skip
+                  save_every=1, lr=5e-4, weight_decay=0.01, batch_size=4, data_loader=loader,
+                  film=True)  # fmt: skip
     single = train(tiny_config(**common), tmp_path / "single")
     diff = _max_diff(ddp, load_file(str(single.checkpoint / "model.safetensors")))
     assert diff < TOL, f"DDP and single-process weights differ by {diff:.3g}"

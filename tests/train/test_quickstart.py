@@ -19,6 +19,7 @@ def test_quickstart_runs_every_phase_and_reuses_its_data(tmp_path, capsys):
     assert main(argv) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["episodes"] == 1 and set(results["tasks"]) == {"drawer-close-v3"}
+    assert results["goal_markers"] == "hidden"  # drawer-close needs no marker
     assert 0.0 <= results["success_rate"] <= 1.0
     assert {"collect_s", "train_s", "eval_s", "total_s"} <= set(results["wall_s"])
     assert results["policy"]["train_steps"] == 2 and results["policy"]["actions_per_s"]["actions_per_s"] > 0
@@ -29,3 +30,22 @@ def test_quickstart_runs_every_phase_and_reuses_its_data(tmp_path, capsys):
     again = json.loads((out / "results.json").read_text())
     assert again["policy"]["train_steps"] == 2
     assert again["wall_s"]["collect_s"] < results["wall_s"]["collect_s"]
+
+
+def test_goal_markers_are_hidden_only_when_no_task_needs_one():
+    from oft.train.quickstart import show_goal_markers
+
+    # faucet-open / -close: the markers would tell the tasks apart; hidden, only the instruction does
+    assert show_goal_markers(["faucet-open-v3", "faucet-close-v3", "drawer-open-v3"]) is False
+    assert show_goal_markers(["drawer-open-v3", "reach-v3"]) is True  # reach's target is its marker
+    assert show_goal_markers(["reach-v3"], "hidden") is False
+    assert show_goal_markers(["faucet-open-v3"], "shown") is True
+    with pytest.raises(ValueError, match="'sometimes'"):
+        show_goal_markers(["reach-v3"], "sometimes")
+
+
+def test_the_quickstart_recipe_reads_its_instruction_with_film():
+    from oft.train.presets import get_preset
+
+    # language study: 92.5% of instructions followed with FiLM, 50.0% without (docs/results/study-language.md)
+    assert get_preset("metaworld-tiny").film is True

@@ -2,7 +2,7 @@
 
 1. collect MetaWorld expert demonstrations for a few tasks (reused when already in ``--out``);
 2. train a small OFT policy from scratch — parallel decoding of an action chunk, L1 head, both cameras
-   (``corner`` + ``gripperPOV``), proprio, the language instruction — with a wall-clock budget;
+   (``corner`` + ``gripperPOV``), proprio, the language instruction through FiLM — with a wall-clock budget;
 3. evaluate it in the simulator on layouts no demonstration used;
 4. print a success table and the policy's action throughput; save videos, plots and ``results.json``.
 
@@ -61,6 +61,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--videos", type=int, default=2, help="videos saved per task")
     p.add_argument("--eval-max-steps", type=int, default=None, help="episode step limit (default: the env's)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--goal-markers", choices=("auto", "shown", "hidden"), default="auto",
+                   help="MetaWorld's goal markers: auto hides them when no task needs one (drawers, "
+                   "faucets...: faucet-open and -close then look alike but for the instruction)")  # fmt: skip
     p.add_argument(
         "--compare-baseline",
         action="store_true",
@@ -78,15 +81,17 @@ def run(args: argparse.Namespace) -> int:
 
     args.threads = args.threads or idle_cores()
     log.info("using %d torch thread(s)", args.threads)
+    args.env_kwargs = {"show_goal": show_goal_markers(tasks, args.goal_markers)}
+    log.info("goal markers %s", "shown" if args.env_kwargs["show_goal"] else "hidden")
     t0 = time.perf_counter()
-    collect_phase(out / "data", tasks, args.demos, model_image_size())
+    collect_phase(out / "data", tasks, args.demos, model_image_size(), args.env_kwargs)
     datasets = [out / "data"]
     walls["collect_s"] = time.perf_counter() - t0
 
     runs = [("oft", args.head, args.decode, [])]
     if args.compare_baseline:
         # OpenVLA as the paper compares against it: action tokens decoded one by one, one action per query
-        runs.append(("baseline", "discrete", "autoregressive", ["chunk_len=1"]))
+        runs.append(("baseline", "discrete", "autoregressive", ["chunk_len=1", "film=false"]))
     summary = {}
     for i, (name, head, decode, extra) in enumerate(runs):
         run_dir = out if name == "oft" else out / "baseline"
@@ -135,7 +140,22 @@ def train_and_evaluate(args, run_dir: Path, datasets, tasks, variant, deadline, 
 
 
 # --------------------------------------------------------------------------- phases
-def collect_phase(root: Path, tasks: list[str], demos: int, image_size: int) -> dict:
+def show_goal_markers(tasks: list[str], choice: str = "auto") -> bool:
+    """Whether MetaWorld draws its goal markers: ``"auto"`` hides them when every task is one whose marker
+    only draws the goal state of an object in view (:data:`oft.sim.metaworld.GOAL_MARKER_OPTIONAL`).
+
+    Raises ValueError for a ``choice`` other than auto / shown / hidden.
+    """
+    from oft.sim.metaworld import GOAL_MARKER_OPTIONAL
+
+    if choice not in ("auto", "shown", "hidden"):
+        raise ValueError(f"goal markers: expected 'auto', 'shown' or 'hidden', got {choice!r}")
+    if choice != "auto":
+        return choice == "shown"
+    return not all(t in GOAL_MARKER_OPTIONAL for t in tasks)
+
+
+def collect_phase(root: Path, tasks: list[str], demos: int, image_size: int, env_kwargs=None) -> dict:
     """Expert demonstrations of every task in one LeRobot dataset; a rerun keeps them and tops them up.
 
     Frames are rendered at the model's input size (evaluation then renders at the size the trained policy
@@ -144,7 +164,8 @@ def collect_phase(root: Path, tasks: list[str], demos: int, image_size: int) -> 
     """
     from oft.sim.collect import CollectConfig, collect
 
-    cfg = CollectConfig(cameras=CAMERAS, image_size=image_size, workers=2, video=False)
+    cfg = CollectConfig(cameras=CAMERAS, image_size=image_size, workers=2, video=False,
+                        env_kwargs=dict(env_kwargs or {}))  # fmt: skip
     return collect("metaworld", tasks, demos, root, cfg, progress=True)
 
 
@@ -179,6 +200,7 @@ def eval_phase(policy, out: Path, tasks: list[str], args) -> dict:
         out=out,
         video_episodes=args.videos,
         max_steps=args.eval_max_steps,
+        env_kwargs=getattr(args, "env_kwargs", None),
         progress=True,
     )
 
@@ -241,6 +263,7 @@ def _results(summary: dict, tasks: list[str], walls: dict, args) -> dict:
         "tasks": {t: ev["tasks"][t]["success_rate"] for t in tasks},
         "wall_s": {k: round(v, 1) for k, v in walls.items()},
         "budget_minutes": args.budget_minutes,
+        "goal_markers": "shown" if args.env_kwargs["show_goal"] else "hidden",
         "policy": {k: v for k, v in oft.items() if k not in ("evaluation", "wall_s")},
     }
     if "baseline" in summary:
