@@ -7,13 +7,12 @@
 4. print a success table and the policy's action throughput; save videos, plots and ``results.json``.
 
 Every phase is resumable: rerunning the command reuses the demonstrations, continues training from the last
-checkpoint (or skips it when finished) and re-evaluates. Default tasks are ones whose goal is visually large
-(drawer, window, ...) because those are learnable from 64 px pixels within minutes (see FACTS.md: drawer-open
-reached 95-100% after 8 minutes of training with this model size).
+checkpoint (or skips it when finished) and re-evaluates.
 
-Measured with the defaults on the 2-core development machine, shared with other jobs (load 4-13 while
-collecting, 1-5 while training, so one torch thread): 100 demos in 4.4 min, 1982 steps of batch 32 in
-22.6 min (47 samples/s), evaluation 0.5 min; 50/50 successes on unseen layouts; 27.5 min in total.
+Default tasks: drawer open / close, whose goal is visually large (learnable from 64 px pixels within minutes),
+and faucet open / close, which start from the same-looking faucet once the goal markers are hidden
+(``--goal-markers auto``): only the instruction tells the policy which way to turn it, so their success is
+instruction following. Measured results of the defaults: ``docs/results/quickstart.md``.
 """
 
 from __future__ import annotations
@@ -29,8 +28,8 @@ import torch
 
 log = logging.getLogger(__name__)
 
-# Visually large goals learn fastest from 64 px pixels (FACTS.md: drawer-open-v3 95-100% after 8 min).
-DEFAULT_TASKS = ("drawer-open-v3", "drawer-close-v3")
+# two visually large goals, and a pair that only the instruction tells apart (markers hidden)
+DEFAULT_TASKS = ("drawer-open-v3", "drawer-close-v3", "faucet-open-v3", "faucet-close-v3")
 DEFAULT_OUT = "runs/quickstart"
 CAMERAS = ("corner", "gripperPOV")
 PRESET = "metaworld-tiny"
@@ -220,7 +219,7 @@ def idle_cores() -> int:
 
 
 def _eval_reserve_s(num_tasks: int, episodes: int) -> float:
-    """Time kept for evaluation: ~3 s per episode on 2 cores (FACTS: 150-290 env steps/s, <=500 steps)."""
+    """Time kept for evaluation: ~3 s per episode on 2 cores (150-290 env steps/s measured, <= 500 steps)."""
     return 3.0 * num_tasks * episodes + 30.0
 
 
