@@ -1,6 +1,6 @@
 """Named small architectures of the OpenVLA-OFT shape, built from scratch.
 
-The quickstart model (FACTS.md): 64 px images, patch 8, ViT width 128, a 3-layer Llama over
+The quickstart model: 64 px images, patch 8, ViT width 128, a 3-layer Llama over
 [patches, proprio, prompt, K·D action slots], L1 head. It trains on 2 CPU cores at ~100 samples/s.
 """
 

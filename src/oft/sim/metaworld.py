@@ -9,7 +9,7 @@ continuous random draws; equal layouts across blocks would need an exact float c
 
 Rendering. MetaWorld's own renderer draws one camera at its construction size with shadows, reflections and
 the skybox on; on Mesa (CPU) that is 80-300 ms per frame. We render only the requested cameras with one
-``mujoco.Renderer`` per image size and those three flags off (~15-25 ms per frame, see docs FACTS).
+``mujoco.Renderer`` per image size and those three flags off (~15-25 ms per frame measured on 2 cores).
 """
 
 from __future__ import annotations

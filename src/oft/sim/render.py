@@ -1,7 +1,7 @@
 """Offscreen camera rendering shared by the MuJoCo adapters.
 
 On Mesa (CPU) a frame with shadows, reflections and the skybox costs 80-150 ms; with the three flags off it
-costs ~13 ms, set by mesh triangles rather than pixels (FACTS.md). So every adapter renders through
+costs ~13 ms (2-core CPU), set by mesh triangles rather than pixels. So every adapter renders through
 :class:`CameraRenderer`: only the requested cameras, one ``mujoco.Renderer`` per image size, flags off.
 """
 

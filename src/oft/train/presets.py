@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 PRESETS: dict[str, TrainConfig] = {
     "metaworld-tiny": TrainConfig(
         # the quickstart's from-scratch model, oft.model.build "small": 64 px / patch 8 / width 128 ViT and
-        # a 3-layer width-128 Llama; FACTS.md: ~100 samples/s at batch 32 on 2 cores, drawer-open-v3 at
+        # a 3-layer width-128 Llama; measured ~100 samples/s at batch 32 on 2 cores, drawer-open-v3 at
         # 95-100% after ~8 minutes of training
         base="small",
         robot="metaworld",
