@@ -58,6 +58,23 @@ def test_collect_refuses_a_foreign_dataset(tmp_path):
         collect("metaworld", ["reach-v3"], 2, out, _cfg())
 
 
+def test_a_top_up_with_other_scene_options_is_refused_not_mixed_in(tmp_path):
+    """The quickstart's old default collected drawers with goal markers shown; rerun after it began hiding
+    them, its top-up mixed frames of two scenes into one dataset (trained on both, evaluated in one)."""
+    out = tmp_path / "ds"
+    hidden = _cfg(env_kwargs={"show_goal": False})
+    collect("metaworld", ["drawer-close-v3"], 1, out, hidden)
+    assert json.loads((out / SIDECAR).read_text())["scene"] == {"show_goal": False}
+    with pytest.raises(ValueError, match=r"scene options \{'show_goal': False\}; this run asks for \{\}"):
+        collect("metaworld", ["drawer-close-v3"], 2, out, _cfg())
+    assert open_dataset(out).num_episodes == 1  # nothing written, nothing lost
+    assert collect("metaworld", ["drawer-close-v3"], 2, out, hidden)["num_episodes"] == 2  # same: continues
+    # a dataset from before the sidecar recorded its scene is topped up as asked (it cannot be checked)
+    side = json.loads((out / SIDECAR).read_text())
+    (out / SIDECAR).write_text(json.dumps({k: v for k, v in side.items() if k != "scene"}))
+    assert collect("metaworld", ["drawer-close-v3"], 3, out, hidden)["num_episodes"] == 3
+
+
 @pytest.mark.slow
 def test_parallel_workers_give_the_same_dataset_as_one(tmp_path):
     """Seeds are consumed in order, so two worker processes write what one process writes."""

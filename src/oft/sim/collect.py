@@ -5,9 +5,11 @@ before every action. Only successful episodes are kept: a failed seed is discard
 
 Seeds: demonstrations of a task use seeds ``0, 1, 2, ...`` (below ``env.eval_seed_offset``), consumed in
 order, so the dataset is the same whatever the number of workers. Resumption: ``meta/oft_collect.json``
-records the seed of every committed episode; rerunning the same command continues after the last one (the
-dataset writer itself drops a half-written episode). The sidecar is written before each episode is committed
-and entries past the dataset's committed count are ignored on reopening.
+records the seed of every committed episode and the scene options (``CollectConfig.env_kwargs``, e.g.
+MetaWorld's ``show_goal``); rerunning the same command continues after the last one (the dataset writer
+itself drops a half-written episode), and a rerun with other scene options is refused rather than mixed in.
+The sidecar is written before each episode is committed and entries past the dataset's committed count are
+ignored on reopening.
 
     from oft.sim.collect import collect
     summary = collect("metaworld", ["pick-place-v3"], episodes_per_task=50, out="data/pp", workers=2)
@@ -90,7 +92,12 @@ def _init_worker() -> None:
 # ------------------------------------------------------------------------------------- resumption
 
 
-def _load_sidecar(out: Path, committed: int, env_name: str) -> list[dict]:
+def _scene_options(env_kwargs: dict) -> dict:
+    """``CollectConfig.env_kwargs`` as the sidecar stores it (JSON values: tuples become lists)."""
+    return json.loads(json.dumps(dict(env_kwargs), sort_keys=True, default=str))
+
+
+def _load_sidecar(out: Path, committed: int, env_name: str, scene: dict | None = None) -> list[dict]:
     path = out / SIDECAR
     if not path.exists():
         if committed:
@@ -102,14 +109,25 @@ def _load_sidecar(out: Path, committed: int, env_name: str) -> list[dict]:
     data = json.loads(path.read_text())
     if data.get("env") != env_name:
         raise ValueError(f"{out} was collected from env {data.get('env')!r}, not {env_name!r}")
-    return [e for e in data["episodes"] if e["index"] < committed]
+    episodes = [e for e in data["episodes"] if e["index"] < committed]
+    if episodes and scene is not None:
+        if "scene" not in data:
+            log.warning("%s does not record the scene options of its %d episodes; topping it up with %s",
+                        out, len(episodes), scene)  # fmt: skip
+        elif data["scene"] != scene:
+            raise ValueError(
+                f"{out} holds {len(episodes)} episodes collected with scene options {data['scene']}; this "
+                f"run asks for {scene}. Their frames would differ (a policy trained on both sees two scenes, "
+                "and is evaluated in one): collect into a new directory, or rerun with the same options"
+            )
+    return episodes
 
 
-def _save_sidecar(out: Path, env_name: str, episodes: list[dict]) -> None:
+def _save_sidecar(out: Path, env_name: str, episodes: list[dict], scene: dict) -> None:
     path = out / SIDECAR
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"env": env_name, "episodes": episodes}, indent=1))
+    tmp.write_text(json.dumps({"env": env_name, "scene": scene, "episodes": episodes}, indent=1))
     tmp.replace(path)
 
 
@@ -182,7 +200,7 @@ def collect(
         video=cfg.video,
         conventions=spec.conventions,  # the simulator's own: the expert acts in it
     )
-    done = _load_sidecar(out, writer.num_episodes, env_name)
+    done = _load_sidecar(out, writer.num_episodes, env_name, _scene_options(cfg.env_kwargs))
     summary = {"env": env_name, "out": str(out), "tasks": {}, "resumed_from": len(done)}
     bar = _progress(len(tasks) * episodes_per_task, len(done), progress)
     runner = _Runner(cfg.workers)
@@ -223,7 +241,8 @@ def _collect_task(runner, writer, done, env_name, task, n, env_kwargs, cfg, bar)
                 raise RuntimeError(f"{task}: the expert failed {failures} times; giving up")
             continue
         done.append({"index": writer.num_episodes, "task": task, "seed": seed, "steps": len(ep)})
-        _save_sidecar(writer.root, env_name, done)  # before the commit: entries past it are ignored
+        # before the commit: entries past it are ignored
+        _save_sidecar(writer.root, env_name, done, _scene_options(cfg.env_kwargs))
         writer.add_episode(ep, sidecars=(writer.root / SIDECAR,))
         needed -= 1
         bar.update(1)

@@ -80,8 +80,9 @@ def run(args: argparse.Namespace) -> int:
 
     args.threads = args.threads or idle_cores()
     log.info("using %d torch thread(s)", args.threads)
-    args.env_kwargs = {"show_goal": show_goal_markers(tasks, args.goal_markers)}
-    log.info("goal markers %s", "shown" if args.env_kwargs["show_goal"] else "hidden")
+    shown = show_goal_markers(tasks, args.goal_markers)
+    args.env_kwargs = {} if shown else {"show_goal": False}  # the env's default draws them
+    log.info("goal markers %s", "shown" if shown else "hidden")
     t0 = time.perf_counter()
     collect_phase(out / "data", tasks, args.demos, model_image_size(), args.env_kwargs)
     datasets = [out / "data"]
@@ -262,7 +263,7 @@ def _results(summary: dict, tasks: list[str], walls: dict, args) -> dict:
         "tasks": {t: ev["tasks"][t]["success_rate"] for t in tasks},
         "wall_s": {k: round(v, 1) for k, v in walls.items()},
         "budget_minutes": args.budget_minutes,
-        "goal_markers": "shown" if args.env_kwargs["show_goal"] else "hidden",
+        "goal_markers": "hidden" if args.env_kwargs.get("show_goal") is False else "shown",
         "policy": {k: v for k, v in oft.items() if k not in ("evaluation", "wall_s")},
     }
     if "baseline" in summary:
