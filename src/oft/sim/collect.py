@@ -200,7 +200,8 @@ def collect(
         video=cfg.video,
         conventions=spec.conventions,  # the simulator's own: the expert acts in it
     )
-    done = _load_sidecar(out, writer.num_episodes, env_name, _scene_options(cfg.env_kwargs))
+    scene = _scene_options(cfg.env_kwargs)  # what the sidecar checks and records: computed once
+    done = _load_sidecar(out, writer.num_episodes, env_name, scene)
     summary = {"env": env_name, "out": str(out), "tasks": {}, "resumed_from": len(done)}
     bar = _progress(len(tasks) * episodes_per_task, len(done), progress)
     runner = _Runner(cfg.workers)
@@ -208,7 +209,7 @@ def collect(
     try:
         for task in tasks:
             summary["tasks"][task] = _collect_task(
-                runner, writer, done, env_name, task, episodes_per_task, env_kwargs, cfg, bar
+                runner, writer, done, env_name, task, episodes_per_task, env_kwargs, scene, cfg, bar
             )
     finally:
         runner.close()
@@ -221,7 +222,7 @@ def collect(
     return summary
 
 
-def _collect_task(runner, writer, done, env_name, task, n, env_kwargs, cfg, bar) -> dict:
+def _collect_task(runner, writer, done, env_name, task, n, env_kwargs, scene, cfg, bar) -> dict:
     """Fill task ``task`` up to ``n`` committed episodes, continuing after its last committed seed."""
     have = [e for e in done if e["task"] == task]
     next_seed = max((e["seed"] for e in have), default=-1) + 1
@@ -242,7 +243,7 @@ def _collect_task(runner, writer, done, env_name, task, n, env_kwargs, cfg, bar)
             continue
         done.append({"index": writer.num_episodes, "task": task, "seed": seed, "steps": len(ep)})
         # before the commit: entries past it are ignored
-        _save_sidecar(writer.root, env_name, done, _scene_options(cfg.env_kwargs))
+        _save_sidecar(writer.root, env_name, done, scene)
         writer.add_episode(ep, sidecars=(writer.root / SIDECAR,))
         needed -= 1
         bar.update(1)
