@@ -40,6 +40,15 @@ ARCHITECTURES: dict[str, dict] = {
         "llm": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4),
         "head": dict(hidden_dim=128),
     },
+    # "small-128" with a convolutional stem (oft.model.vision.ConvStem) for the linear patch projection: the
+    # same 64 tokens per camera, for targets of a few pixels that attention must find (ALOHA's cube)
+    "small-128-conv": {
+        "vit": dict(
+            img_size=128, patch_size=16, embed_dim=128, depth=3, num_heads=4, mlp_ratio=2.0, stem="conv"
+        ),
+        "llm": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4),
+        "head": dict(hidden_dim=128),
+    },
     "base": {
         "vit": dict(img_size=128, patch_size=16, embed_dim=256, depth=4, num_heads=4, mlp_ratio=4.0),
         "llm": dict(hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=4),
