@@ -131,9 +131,11 @@ class ConvStem(nn.Module):
     ``embed_dim`` (patch 16, width 128: 16, 32, 64, 128).
 
     Why it exists: a linear patch projection followed by attention does not learn to find a target a few
-    pixels wide from scratch (the ALOHA cube at 128 px, 3x3 pixels: a ViT with attention or mean-pool
-    readout stays at the mean-position predictor after 800 steps on 50 layouts; with this stem it localizes
-    unseen layouts; docs/results/aloha.md).
+    pixels wide from scratch. Regressing the ALOHA cube's position (3x3 pixels at 128 px) from 50 layouts,
+    a ViT with an attention or mean-pool readout stays at the mean predictor after 800 steps (L1 0.82
+    standard deviations on unseen layouts); with this stem it reaches 0.47. In the ALOHA policy, where few
+    training samples depend on the cube's position, the stem alone did not raise success
+    (docs/results/aloha.md).
     """
 
     def __init__(self, patch_size: int, embed_dim: int) -> None:
