@@ -97,7 +97,7 @@ def _scene_options(env_kwargs: dict) -> dict:
     return json.loads(json.dumps(dict(env_kwargs), sort_keys=True, default=str))
 
 
-def _load_sidecar(out: Path, committed: int, env_name: str, scene: dict | None = None) -> list[dict]:
+def _load_sidecar(out: Path, committed: int, env_name: str, scene: dict) -> list[dict]:
     path = out / SIDECAR
     if not path.exists():
         if committed:
@@ -110,7 +110,7 @@ def _load_sidecar(out: Path, committed: int, env_name: str, scene: dict | None =
     if data.get("env") != env_name:
         raise ValueError(f"{out} was collected from env {data.get('env')!r}, not {env_name!r}")
     episodes = [e for e in data["episodes"] if e["index"] < committed]
-    if episodes and scene is not None:
+    if episodes:
         if "scene" not in data:
             log.warning("%s does not record the scene options of its %d episodes; topping it up with %s",
                         out, len(episodes), scene)  # fmt: skip
