@@ -44,9 +44,10 @@ PRESETS: dict[str, TrainConfig] = {
         decode="parallel",
         proprio=True,
         # FiLM (OFT+): on the language study (faucet open vs close from the same start, 4,000 steps) 92.5%
-        # of instructions followed with it against 50.0% without on 100 demonstrations, but 50.0% with it on
-        # 200: it can help and has not been seen to hurt; on MT10 31.0% vs 30.0% (same within chance), at
-        # the same training speed (docs/results/study-language.md, study-mt10.md)
+        # and 87.5% of instructions followed with it (two training seeds) against 50.0% without on 100
+        # demonstrations, but 50.0% with it on 200: it can help and has not been seen to hurt; on MT10 31.0%
+        # vs 30.0% (same within chance), at the same training speed (docs/results/study-language.md,
+        # study-mt10.md)
         film=True,
         lora_rank=0,
         lr=5e-4,
