@@ -94,6 +94,7 @@ REFUSED = {
     "proprio": ({}, False),
     "film": ({}, True),
     "action_slots": ({}, "per_step"),
+    "film_input": ({"film": True}, "mean_rms"),
     "lora_rank": ({}, 2),
     "augment": ({}, False),
     "pad_chunks": ({}, False),

@@ -114,6 +114,7 @@ def test_continuing_a_checkpoint_keeps_its_model(tiny_dataset_dir, tmp_path):
     asked for explicitly is refused with the fix, where FiLM, proprio, decoding and LoRA rank were ignored."""
     first = tmp_path / "first"
     model = ["--set", "film=true", "--set", "action_slots=per_step", "--set", "proprio=false"]
+    model += ["--set", "film_input=mean_rms"]
     assert (
         _train(tiny_dataset_dir, first, "--base", "tiny", "--set", "batch_size=2", "--steps", "1", *model)
         == 0
@@ -123,8 +124,10 @@ def test_continuing_a_checkpoint_keeps_its_model(tiny_dataset_dir, tmp_path):
     assert _train(tiny_dataset_dir, second, "--base", str(ckpt), "--set", "batch_size=2", "--steps", "1") == 0
     saved = json.loads((second / "train_config.json").read_text())
     assert (saved["film"], saved["action_slots"], saved["proprio"]) == (True, "per_step", False)
+    assert saved["film_input"] == "mean_rms"
     policy = oft.load_policy(second)
     assert policy.vla.config.use_film and policy.vla.num_action_slots == policy.spec.chunk_len
+    assert policy.vla.config.film_input == "mean_rms"
 
     from oft.data import open_dataset
     from oft.train.loop import train

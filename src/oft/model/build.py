@@ -76,6 +76,7 @@ def build_policy(
     center_crop: bool = False,
     head_kwargs: dict | None = None,
     action_slots: str = "per_dimension",
+    film_input: str = "mean",
 ) -> Policy:
     """A randomly initialized policy of architecture ``arch`` (:data:`ARCHITECTURES`) for ``spec``.
 
@@ -89,6 +90,8 @@ def build_policy(
     center_crop: evaluate on a 90%-area center crop (pair with random-crop training augmentation).
     action_slots: "per_dimension" (OpenVLA-OFT: K*D empty action slots) or "per_step" (K slots, each read into
         D actions by the head; L1 head only).
+    film_input: what FiLM reads (:data:`oft.model.vla.FILM_INPUTS`): "mean" (the paper's mean prompt
+        embedding) or "mean_rms" (that mean at unit RMS).
     """
     if arch not in ARCHITECTURES:
         raise KeyError(unknown_name_message("architecture", arch, ARCHITECTURES))
@@ -101,9 +104,8 @@ def build_policy(
     llm = dict(a["llm"], num_key_value_heads=heads_per_llm, vocab_size=tokenizer.vocab_size,
                max_position_embeddings=4096, pad_token_id=tokenizer.pad_id)  # fmt: skip
     vit = ViTConfig(**a["vit"], class_token=True, mean=HALF, std=HALF)
-    vla_cfg = VLAConfig(
-        [vit], llm, spec.chunk_len, spec.action_dim, proprio_dim, use_film=use_film, action_slots=action_slots
-    )
+    vla_cfg = VLAConfig([vit], llm, spec.chunk_len, spec.action_dim, proprio_dim, use_film=use_film,
+                        action_slots=action_slots, film_input=film_input)  # fmt: skip
     kwargs = dict(a["head"]) if head == "l1" else {}
     kwargs.update(head_kwargs or {})
     lora_meta = None

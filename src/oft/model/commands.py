@@ -106,6 +106,7 @@ def describe(policy: Policy) -> dict:
         "head": policy.config.head,
         "vision": [v.to_dict() for v in vla.config.vits],
         "film": vla.config.use_film,
+        "film_input": vla.config.film_input if vla.config.use_film else None,
         "action_slots": {"layout": vla.config.action_slots, "count": vla.num_action_slots},
         "llm": {k: getattr(vla.language_model.model.config, k) for k in _LLM_FIELDS},
         "parameters": {"total": total, "trainable": trainable, "lora": lora, **parts},
@@ -129,8 +130,9 @@ def _short_count(n: int) -> str:
 
 def format_info(info: dict) -> str:
     p = info["parameters"]
+    film = f"{info['film']} ({info['film_input']})" if info["film"] else str(info["film"])
     lines = [
-        f"source: {info['source']}   head: {info['head']}   FiLM: {info['film']}   dtype: {info['dtype']}   "
+        f"source: {info['source']}   head: {info['head']}   FiLM: {film}   dtype: {info['dtype']}   "
         f"center crop: {info['center_crop']}",
         "vision: " + " + ".join(f"ViT(d={v['embed_dim']}, depth={v['depth']}, patch={v['patch_size']}, "
                                 f"img={v['img_size']})" for v in info["vision"]),

@@ -34,6 +34,12 @@ ATTN_IMPLEMENTATIONS = ("sdpa", "eager")
 # of every chunk step its own slot (K*D); "per_step" gives each chunk step one slot, read into D actions by
 # the head (K slots: 25 instead of 350 for ALOHA's K=25, D=14)
 ACTION_SLOT_LAYOUTS = ("per_dimension", "per_step")
+# What FiLM reads (VLAConfig.film_input). "mean": the paper's average of the prompt's token embeddings
+# (OpenVLA-OFT's FiLM, the only choice for its checkpoints). "mean_rms": that average scaled to unit RMS. A
+# model built from scratch starts its embedding table at std 0.02 (Llama's initializer_range), so the average
+# that "mean" hands the zero-initialized FiLM maps has a norm near 0.1 and two instructions that differ in one
+# word differ by ~0.03 in it: the maps learn the instruction-dependent part of (gamma, beta) slowly.
+FILM_INPUTS = ("mean", "mean_rms")
 
 
 @dataclass
@@ -52,6 +58,8 @@ class VLAConfig:
     lm_head: bool = True
     # ACTION_SLOT_LAYOUTS: "per_dimension" (the paper's K*D slots) or "per_step" (K slots, one per chunk step)
     action_slots: str = "per_dimension"
+    # FILM_INPUTS: "mean" (the paper's) or "mean_rms" (scaled to unit RMS; for models built from scratch)
+    film_input: str = "mean"
 
     @property
     def slots_per_step(self) -> int:
@@ -150,6 +158,8 @@ class VLA(nn.Module):
             )
         if config.action_slots not in ACTION_SLOT_LAYOUTS:
             raise ValueError(f"action_slots {config.action_slots!r}; expected one of {ACTION_SLOT_LAYOUTS}")
+        if config.film_input not in FILM_INPUTS:
+            raise ValueError(f"film_input {config.film_input!r}; expected one of {FILM_INPUTS}")
         self.config = config
         self.tokenizer = tokenizer
         llama = config.llama_config()
@@ -199,13 +209,19 @@ class VLA(nn.Module):
         """Mean embedding of the language tokens (BOS, prompt, </s>; not the action slots) -> (B, H).
 
         The reference averages every non-action token, which in padded training batches includes padding;
-        we exclude padding so that a prompt's FiLM signal does not depend on its batch mates.
+        we exclude padding so that a prompt's FiLM signal does not depend on its batch mates. With
+        ``config.film_input == "mean_rms"`` each row is then divided by sqrt(mean square + 1e-6) (RMSNorm
+        without a weight; 1e-6 is Llama's epsilon), so FiLM reads unit-scale inputs whatever the embedding
+        table's scale.
         stop_embed: (1, H) embedding of </s> (looked up here when None).
         """
         valid = torch.arange(text_embeds.shape[1], device=lengths.device)[None] < lengths[:, None]  # (B, T)
         total = (text_embeds * valid.unsqueeze(-1).to(text_embeds.dtype)).sum(1)
         eos = self._stop_embed(lengths.device) if stop_embed is None else stop_embed  # (1, H)
-        return (total + eos) / (lengths[:, None].to(text_embeds.dtype) + 1)
+        mean = (total + eos) / (lengths[:, None].to(text_embeds.dtype) + 1)
+        if self.config.film_input == "mean_rms":
+            mean = mean * torch.rsqrt(mean.pow(2).mean(-1, keepdim=True) + 1e-6)
+        return mean
 
     def _stop_embed(self, device: torch.device) -> torch.Tensor:
         return self.embed_tokens(torch.tensor([self.tokenizer.eos_id], device=device))  # (1, H)

@@ -87,6 +87,7 @@ def _build_from_scratch(cfg: TrainConfig, spec: RobotSpec, dataset):
         center_crop=cfg.augment,
         head_kwargs=head_kwargs,
         action_slots=cfg.action_slots,
+        film_input=cfg.film_input,
     )
     policy.set_dataset_stats(all_stats, key)
     return policy
@@ -113,6 +114,7 @@ def checkpoint_model_fields(checkpoint: str | Path) -> dict:
         "proprio": int(vla.get("proprio_dim", 0)) > 0,
         "film": bool(vla.get("use_film", False)),
         "action_slots": vla.get("action_slots", "per_dimension"),
+        "film_input": vla.get("film_input", "mean"),
         "lora_rank": int((meta.get("lora") or {}).get("rank", 0)),
     }
     if spec["name"] in PRESETS:
@@ -191,7 +193,7 @@ def _from_openvla(cfg: TrainConfig, spec: RobotSpec, base: Path, dataset):
     hf = json.loads((base / "config.json").read_text())
     proprio_dim = spec.proprio_dim if cfg.proprio else 0
     vla_cfg = vla_config_from_openvla(hf, spec.chunk_len, spec.action_dim, proprio_dim, cfg.film)
-    vla_cfg = dataclasses.replace(vla_cfg, action_slots=cfg.action_slots)
+    vla_cfg = dataclasses.replace(vla_cfg, action_slots=cfg.action_slots, film_input=cfg.film_input)
     tokenizer = TextTokenizer.load(base)
     dtype = (
         torch.bfloat16 if cfg.bf16 and cfg.device != "cpu" and torch.cuda.is_available() else torch.float32

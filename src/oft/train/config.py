@@ -49,6 +49,9 @@ class TrainConfig:
       action_slots: "per_dimension" (the paper: one empty slot per action dimension of every chunk step, K*D)
         or "per_step" (one slot per chunk step, read into D actions by the L1 head: K slots, 25 instead of 350
         positions for ALOHA).
+      film_input: what FiLM reads (``oft.model.vla.FILM_INPUTS``): "mean", the paper's average of the
+        prompt's token embeddings, or "mean_rms", that average scaled to unit RMS (for models built from
+        scratch, whose embeddings start at std 0.02); read only with ``film``.
       lora_rank: LoRA rank on the backbone's linear layers; 0 trains every weight (full fine-tuning, the
         only sensible choice for a model built from scratch).
     Optimization (paper: AdamW, lr 5e-4, decayed 10x once at a step milestone)
@@ -85,6 +88,7 @@ class TrainConfig:
     proprio: bool = True
     film: bool = False
     action_slots: str = "per_dimension"
+    film_input: str = "mean"
     lora_rank: int = 0
     lora_dropout: float = 0.0
     augment: bool = True
@@ -203,7 +207,7 @@ def _type_name(tp) -> str:
 
 def _check_choices(cfg: TrainConfig) -> None:
     from oft.model.heads import get_head_class, head_names  # the head registry is the one list
-    from oft.model.vla import ACTION_SLOT_LAYOUTS
+    from oft.model.vla import ACTION_SLOT_LAYOUTS, FILM_INPUTS
 
     heads = head_names()
     every_mode = sorted({m for h in heads for m in get_head_class(h).decode_modes})
@@ -211,13 +215,15 @@ def _check_choices(cfg: TrainConfig) -> None:
         ("head", heads),
         ("decode", every_mode),
         ("action_slots", ACTION_SLOT_LAYOUTS),
+        ("film_input", FILM_INPUTS),
         ("device", DEVICES),
         ("data_loader", DATA_LOADERS),
         ("mixture_stats", MIXTURE_STATS),
     ):
         value = getattr(cfg, name)
         if value not in choices:
-            what = {"decode": "decode mode", "action_slots": "action slot layout"}.get(name, name)
+            what = {"decode": "decode mode", "action_slots": "action slot layout", "film_input": "FiLM input"}
+            what = what.get(name, name)
             what = what.replace("_", " ")
             raise ValueError(f"TrainConfig.{name}: " + unknown_name_message(what, value, choices))
     # known values that the chosen head cannot take: say which heads can
@@ -327,6 +333,7 @@ MODEL_FIELDS = (
     "proprio",
     "film",
     "action_slots",
+    "film_input",
     "lora_rank",
 )
 RESUME_FIXED = (
