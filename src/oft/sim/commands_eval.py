@@ -2,11 +2,14 @@
 
 oft eval --env metaworld --tasks mt10 --expert --episodes 10 --out runs/eval_expert
 oft eval --env metaworld --tasks drawer-open-v3 --checkpoint runs/ckpt --episodes 20 --out runs/eval
+oft eval --env aloha --tasks two-cube --checkpoint runs/ckpt --episodes 50 --out runs/eval \
+    --instruction "transfer the red cube" --instruction "transfer the blue cube"
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -31,6 +34,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="episode limit (default: the suite's)")
     p.add_argument("--image-size", type=int, default=None, help="rendered image size (default adapter's)")
     p.add_argument("--cameras", default=None, help="comma-separated cameras (default: the policy's)")
+    p.add_argument(
+        "--instruction", action="append", default=None, metavar="TEXT",
+        help="run every task under this instruction instead of its own (repeat: each start state once per "
+        "instruction, rows 'task: instruction'; aloha two-cube: the named colour is the cube to transfer)",
+    )  # fmt: skip
     p.add_argument("--device", default="cpu", help="device for --checkpoint")
     p.add_argument(
         "--workers", type=int, default=os.cpu_count() or 1,
@@ -44,8 +52,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from oft.sim.evaluate import evaluate
+    from oft.sim.evaluate import check_takes_instruction, evaluate, evaluate_instructions
     from oft.sim.rollout import ExpertPolicy
+
+    if args.instruction is not None:
+        check_takes_instruction(args.env)  # before a checkpoint is loaded
 
     env_kwargs = {}
     if args.image_size is not None:
@@ -61,11 +72,15 @@ def run(args: argparse.Namespace) -> int:
             raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
         policy = load_from_args(args, args.checkpoint, device=args.device)
         policy.eval()
-    results = evaluate(
+    if args.instruction is not None:
+        run_eval = functools.partial(evaluate_instructions, instructions=args.instruction)
+    else:
+        run_eval = evaluate
+    results = run_eval(
         policy,
         args.env,
         args.tasks,
-        args.episodes,
+        episodes=args.episodes,
         seed=args.seed,
         out=args.out,
         video_episodes=args.video_episodes,

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -262,11 +263,120 @@ def evaluate(
     rate, n = overall["success_rate"], overall["episodes"]
     log.info("%s: success %.1f%% over %d episodes", env_name, 100 * rate, n)
     if out is not None:
-        _write_outputs(results, out)
+        write_results(results, out)
     return results
 
 
-def _write_outputs(results: dict, out: Path) -> None:
+def check_takes_instruction(env_name: str) -> None:
+    """Raise ValueError unless env ``env_name`` takes ``instruction=`` (what its observations say instead of
+    the task's own language: MetaWorld and ALOHA do; LIBERO's tasks carry theirs in their BDDL files)."""
+    import inspect
+
+    from oft.sim.base import ENVS, _import_adapters
+
+    _import_adapters()
+    if env_name not in ENVS:
+        raise KeyError(unknown_name_message("environment", env_name, ENVS))
+    params = inspect.signature(ENVS[env_name]).parameters
+    if "instruction" not in params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        takes = sorted(n for n, f in ENVS.items() if "instruction" in inspect.signature(f).parameters)
+        raise ValueError(
+            f"env {env_name!r} takes no instruction (its tasks carry their own language); "
+            f"instructions can be given to: {', '.join(takes)}"
+        )
+
+
+def instruction_slug(text: str) -> str:
+    """A folder name for instruction ``text``: lowercase words and digits joined by ``-`` ("transfer the red
+    cube" -> "transfer-the-red-cube"; "" -> "empty")."""
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "empty"
+
+
+def evaluate_instructions(
+    policy: PolicyOrFactory,
+    env_name: str,
+    tasks: str | list[str],
+    instructions: list[str] | tuple[str, ...],
+    episodes: int = 10,
+    *,
+    out: str | Path | None = None,
+    env_kwargs: dict | None = None,
+    policy_source: str | None = None,
+    **kwargs,
+) -> dict:
+    """Every task once per instruction, from the same start states each time (episode ``i`` has the same
+    seed under every instruction), so a policy that ignores its instruction cannot pass both.
+
+    The env gets ``instruction=`` (MetaWorld, ALOHA): what the observations say; on ALOHA ``two-cube`` an
+    instruction naming a colour also makes that cube the one success asks for. Rows are
+    ``"<task>: <instruction>"``, shaped like :func:`evaluate`'s (``oft eval-compare`` reads them); ``overall``
+    pools every row with its 95% Wilson interval. With ``out``, each (task, instruction) run writes its own
+    ``oft eval`` directory ``out/instructions/<task>__<slug>/`` (:func:`instruction_slug`) and the rows go to
+    ``out/results.json`` and ``out/success.png``. Other keyword arguments go to :func:`evaluate`.
+
+    Raises ValueError for no instructions or a repeated one, and when ``env_name`` takes no instruction.
+    """
+    instructions = [str(i) for i in instructions]
+    if not instructions:
+        raise ValueError("instructions: expected one or more, got none")
+    repeated = sorted({i for i in instructions if instructions.count(i) > 1})
+    if repeated:
+        raise ValueError(f"instructions: {repeated} given more than once; each names one row")
+    check_takes_instruction(env_name)
+    task_names = resolve_tasks(env_name, tasks)
+    out = Path(out) if out is not None else None
+    t0 = time.perf_counter()
+    rows, runs = {}, []
+    for task in task_names:
+        for instruction in instructions:
+            row_out = out / "instructions" / f"{task}__{instruction_slug(instruction)}" if out else None
+            res = evaluate(
+                policy,
+                env_name,
+                [task],
+                episodes,
+                out=row_out,
+                env_kwargs=dict(env_kwargs or {}, instruction=instruction),
+                policy_source=policy_source,
+                **kwargs,
+            )
+            rows[f"{task}: {instruction}"] = res["tasks"][task]
+            runs.append(res)
+    from oft.sim.eval_stats import wilson_interval
+
+    wins, n = sum(r["successes"] for r in rows.values()), sum(r["episodes"] for r in rows.values())
+    wall = time.perf_counter() - t0
+    first = runs[0]
+    results = {
+        "env": env_name,
+        "policy": policy_source,
+        "episodes_per_task": episodes,
+        "seed": first["seed"],
+        "open_loop_steps": first["open_loop_steps"],
+        "max_steps": first["max_steps"],
+        "instructions": instructions,
+        "overall": {
+            "success_rate": wins / n if n else 0.0,
+            "ci95": list(wilson_interval(wins, n)),
+            "successes": wins,
+            "episodes": n,
+        },
+        "tasks": rows,
+        "wall_s": round(wall, 2),
+        "env_steps": sum(r["env_steps"] for r in runs),
+        "env_steps_per_s": round(sum(r["env_steps"] for r in runs) / wall, 1) if wall > 0 else None,
+        "workers": max(r["workers"] for r in runs),
+        "batch": first["batch"],
+        "episodes_per_s": round(n / wall, 3) if wall > 0 else None,
+    }
+    if out is not None:
+        write_results(results, out)
+    return results
+
+
+def write_results(results: dict, out: Path) -> None:
+    """``out/results.json`` and ``out/success.png`` (each row's rate with its 95% interval) of ``results``
+    shaped like :func:`evaluate`'s (``env``, ``tasks``, ``overall``)."""
     from oft.sim.video import plot_success
 
     out.mkdir(parents=True, exist_ok=True)

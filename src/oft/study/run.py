@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -305,9 +304,9 @@ def evaluate_variant(ctx: _Context, policy, out: Path) -> dict:
 
 def evaluate_per_instruction(ctx: _Context, policy, out: Path, common: dict) -> dict:
     """The suite's ``instructions`` tasks once per instruction (the same start states each time, each judged
-    by what it asks: the env's ``instruction=``), rows ``"<task>: <instruction>"``; other tasks as usual.
-    ``overall`` pools every row."""
-    from oft.sim.evaluate import evaluate
+    by what it asks: :func:`oft.sim.evaluate.evaluate_instructions`), rows ``"<task>: <instruction>"``; other
+    tasks as usual. ``overall`` pools every row."""
+    from oft.sim.evaluate import evaluate, evaluate_instructions, write_results
     from oft.study.language import pooled_rate
 
     cfg, per_task = ctx.config, dict(ctx.suite.instructions)
@@ -321,27 +320,12 @@ def evaluate_per_instruction(ctx: _Context, policy, out: Path, common: dict) -> 
         else {"tasks": {}}
     )
     for task in (t for t in ctx.tasks if t in per_task):
-        for instruction in per_task[task]:
-            env_kwargs = dict(ctx.suite.env_options, instruction=instruction)
-            row_out = out / "instructions" / f"{task}__{_slug(instruction)}"
-            res = evaluate(
-                policy,
-                ctx.suite.env,
-                [task],
-                cfg.episodes,
-                **(kw | {"env_kwargs": env_kwargs, "out": row_out}),
-            )
-            results["tasks"][f"{task}: {instruction}"] = res["tasks"][task]
+        res = evaluate_instructions(policy, ctx.suite.env, [task], per_task[task], cfg.episodes, **kw)
+        results["tasks"].update(res["tasks"])
+    results["env"] = ctx.suite.env
     results["overall"] = pooled_rate(results["tasks"])
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=str))
+    write_results(results, out)  # every row: the plain tasks' and each instruction's
     return results
-
-
-def _slug(text: str) -> str:
-    """A folder name for ``text``: lowercase words and digits joined by ``-`` ("transfer the red cube" ->
-    "transfer-the-red-cube"; "" -> "empty")."""
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "empty"
 
 
 def time_policy(policy, iters: int, warmup: int = 3) -> dict:
