@@ -69,7 +69,8 @@ def test_cli_eval_instruction_runs_the_expert_under_each(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert f"two-cube: {RED}" in printed and f"two-cube: {BLUE}" in printed
     res = json.loads((tmp_path / "results.json").read_text())
-    assert {t: r["successes"] for t, r in res["tasks"].items()} == {f"two-cube: {RED}": 1, f"two-cube: {BLUE}": 1}
+    successes = {t: r["successes"] for t, r in res["tasks"].items()}
+    assert successes == {f"two-cube: {RED}": 1, f"two-cube: {BLUE}": 1}
 
 
 class SaysWhatItSees:
@@ -108,7 +109,7 @@ def test_instructions_are_checked_before_anything_runs(monkeypatch, tmp_path, ca
     base._import_adapters()
     monkeypatch.setitem(base.ENVS, "nolang", no_language_env)
     monkeypatch.setitem(base.SUITE_TASKS, "nolang", lambda: ["t"])
-    with pytest.raises(ValueError, match="env 'nolang' takes no instruction.*metaworld"):
+    with pytest.raises(ValueError, match=r"env 'nolang' takes no instruction.*metaworld"):
         check_takes_instruction("nolang")
     with pytest.raises(ValueError, match="expected one or more"):
         evaluate_instructions(SaysWhatItSees(), "metaworld", "drawer-open-v3", [], episodes=1)

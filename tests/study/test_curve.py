@@ -78,3 +78,39 @@ def test_choosing_points_and_errors(run_dir, tmp_path, capsys):
     assert main(_argv(tmp_path, tmp_path / "c")) == 2
     assert "holds no complete checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()  # nothing written on a refused call
+
+
+def test_curve_under_instructions_has_a_row_per_instruction_and_resumes(run_dir, tmp_path, monkeypatch):
+    out = tmp_path / "curve"
+    said = ["--instruction", "open the drawer", "--instruction", ""]
+    assert main(_argv(run_dir, out, "--steps", "6", *said)) == 0
+    curve = json.loads((out / "curve.json").read_text())
+    rows = ["drawer-open-v3: ", "drawer-open-v3: open the drawer"]
+    assert curve["tasks"] == rows and curve["points"][0]["episodes"] == 2
+    ev = json.loads((out / "step_0000006" / "results.json").read_text())
+    assert ev["instructions"] == ["open the drawer", ""]
+    for slug in ("open-the-drawer", "empty"):  # each instruction's own oft eval directory
+        assert (out / "step_0000006" / "instructions" / f"drawer-open-v3__{slug}" / "results.json").is_file()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an evaluated point was evaluated again")
+
+    monkeypatch.setattr("oft.sim.evaluate.evaluate", refuse)
+    assert main(_argv(run_dir, out, "--steps", "6", *said)) == 0  # read back
+    with pytest.raises(AssertionError, match="evaluated again"):  # other instructions: evaluated anew
+        main(_argv(run_dir, out, "--steps", "6", *said[:2]))
+    with pytest.raises(AssertionError, match="evaluated again"):  # each task's own instruction
+        main(_argv(run_dir, out, "--steps", "6"))
+
+
+def test_curve_refuses_instructions_where_the_env_takes_none(run_dir, tmp_path, capsys, monkeypatch):
+    from oft.sim import base
+
+    base._import_adapters()
+    monkeypatch.setitem(base.ENVS, "nolang", lambda task, cameras=(): None)
+    monkeypatch.setitem(base.SUITE_TASKS, "nolang", lambda: ["t"])
+    argv = ["eval-curve", "--run", str(run_dir), "--env", "nolang", "--tasks", "t",
+            "--out", str(tmp_path / "c"), "--instruction", "x"]  # fmt: skip
+    assert main(argv) == 2
+    assert "env 'nolang' takes no instruction" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()

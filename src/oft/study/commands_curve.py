@@ -2,6 +2,8 @@
 
 oft eval-curve --run runs/aloha --env aloha --tasks transfer-cube --episodes 20 --every 2000 --out runs/curve
 oft eval-curve --run runs/study/variants/pdac_l1/train --env metaworld --tasks mt10 --episodes 10 --out runs/c
+oft eval-curve --run runs/aloha --env aloha --tasks two-cube --episodes 50 --out runs/curve \
+    --instruction "transfer the red cube" --instruction "transfer the blue cube"
 
 Each point is an ``oft eval`` of one checkpoint on the same seeds (layouts no demonstration used); a rerun
 reuses the points already evaluated. Keep more checkpoints with ``oft train --set keep_last=N``.
@@ -28,6 +30,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="episode i uses seed env.eval_seed_offset + seed + i")
     p.add_argument("--open-loop-steps", type=int, default=None, help="actions run per chunk (default all)")
     p.add_argument("--max-steps", type=int, default=None, help="episode limit (default: the suite's)")
+    p.add_argument(
+        "--instruction", action="append", default=None, metavar="TEXT",
+        help="run every task under this instruction instead of its own (repeat: one row per task and "
+        "instruction, the same start states each; as oft eval --instruction)",
+    )  # fmt: skip
     p.add_argument("--device", default="cpu", help="device for the policies")
     p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="simulator processes in parallel")
     add_loading_arguments(p)  # --dtype, --unnorm-key, --center-crop/--no-center-crop
@@ -46,13 +53,18 @@ def run(args: argparse.Namespace) -> int:
     from oft.study.curve import CurveConfig, choose_checkpoints, evaluate_curve, format_curve
 
     steps = _steps(args.steps)
+    instructions = None if args.instruction is None else tuple(args.instruction)
+    if instructions is not None:
+        from oft.sim.evaluate import check_takes_instruction
+
+        check_takes_instruction(args.env)  # before any checkpoint is read
     last = choose_checkpoints(args.run, steps, args.every)[-1][1]
     load_kwargs = {"dtype": resolve_dtype(args.dtype, last), "unnorm_key": args.unnorm_key,
                    "center_crop": args.center_crop}  # fmt: skip
     config = CurveConfig(run=args.run, env=args.env, tasks=args.tasks, episodes=args.episodes, out=args.out,
                          steps=steps, every=args.every, seed=args.seed, workers=args.workers,
                          device=args.device, open_loop_steps=args.open_loop_steps, max_steps=args.max_steps,
-                         load_kwargs=load_kwargs)  # fmt: skip
+                         load_kwargs=load_kwargs, instructions=instructions)  # fmt: skip
     curve = evaluate_curve(config)
     print(format_curve(curve))
     print(f"curve: {args.out / 'curve.json'}, {args.out / 'curve.png'}")

@@ -39,6 +39,8 @@ class CurveConfig:
     it, plus the last) choose the points; neither: every checkpoint the run kept.
 
     env_kwargs: passed to ``make_env`` for every point (``image_size``, ``cameras``; default the policy's).
+    instructions: run every task once per instruction (:func:`oft.sim.evaluate.evaluate_instructions`; rows
+        ``"<task>: <instruction>"``); None: each task's own.
     load_kwargs: passed to :func:`oft.model.loading.load_policy` (``dtype``, ``unnorm_key``, ``center_crop``).
     """
 
@@ -56,8 +58,15 @@ class CurveConfig:
     max_steps: int | None = None
     env_kwargs: dict | None = None
     load_kwargs: dict | None = None
+    instructions: tuple[str, ...] | None = None
 
     def validate(self) -> CurveConfig:
+        if self.instructions is not None:
+            from oft.sim.evaluate import check_takes_instruction
+
+            if not self.instructions:
+                raise ValueError("instructions: expected one or more, or None for each task's own")
+            check_takes_instruction(self.env)
         if self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
         if self.steps is not None and self.every is not None:
@@ -131,25 +140,24 @@ def evaluate_curve(config: CurveConfig) -> dict:
 def _point_results(config: CurveConfig, checkpoint: Path, point_dir: Path) -> dict:
     """``oft eval`` of one checkpoint into ``point_dir``, or its earlier results when they match."""
     from oft.model.loading import load_policy
-    from oft.sim.evaluate import evaluate, resolve_tasks
+    from oft.sim.evaluate import evaluate, evaluate_instructions, resolve_tasks
 
     wanted = {"env": config.env, "episodes_per_task": config.episodes, "seed": config.seed,
               "open_loop_steps": config.open_loop_steps, "max_steps": config.max_steps}  # fmt: skip
+    tasks = resolve_tasks(config.env, config.tasks)
+    instructions = None if config.instructions is None else list(config.instructions)
+    rows = tasks if instructions is None else [f"{t}: {i}" for t in tasks for i in instructions]
     done = point_dir / "results.json"
     if done.is_file():
         old = json.loads(done.read_text())
         same = all(old.get(k) == wanted[k] for k in _SAME_EVAL) and old.get("policy") == str(checkpoint)
-        if same and set(old["tasks"]) == set(resolve_tasks(config.env, config.tasks)):
+        if same and old.get("instructions") == instructions and set(old["tasks"]) == set(rows):
             log.info("%s: evaluated before, reusing %s", checkpoint.name, done)
             return old
         log.info("%s: earlier results differ in settings; evaluating again", checkpoint.name)
     policy = load_policy(checkpoint, device=config.device, **(config.load_kwargs or {}))
     policy.eval()
-    return evaluate(
-        policy,
-        config.env,
-        config.tasks,
-        config.episodes,
+    common = dict(
         seed=config.seed,
         out=point_dir,
         env_kwargs=config.env_kwargs,
@@ -159,6 +167,9 @@ def _point_results(config: CurveConfig, checkpoint: Path, point_dir: Path) -> di
         workers=config.workers,
         policy_source=str(checkpoint),
     )
+    if instructions is not None:
+        return evaluate_instructions(policy, config.env, tasks, instructions, config.episodes, **common)
+    return evaluate(policy, config.env, tasks, config.episodes, **common)
 
 
 def _point(step: int, minutes: float, results: dict, point_dir: Path) -> dict:
