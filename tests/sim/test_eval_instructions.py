@@ -47,10 +47,13 @@ def test_a_policy_that_ignores_its_instruction_passes_one_row_only(tmp_path):
     red, blue = res["tasks"][f"two-cube: {RED}"], res["tasks"][f"two-cube: {BLUE}"]
     assert (red["successes"], blue["successes"]) == (2, 0)
     assert red["seeds"] == blue["seeds"]  # the same start states under both instructions
-    assert res["overall"] | {"ci95": None} == {
-        "success_rate": 0.5, "ci95": None, "successes": 2, "episodes": 4,
-    }  # fmt: skip
+    overall = {k: res["overall"][k] for k in ("success_rate", "successes", "episodes", "followed")}
+    assert overall == {"success_rate": 0.5, "successes": 2, "episodes": 4, "followed": 2}
     assert res["instructions"] == [RED, BLUE]
+    # which cube it moved, episode by episode: the red one under both instructions
+    assert [e["outcome"]["moved"] for e in red["episode_results"] + blue["episode_results"]] == ["red"] * 4
+    assert (red["followed"], blue["followed"], res["overall"]["followed"]) == (2, 0, 2)
+    assert blue["episode_results"][0]["outcome"]["max_stages"] == {"red": 4, "blue": 0}
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert list(on_disk["tasks"]) == [f"two-cube: {RED}", f"two-cube: {BLUE}"]
     assert (tmp_path / "success.png").stat().st_size > 0
@@ -69,8 +72,9 @@ def test_cli_eval_instruction_runs_the_expert_under_each(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert f"two-cube: {RED}" in printed and f"two-cube: {BLUE}" in printed
     res = json.loads((tmp_path / "results.json").read_text())
-    successes = {t: r["successes"] for t, r in res["tasks"].items()}
-    assert successes == {f"two-cube: {RED}": 1, f"two-cube: {BLUE}": 1}
+    successes = {t: (r["successes"], r["followed"]) for t, r in res["tasks"].items()}
+    assert successes == {f"two-cube: {RED}": (1, 1), f"two-cube: {BLUE}": (1, 1)}
+    assert "followed (what the instruction names)" in printed
 
 
 class SaysWhatItSees:
@@ -122,3 +126,21 @@ def test_instructions_are_checked_before_anything_runs(monkeypatch, tmp_path, ca
     ])  # fmt: skip
     assert rc == 2
     assert "env 'nolang' takes no instruction" in capsys.readouterr().err
+
+
+@needs_aloha
+def test_two_cube_outcome_names_the_cube_moved_furthest():
+    out = aloha.two_cube_outcome("blue", {"red": 1, "blue": 2})
+    assert out == {"target": "blue", "max_stages": {"red": 1, "blue": 2}, "moved": "blue", "followed": True}
+    assert aloha.two_cube_outcome("red", {"red": 1, "blue": 2})["followed"] is False
+    assert aloha.two_cube_outcome("red", {"red": 0, "blue": 0})["moved"] is None  # neither touched
+    assert aloha.two_cube_outcome("red", {"red": 2, "blue": 2})["moved"] is None  # a tie names no cube
+
+
+def test_tasks_without_an_outcome_count_nothing_followed():
+    pytest.importorskip("metaworld")
+    policy = SaysWhatItSees()
+    res = evaluate_instructions(policy, "metaworld", "drawer-open-v3", ["a"], episodes=1, max_steps=2,
+                                env_kwargs={"image_size": 32})  # fmt: skip
+    assert "followed" not in res["tasks"]["drawer-open-v3: a"] and "followed" not in res["overall"]
+    assert "outcome" not in res["tasks"]["drawer-open-v3: a"]["episode_results"][0]

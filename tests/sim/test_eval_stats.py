@@ -113,6 +113,27 @@ def test_compare_results_per_task_overall_and_unshared_tasks():
     assert cmp["only_a"] == ["door"] and cmp["only_b"] == ["drawer"]
 
 
+def test_compare_results_also_compares_instruction_following_when_both_count_it(capsys):
+    from oft.sim.commands_compare import format_comparison
+
+    a = _eval_result({"two-cube: red": (3, 50), "two-cube: blue": (2, 50)})
+    b = _eval_result({"two-cube: red": (2, 50), "two-cube: blue": (2, 50)})
+    assert "followed" not in compare_results(a, b)  # success only: nothing about following to compare
+    for res, followed in ((a, (40, 45)), (b, (48, 2))):
+        for row, k in zip(res["tasks"].values(), followed, strict=True):
+            row["followed"] = k
+    cmp = compare_results(a, b)
+    blue = cmp["followed"]["tasks"]["two-cube: blue"]
+    assert blue["a"] == [45, 50] and blue["b"] == [2, 50] and blue["differ"]
+    assert cmp["followed"]["overall"]["a"] == [85, 100] and cmp["followed"]["overall"]["b"] == [50, 100]
+    assert not cmp["tasks"]["two-cube: blue"]["differ"]  # success alike, following not
+    text = format_comparison(cmp)
+    assert "instruction followed" in text
+    assert text.splitlines()[-1].startswith("overall") and "A better" in text.splitlines()[-1]
+    del b["tasks"]["two-cube: red"]["followed"]  # one side without the count: not compared
+    assert "followed" not in compare_results(a, b)
+
+
 def test_compare_results_names_a_file_that_is_not_an_eval_result():
     with pytest.raises(ValueError, match="successes"):
         compare_results(_eval_result({"reach": (1, 2)}), {"tasks": {"reach": {"success_rate": 0.5}}})

@@ -186,6 +186,17 @@ def named_colour(instruction: str) -> str | None:
     return named[0] if len(named) == 1 else None
 
 
+def two_cube_outcome(target: str, max_stages: dict[str, int]) -> dict:
+    """What a two-cube episode did with the cubes, from the highest :func:`cube_stage` each reached:
+    ``moved`` is the cube that got furthest (None while neither was touched, or on a tie), ``followed``
+    whether that is the named one. A policy that ignores its instruction moves the same cube under both
+    instructions, so it follows at most half of them even when it never completes a handover."""
+    top = max(max_stages.values())
+    leaders = [c for c in CUBE_COLOURS if max_stages[c] == top]
+    moved = leaders[0] if top > 0 and len(leaders) == 1 else None
+    return {"target": target, "max_stages": dict(max_stages), "moved": moved, "followed": moved == target}
+
+
 def _contact_pairs(physics) -> set[tuple[str, str]]:
     pairs = set()
     for i in range(physics.data.ncon):
@@ -221,6 +232,7 @@ class _TwoCube(aloha_sim.BimanualViperXTask):
     target: str = "red"
     other_on_table: bool = True
     stages: dict[str, int]
+    max_stages: dict[str, int]  # the highest stage each cube reached this episode
 
     def initialize_episode(self, physics) -> None:
         with physics.reset_context():
@@ -228,6 +240,7 @@ class _TwoCube(aloha_sim.BimanualViperXTask):
             np.copyto(physics.data.ctrl, START_ARM_POSE)
             physics.data.qpos[NUM_ROBOT_QPOS:] = self.object_pose
         self.stages, self.other_on_table = dict.fromkeys(CUBE_COLOURS, 0), True
+        self.max_stages = dict.fromkeys(CUBE_COLOURS, 0)
         suite_base.Task.initialize_episode(self, physics)
 
     def get_observation(self, physics) -> collections.OrderedDict:
@@ -236,6 +249,7 @@ class _TwoCube(aloha_sim.BimanualViperXTask):
     def get_reward(self, physics) -> int:
         pairs = _contact_pairs(physics)
         self.stages = {c: cube_stage(pairs, f"{c}_box") for c in CUBE_COLOURS}
+        self.max_stages = {c: max(self.max_stages[c], self.stages[c]) for c in CUBE_COLOURS}
         other = next(c for c in CUBE_COLOURS if c != self.target)
         self.other_on_table = (f"{other}_box", "table") in pairs
         return self.stages[self.target]
@@ -460,7 +474,8 @@ class AlohaEnv(SimEnv):
         info: dict = {"reward": reward}
         if isinstance(self._task, _TwoCube):
             success = self._task.success(reward)
-            info |= {"target": self.target, "stages": dict(self._task.stages)}
+            info |= {"target": self.target, "stages": dict(self._task.stages),
+                     "outcome": two_cube_outcome(self.target, self._task.max_stages)}  # fmt: skip
         else:
             success = reward >= self._task.max_reward
         return StepResult(self._observation(render), success, self._steps >= self.max_steps, info)

@@ -19,6 +19,11 @@ from oft.spec import RobotSpec, unknown_name_message
 
 @dataclass
 class StepResult:
+    """One step. ``info["outcome"]`` (optional): a small JSON-safe dict saying what the episode has done so
+    far beyond success; evaluation records the last step's with each episode. Its ``"followed"`` (bool):
+    whether the policy acted on what the instruction names (ALOHA ``two-cube``: the named cube is the one it
+    moved furthest), counted per task by :func:`oft.sim.evaluate.evaluate`."""
+
     observation: Observation
     success: bool  # the task's success criterion holds at this step
     done: bool  # the episode cannot continue (time limit or the simulator's own termination)

@@ -50,22 +50,31 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_comparison(cmp: dict, name_a: str = "A", name_b: str = "B") -> str:
-    """A text table: per task A and B successes/episodes and rate, Fisher p-value, verdict."""
-    rows = [*cmp["tasks"].items(), ("overall", cmp["overall"])]
-    width = max(len(t) for t, _ in rows)
+    """A text table: per task A and B successes/episodes and rate, Fisher p-value, verdict; the same for
+    the episodes whose instruction was followed when both results count them."""
     lines = [f"A = {name_a}", f"B = {name_b}", ""]
-    header = f"{'task':<{width}}  {'A':>14}  {'B':>14}  {'p (Fisher)':>10}"
-    lines.append(f"{header}  verdict (alpha {cmp['alpha']})")
+    lines += _table(cmp, cmp["alpha"], "task")
+    if "followed" in cmp:
+        lines += ["", "instruction followed (what the instruction names was acted on):"]
+        lines += _table(cmp["followed"], cmp["alpha"], "task")
+    for side, tasks in (("A", cmp["only_a"]), ("B", cmp["only_b"])):
+        if tasks:
+            lines.append(f"only in {side} (not compared): {', '.join(tasks)}")
+    return "\n".join(lines)
+
+
+def _table(cmp: dict, alpha: float, first: str) -> list[str]:
+    rows = [*cmp["tasks"].items(), ("overall", cmp["overall"])]
+    width = max(len(t) for t, _ in [*rows, (first, None)])
+    header = f"{first:<{width}}  {'A':>14}  {'B':>14}  {'p (Fisher)':>10}"
+    lines = [f"{header}  verdict (alpha {alpha})"]
     for task, r in rows:
         cells = [_cell(*r["a"]), _cell(*r["b"])]
         verdict = "same within chance"
         if r["differ"]:
             verdict = "A better" if r["rate_a"] > r["rate_b"] else "B better"
         lines.append(f"{task:<{width}}  {cells[0]:>14}  {cells[1]:>14}  {r['p_value']:>10.4g}  {verdict}")
-    for side, tasks in (("A", cmp["only_a"]), ("B", cmp["only_b"])):
-        if tasks:
-            lines.append(f"only in {side} (not compared): {', '.join(tasks)}")
-    return "\n".join(lines)
+    return lines
 
 
 def _cell(k: int, n: int) -> str:

@@ -100,11 +100,17 @@ def run(args: argparse.Namespace) -> int:
 def _print_table(results: dict) -> None:
     """One row per task and the overall one: successes/episodes, rate, 95% Wilson interval."""
     width = max(len(t) for t in [*results["tasks"], "overall"])
-    print(f"{'task':<{width}}  {'successes':>9} {'rate':>6}  95% CI (Wilson)")
-    for task, r in [*results["tasks"].items(), ("overall", results["overall"])]:
+    rows = [*results["tasks"].items(), ("overall", results["overall"])]
+    followed = all("followed" in r for _, r in rows)  # the env says whether the instruction was acted on
+    head = "  followed (what the instruction names)" if followed else ""
+    print(f"{'task':<{width}}  {'successes':>9} {'rate':>6}  95% CI (Wilson)" + head)
+    for task, r in rows:
         lo, hi = r["ci95"]
         row = f"{r['successes']:>4}/{r['episodes']:<4} {100 * r['success_rate']:5.1f}%"
-        print(f"{task:<{width}}  {row}  [{100 * lo:5.1f}, {100 * hi:5.1f}]")
+        extra = (
+            f"  {r['followed']:>4}/{r['episodes']:<4} {100 * r['followed_rate']:5.1f}%" if followed else ""
+        )
+        print(f"{task:<{width}}  {row}  [{100 * lo:5.1f}, {100 * hi:5.1f}]" + extra)
     print(
         f"wall {results['wall_s']} s, {results['env_steps_per_s']} env steps/s, "
         f"{results['episodes_per_s']} episodes/s with {results['workers']} worker(s)"

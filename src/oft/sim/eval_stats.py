@@ -122,11 +122,22 @@ def compare_rates(successes_a: int, n_a: int, successes_b: int, n_b: int, alpha:
     }
 
 
-def _counts(entry: dict, where: str) -> tuple[int, int]:
+def _counts(entry: dict, where: str, key: str = "successes") -> tuple[int, int]:
     try:
-        return int(entry["successes"]), int(entry["episodes"])
+        return int(entry[key]), int(entry["episodes"])
     except KeyError as e:
         raise ValueError(f"{where} has no {e.args[0]!r} count; expected an oft eval results.json") from None
+
+
+def _compare_rows(a: dict, b: dict, shared: list[str], alpha: float, key: str) -> dict:
+    tasks, totals = {}, [0, 0, 0, 0]
+    for task in shared:
+        ka, na = _counts(a["tasks"][task], f"result A task {task!r}", key)
+        kb, nb = _counts(b["tasks"][task], f"result B task {task!r}", key)
+        tasks[task] = compare_rates(ka, na, kb, nb, alpha) | {"a": [ka, na], "b": [kb, nb]}
+        totals = [totals[0] + ka, totals[1] + na, totals[2] + kb, totals[3] + nb]
+    ka, na, kb, nb = totals
+    return {"tasks": tasks, "overall": compare_rates(ka, na, kb, nb, alpha) | {"a": [ka, na], "b": [kb, nb]}}
 
 
 def compare_results(a: dict, b: dict, alpha: float = 0.05) -> dict:
@@ -134,26 +145,21 @@ def compare_results(a: dict, b: dict, alpha: float = 0.05) -> dict:
 
     Returns ``{"tasks": {task: {..compare_rates.., "a": [k, n], "b": [k, n]}}, "overall": {...},
     "only_a": [...], "only_b": [...]}``; tasks evaluated in only one result are listed, not compared.
-    The overall row pools the tasks both results share.
+    The overall row pools the tasks both results share. When every shared row of both counts episodes whose
+    instruction was followed (``followed``, see :class:`oft.sim.base.StepResult`), ``"followed"`` holds the
+    same comparison of those counts (``{"tasks", "overall"}``).
     """
     if "tasks" not in a or "tasks" not in b:
         raise ValueError("compare_results expects two oft eval results (dicts with a 'tasks' entry)")
     shared = [t for t in a["tasks"] if t in b["tasks"]]
-    tasks, totals = {}, [0, 0, 0, 0]
-    for task in shared:
-        ka, na = _counts(a["tasks"][task], f"result A task {task!r}")
-        kb, nb = _counts(b["tasks"][task], f"result B task {task!r}")
-        tasks[task] = compare_rates(ka, na, kb, nb, alpha) | {"a": [ka, na], "b": [kb, nb]}
-        totals = [totals[0] + ka, totals[1] + na, totals[2] + kb, totals[3] + nb]
-    ka, na, kb, nb = totals
-    overall = compare_rates(ka, na, kb, nb, alpha) | {"a": [ka, na], "b": [kb, nb]}
-    return {
-        "alpha": alpha,
-        "tasks": tasks,
-        "overall": overall,
+    out = {"alpha": alpha, **_compare_rows(a, b, shared, alpha, "successes")}
+    out |= {
         "only_a": [t for t in a["tasks"] if t not in b["tasks"]],
         "only_b": [t for t in b["tasks"] if t not in a["tasks"]],
     }
+    if shared and all("followed" in r["tasks"][t] for r in (a, b) for t in shared):
+        out["followed"] = _compare_rows(a, b, shared, alpha, "followed")
+    return out
 
 
 __all__ = ["Z95", "compare_rates", "compare_results", "fisher_exact", "wilson_interval"]

@@ -150,7 +150,29 @@ def _episode_record(r: EpisodeResult, video: str | None) -> dict:
     digest = hashlib.sha1(np.ascontiguousarray(r.actions, dtype=np.float32).tobytes()).hexdigest()[:16]
     rec = {"seed": r.seed, "success": r.success, "steps": r.steps, "chunk_queries": r.chunk_queries,
            "actions_sha1": digest}  # fmt: skip
+    if "outcome" in r.info:  # what the env says the episode did (oft.sim.base.StepResult)
+        rec["outcome"] = r.info["outcome"]
     return rec | ({"video": video} if video else {})
+
+
+def followed_counts(rows: list[dict]) -> dict:
+    """``{"followed", "followed_rate", "followed_ci95"}`` over the episodes of ``rows`` (each a task row with
+    ``followed`` and ``episodes``, or an episode record with ``outcome.followed``); {} when any lacks it."""
+    from oft.sim.eval_stats import wilson_interval
+
+    if not rows:
+        return {}
+    if all("outcome" in r and "followed" in r["outcome"] for r in rows):
+        wins, n = sum(bool(r["outcome"]["followed"]) for r in rows), len(rows)
+    elif all("followed" in r for r in rows):
+        wins, n = sum(r["followed"] for r in rows), sum(r["episodes"] for r in rows)
+    else:
+        return {}
+    return {
+        "followed": wins,
+        "followed_rate": wins / n if n else 0.0,
+        "followed_ci95": list(wilson_interval(wins, n)),
+    }
 
 
 def _write_video(r: EpisodeResult, out: Path, index: int) -> str | None:
@@ -177,12 +199,13 @@ def _summarize(records: dict[str, list[dict]]) -> tuple[dict, dict]:
             "episodes": len(eps),
             "seeds": [e["seed"] for e in eps],
             "mean_steps": sum(e["steps"] for e in eps) / max(len(eps), 1),
+            **followed_counts(eps),
             "episode_results": eps,
         }
     n = sum(t["episodes"] for t in tasks.values())
     wins = sum(t["successes"] for t in tasks.values())
     overall = {"success_rate": wins / n if n else 0.0, "ci95": list(wilson_interval(wins, n))}
-    return tasks, overall | {"successes": wins, "episodes": n}
+    return tasks, overall | {"successes": wins, "episodes": n} | followed_counts(list(tasks.values()))
 
 
 def evaluate(
@@ -360,6 +383,7 @@ def evaluate_instructions(
             "ci95": list(wilson_interval(wins, n)),
             "successes": wins,
             "episodes": n,
+            **followed_counts(list(rows.values())),
         },
         "tasks": rows,
         "wall_s": round(wall, 2),

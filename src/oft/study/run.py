@@ -306,7 +306,7 @@ def evaluate_per_instruction(ctx: _Context, policy, out: Path, common: dict) -> 
     """The suite's ``instructions`` tasks once per instruction (the same start states each time, each judged
     by what it asks: :func:`oft.sim.evaluate.evaluate_instructions`), rows ``"<task>: <instruction>"``; other
     tasks as usual. ``overall`` pools every row."""
-    from oft.sim.evaluate import evaluate, evaluate_instructions, write_results
+    from oft.sim.evaluate import evaluate, evaluate_instructions, followed_counts, write_results
     from oft.study.language import pooled_rate
 
     cfg, per_task = ctx.config, dict(ctx.suite.instructions)
@@ -323,7 +323,7 @@ def evaluate_per_instruction(ctx: _Context, policy, out: Path, common: dict) -> 
         res = evaluate_instructions(policy, ctx.suite.env, [task], per_task[task], cfg.episodes, **kw)
         results["tasks"].update(res["tasks"])
     results["env"] = ctx.suite.env
-    results["overall"] = pooled_rate(results["tasks"])
+    results["overall"] = pooled_rate(results["tasks"]) | followed_counts(list(results["tasks"].values()))
     write_results(results, out)  # every row: the plain tasks' and each instruction's
     return results
 
