@@ -54,6 +54,7 @@ def test_a_policy_that_ignores_its_instruction_passes_one_row_only(tmp_path):
     assert [e["outcome"]["moved"] for e in red["episode_results"] + blue["episode_results"]] == ["red"] * 4
     assert (red["followed"], blue["followed"], res["overall"]["followed"]) == (2, 0, 2)
     assert blue["episode_results"][0]["outcome"]["max_stages"] == {"red": 4, "blue": 0}
+    assert res["same_object"] == {"two-cube": {"start_states": 2, "same": 2}}  # red whatever it was told
     on_disk = json.loads((tmp_path / "results.json").read_text())
     assert list(on_disk["tasks"]) == [f"two-cube: {RED}", f"two-cube: {BLUE}"]
     assert (tmp_path / "success.png").stat().st_size > 0
@@ -75,6 +76,8 @@ def test_cli_eval_instruction_runs_the_expert_under_each(tmp_path, capsys):
     successes = {t: (r["successes"], r["followed"]) for t, r in res["tasks"].items()}
     assert successes == {f"two-cube: {RED}": (1, 1), f"two-cube: {BLUE}": (1, 1)}
     assert "followed (what the instruction names)" in printed
+    assert res["same_object"] == {"two-cube": {"start_states": 1, "same": 0}}  # the expert: red, then blue
+    assert "1 start states with an object moved under every instruction, 0 of them the same one" in printed
 
 
 class SaysWhatItSees:
@@ -144,3 +147,4 @@ def test_tasks_without_an_outcome_count_nothing_followed():
                                 env_kwargs={"image_size": 32})  # fmt: skip
     assert "followed" not in res["tasks"]["drawer-open-v3: a"] and "followed" not in res["overall"]
     assert "outcome" not in res["tasks"]["drawer-open-v3: a"]["episode_results"][0]
+    assert "same_object" not in res

@@ -111,6 +111,11 @@ def _print_table(results: dict) -> None:
             f"  {r['followed']:>4}/{r['episodes']:<4} {100 * r['followed_rate']:5.1f}%" if followed else ""
         )
         print(f"{task:<{width}}  {row}  [{100 * lo:5.1f}, {100 * hi:5.1f}]" + extra)
+    for task, e in results.get("same_object", {}).items():
+        print(
+            f"{task}: {e['start_states']} start states with an object moved under every instruction, "
+            f"{e['same']} of them the same one whatever the instruction (a reader of it moves different ones)"
+        )
     print(
         f"wall {results['wall_s']} s, {results['env_steps_per_s']} env steps/s, "
         f"{results['episodes_per_s']} episodes/s with {results['workers']} worker(s)"

@@ -335,7 +335,10 @@ def evaluate_instructions(
     ``"<task>: <instruction>"``, shaped like :func:`evaluate`'s (``oft eval-compare`` reads them); ``overall``
     pools every row with its 95% Wilson interval. With ``out``, each (task, instruction) run writes its own
     ``oft eval`` directory ``out/instructions/<task>__<slug>/`` (:func:`instruction_slug`) and the rows go to
-    ``out/results.json`` and ``out/success.png``. Other keyword arguments go to :func:`evaluate`.
+    ``out/results.json`` and ``out/success.png``. Where the env records which object an episode moved
+    (``outcome.moved``, ALOHA ``two-cube``), ``results["same_object"][task]`` = ``{"start_states", "same"}``:
+    start states where an object was moved under every instruction, and how many of them the same one.
+    Other keyword arguments go to :func:`evaluate`.
 
     Raises ValueError for no instructions or a repeated one, and when ``env_name`` takes no instruction.
     """
@@ -393,9 +396,24 @@ def evaluate_instructions(
         "batch": first["batch"],
         "episodes_per_s": round(n / wall, 3) if wall > 0 else None,
     }
+    effect = {t: _same_outcome(rows, t, instructions) for t in task_names}
+    if any(effect.values()):
+        results["same_object"] = {t: e for t, e in effect.items() if e}
     if out is not None:
         write_results(results, out)
     return results
+
+
+def _same_outcome(rows: dict, task: str, instructions: list[str]) -> dict:
+    """Start states where the policy moved an object (``outcome.moved``) under every instruction, and how
+    many of them it moved the same one under all (``{"start_states", "same"}``; {} without outcomes): a
+    policy that reads its instruction moves different objects when told different ones."""
+    runs = [rows[f"{task}: {i}"]["episode_results"] for i in instructions]
+    if len(runs) < 2 or not all("moved" in e.get("outcome", {}) for eps in runs for e in eps):
+        return {}
+    moved = [[e["outcome"]["moved"] for e in eps] for eps in runs]
+    acted = [col for col in zip(*moved, strict=True) if all(m is not None for m in col)]
+    return {"start_states": len(acted), "same": sum(len(set(col)) == 1 for col in acted)}
 
 
 def write_results(results: dict, out: Path) -> None:
