@@ -120,6 +120,9 @@ def test_instructions_are_checked_before_anything_runs(monkeypatch, tmp_path, ca
         check_takes_instruction("nolang")
     with pytest.raises(ValueError, match="expected one or more"):
         evaluate_instructions(SaysWhatItSees(), "metaworld", "drawer-open-v3", [], episodes=1)
+    with pytest.raises(ValueError, match="share a folder name"):  # one run would overwrite the other's
+        evaluate_instructions(SaysWhatItSees(), "metaworld", "drawer-open-v3", ["Open it", "open it!"],
+                              episodes=1, out=tmp_path / "o")  # fmt: skip
     with pytest.raises(ValueError, match=r"\['a'\] given more than once"):
         evaluate_instructions(SaysWhatItSees(), "metaworld", "drawer-open-v3", ["a", "b", "a"], episodes=1)
     # the CLI refuses before loading the (here missing) checkpoint

@@ -348,6 +348,9 @@ def evaluate_instructions(
     repeated = sorted({i for i in instructions if instructions.count(i) > 1})
     if repeated:
         raise ValueError(f"instructions: {repeated} given more than once; each names one row")
+    slugs = [instruction_slug(i) for i in instructions]
+    if out is not None and len(set(slugs)) < len(slugs):  # each run's folder is named by its slug
+        raise ValueError(f"instructions {instructions} share a folder name ({slugs}); reword them")
     check_takes_instruction(env_name)
     task_names = resolve_tasks(env_name, tasks)
     out = Path(out) if out is not None else None
