@@ -53,20 +53,20 @@ def format_comparison(cmp: dict, name_a: str = "A", name_b: str = "B") -> str:
     """A text table: per task A and B successes/episodes and rate, Fisher p-value, verdict; the same for
     the episodes whose instruction was followed when both results count them."""
     lines = [f"A = {name_a}", f"B = {name_b}", ""]
-    lines += _table(cmp, cmp["alpha"], "task")
+    lines += _table(cmp, cmp["alpha"])
     if "followed" in cmp:
         lines += ["", "instruction followed (what the instruction names was acted on):"]
-        lines += _table(cmp["followed"], cmp["alpha"], "task")
+        lines += _table(cmp["followed"], cmp["alpha"])
     for side, tasks in (("A", cmp["only_a"]), ("B", cmp["only_b"])):
         if tasks:
             lines.append(f"only in {side} (not compared): {', '.join(tasks)}")
     return "\n".join(lines)
 
 
-def _table(cmp: dict, alpha: float, first: str) -> list[str]:
+def _table(cmp: dict, alpha: float) -> list[str]:
     rows = [*cmp["tasks"].items(), ("overall", cmp["overall"])]
-    width = max(len(t) for t, _ in [*rows, (first, None)])
-    header = f"{first:<{width}}  {'A':>14}  {'B':>14}  {'p (Fisher)':>10}"
+    width = max(len(t) for t in [*cmp["tasks"], "task", "overall"])
+    header = f"{'task':<{width}}  {'A':>14}  {'B':>14}  {'p (Fisher)':>10}"
     lines = [f"{header}  verdict (alpha {alpha})"]
     for task, r in rows:
         cells = [_cell(*r["a"]), _cell(*r["b"])]

@@ -122,6 +122,19 @@ def compare_rates(successes_a: int, n_a: int, successes_b: int, n_b: int, alpha:
     }
 
 
+def pooled_rate(rows: dict[str, dict]) -> dict:
+    """Success pooled over rows ``{name: {"successes", "episodes", ...}}``: rate, 95% Wilson interval,
+    counts."""
+    wins = sum(d["successes"] for d in rows.values())
+    n = sum(d["episodes"] for d in rows.values())
+    return {
+        "success_rate": wins / n if n else 0.0,
+        "ci95": list(wilson_interval(wins, n)),
+        "successes": wins,
+        "episodes": n,
+    }
+
+
 def _counts(entry: dict, where: str, key: str = "successes") -> tuple[int, int]:
     try:
         return int(entry[key]), int(entry["episodes"])
@@ -162,4 +175,4 @@ def compare_results(a: dict, b: dict, alpha: float = 0.05) -> dict:
     return out
 
 
-__all__ = ["Z95", "compare_rates", "compare_results", "fisher_exact", "wilson_interval"]
+__all__ = ["Z95", "compare_rates", "compare_results", "fisher_exact", "pooled_rate", "wilson_interval"]

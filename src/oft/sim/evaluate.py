@@ -187,7 +187,7 @@ def _write_video(r: EpisodeResult, out: Path, index: int) -> str | None:
 
 def _summarize(records: dict[str, list[dict]]) -> tuple[dict, dict]:
     """Per-task and overall success, each with its 95% Wilson interval (``ci95``, oft.sim.eval_stats)."""
-    from oft.sim.eval_stats import wilson_interval
+    from oft.sim.eval_stats import pooled_rate, wilson_interval
 
     tasks = {}
     for task, eps in records.items():
@@ -202,10 +202,7 @@ def _summarize(records: dict[str, list[dict]]) -> tuple[dict, dict]:
             **followed_counts(eps),
             "episode_results": eps,
         }
-    n = sum(t["episodes"] for t in tasks.values())
-    wins = sum(t["successes"] for t in tasks.values())
-    overall = {"success_rate": wins / n if n else 0.0, "ci95": list(wilson_interval(wins, n))}
-    return tasks, overall | {"successes": wins, "episodes": n} | followed_counts(list(tasks.values()))
+    return tasks, pooled_rate(tasks) | followed_counts(list(tasks.values()))
 
 
 def evaluate(
@@ -371,9 +368,9 @@ def evaluate_instructions(
             )
             rows[f"{task}: {instruction}"] = res["tasks"][task]
             runs.append(res)
-    from oft.sim.eval_stats import wilson_interval
+    from oft.sim.eval_stats import pooled_rate
 
-    wins, n = sum(r["successes"] for r in rows.values()), sum(r["episodes"] for r in rows.values())
+    overall = pooled_rate(rows) | followed_counts(list(rows.values()))
     wall = time.perf_counter() - t0
     first = runs[0]
     results = {
@@ -384,20 +381,14 @@ def evaluate_instructions(
         "open_loop_steps": first["open_loop_steps"],
         "max_steps": first["max_steps"],
         "instructions": instructions,
-        "overall": {
-            "success_rate": wins / n if n else 0.0,
-            "ci95": list(wilson_interval(wins, n)),
-            "successes": wins,
-            "episodes": n,
-            **followed_counts(list(rows.values())),
-        },
+        "overall": overall,
         "tasks": rows,
         "wall_s": round(wall, 2),
         "env_steps": sum(r["env_steps"] for r in runs),
         "env_steps_per_s": round(sum(r["env_steps"] for r in runs) / wall, 1) if wall > 0 else None,
         "workers": max(r["workers"] for r in runs),
         "batch": first["batch"],
-        "episodes_per_s": round(n / wall, 3) if wall > 0 else None,
+        "episodes_per_s": round(overall["episodes"] / wall, 3) if wall > 0 else None,
     }
     effect = {t: _same_outcome(rows, t, instructions) for t in task_names}
     if any(effect.values()):

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from oft.sim.eval_stats import wilson_interval
+from oft.sim.eval_stats import pooled_rate
 from oft.sim.evaluate import PolicyOrFactory, evaluate
 
 log = logging.getLogger(__name__)
@@ -31,19 +31,6 @@ def direction_name(scene: str, told: str) -> str:
 def _counts(results: dict, task: str) -> dict:
     r = results["tasks"][task]
     return {k: r[k] for k in ("success_rate", "ci95", "successes", "episodes", "seeds")}
-
-
-def pooled_rate(directions: dict[str, dict]) -> dict:
-    """Success pooled over rows ``{name: {"successes", "episodes", ...}}``: rate, 95% Wilson interval,
-    counts."""
-    wins = sum(d["successes"] for d in directions.values())
-    n = sum(d["episodes"] for d in directions.values())
-    return {
-        "success_rate": wins / n if n else 0.0,
-        "ci95": list(wilson_interval(wins, n)),
-        "successes": wins,
-        "episodes": n,
-    }
 
 
 def evaluate_instruction_following(

@@ -306,8 +306,8 @@ def evaluate_per_instruction(ctx: _Context, policy, out: Path, common: dict) -> 
     """The suite's ``instructions`` tasks once per instruction (the same start states each time, each judged
     by what it asks: :func:`oft.sim.evaluate.evaluate_instructions`), rows ``"<task>: <instruction>"``; other
     tasks as usual. ``overall`` pools every row."""
+    from oft.sim.eval_stats import pooled_rate
     from oft.sim.evaluate import evaluate, evaluate_instructions, followed_counts, write_results
-    from oft.study.language import pooled_rate
 
     cfg, per_task = ctx.config, dict(ctx.suite.instructions)
     plain = [t for t in ctx.tasks if t not in per_task]
