@@ -1,4 +1,5 @@
-"""What FiLM reads: the paper's mean prompt embedding, or it at unit RMS (for models built from scratch)."""
+"""What FiLM reads: the paper's mean prompt embedding, it at unit RMS, or it centered on the training
+instructions (for models built from scratch)."""
 
 from __future__ import annotations
 
@@ -107,7 +108,8 @@ def test_unknown_film_inputs_name_the_choices():
     from oft.model.vla import VLA
 
     policy = _policy("mean")
-    with pytest.raises(ValueError, match=r"film_input 'max'; expected one of \('mean', 'mean_rms'\)"):
+    choices = r"\('mean', 'mean_rms', 'mean_centered'\)"
+    with pytest.raises(ValueError, match=rf"film_input 'max'; expected one of {choices}"):
         VLA(dataclasses.replace(policy.vla.config, film_input="max"), policy.vla.tokenizer)
     with pytest.raises(ValueError, match=r"TrainConfig.film_input: unknown FiLM input 'max'; known: mean"):
         TrainConfig(film_input="max").validate(check_paths=False)
@@ -119,3 +121,75 @@ def test_oft_info_names_the_film_input(tmp_path, capsys):
     _policy("mean_rms").save(tmp_path / "p")
     assert main(["info", str(tmp_path / "p")]) == 0
     assert "FiLM: True (mean_rms)" in capsys.readouterr().out
+
+
+def _two_cube_prompts() -> list[str]:
+    return ["transfer the red cube", "transfer the blue cube"]
+
+
+def _centered_policy(instructions: list[str], film_input: str = "mean_centered"):
+    torch.manual_seed(0)
+    stats = NormStats(_stats(D), _stats(P))
+    return build_policy(SPEC, stats, instructions, arch="tiny", use_film=True, film_input=film_input).eval()
+
+
+def _inputs_for(policy, prompts: list[str]) -> torch.Tensor:
+    vla = policy.vla
+    ids, lengths = vla.tokenize(prompts)
+    with torch.no_grad():
+        return vla.film_embedding(vla.embed_tokens(ids), lengths)
+
+
+def test_mean_centered_keeps_only_what_tells_the_instructions_apart():
+    """Two instructions one word apart: mean_rms inputs nearly coincide, mean_centered ones are opposite."""
+    prompts = _two_cube_prompts()
+    inputs = {}
+    for film_input in ("mean_rms", "mean_centered"):
+        policy = _centered_policy(prompts, film_input)
+        with torch.no_grad():  # a trained table: far from the 0.02 init, so the epsilon plays no part
+            policy.vla.language_model.model.embed_tokens.weight.normal_(0, 1.0)
+        inputs[film_input] = _inputs_for(policy, prompts)
+    rms, centered = inputs["mean_rms"], inputs["mean_centered"]
+    cos = torch.nn.functional.cosine_similarity
+    assert policy.vla.config.film_instructions == sorted(prompts)
+    assert float(cos(rms[0], rms[1], dim=0)) > 0.8  # the shared template dominates
+    torch.testing.assert_close(centered[0], -centered[1])  # two instructions: +d and -d around the center
+    torch.testing.assert_close(centered.pow(2).mean(-1).sqrt(), torch.ones(2), atol=1e-3, rtol=0)
+    # by hand: each prompt's mean (BOS, prompt, </s>) minus the average of the two
+    vla = policy.vla
+    ids, lengths = vla.tokenize(prompts)
+    eos = vla.embed_tokens(torch.tensor([vla.tokenizer.eos_id]))[0]
+    with torch.no_grad():
+        rows = [torch.cat([vla.embed_tokens(ids[i, : lengths[i]]), eos[None]]) for i in range(2)]
+    means = torch.stack([row.mean(0) for row in rows])
+    diff = means - means.mean(0, keepdim=True)
+    torch.testing.assert_close(centered, diff / (diff.pow(2).mean(-1, keepdim=True) + 1e-6).sqrt())
+
+
+def test_mean_centered_with_one_training_instruction_gives_film_nothing_to_read():
+    policy = _centered_policy(["transfer the cube"])
+    assert _inputs_for(policy, ["transfer the cube"]).abs().max() < 1e-4
+
+
+def test_mean_centered_needs_the_training_instructions():
+    from oft.model.vla import VLA
+
+    policy = _centered_policy(_two_cube_prompts())
+    with pytest.raises(ValueError, match=r"'mean_centered' needs the training instructions .*got None"):
+        VLA(dataclasses.replace(policy.vla.config, film_instructions=None), policy.vla.tokenizer)
+
+
+def test_mean_centered_round_trips_through_a_checkpoint(tmp_path):
+    """The center is part of the model: a reloaded policy (and so the robot's server) computes the same."""
+    prompts = _two_cube_prompts()
+    policy = _centered_policy(prompts)
+    with torch.no_grad():
+        for block in policy.vla.vision_backbone.featurizer.blocks:
+            block.scale.weight.normal_(0, 0.1)
+    loaded = load_policy(policy.save(tmp_path / "p"))
+    assert loaded.vla.config.film_instructions == sorted(prompts)
+    for prompt in prompts:
+        obs = _obs(prompt)
+        np.testing.assert_array_equal(policy.predict_action_chunk(obs), loaded.predict_action_chunk(obs))
+    red, blue = (loaded.predict_action_chunk(_obs(p)) for p in prompts)
+    assert np.abs(red - blue).max() > 1e-4  # the instruction reaches the actions through FiLM

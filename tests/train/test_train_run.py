@@ -138,3 +138,17 @@ def test_continuing_a_checkpoint_keeps_its_model(tiny_dataset_dir, tmp_path):
     with pytest.raises(ValueError, match=r"film: checkpoint True, config False.*--set film=true"):
         train(cfg, tmp_path / "third", dataset=open_dataset(tiny_dataset_dir))
     assert not (tmp_path / "third" / "checkpoints").exists()
+
+
+def test_mean_centered_film_centers_on_the_datasets_instructions(tiny_dataset_dir, tmp_path):
+    """`--set film_input=mean_centered`: the checkpoint records the training instructions it centers on."""
+    from oft.data import open_dataset
+
+    out = tmp_path / "run"
+    film = ["--set", "film=true", "--set", "film_input=mean_centered", "--set", "batch_size=2"]
+    assert _train(tiny_dataset_dir, out, "--base", "tiny", "--steps", "1", *film) == 0
+    policy = oft.load_policy(out)
+    expected = sorted(set(open_dataset(tiny_dataset_dir).instructions))
+    assert len(expected) > 1
+    assert policy.vla.config.film_input == "mean_centered"
+    assert policy.vla.config.film_instructions == expected

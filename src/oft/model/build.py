@@ -64,6 +64,11 @@ def input_size(arch: str) -> int:
     return int(ARCHITECTURES[arch]["vit"]["img_size"])
 
 
+def film_instructions(film_input: str, instructions: Iterable[str]) -> list[str] | None:
+    """The instructions a ``film_input`` of "mean_centered" centers on (sorted, each once); None otherwise."""
+    return sorted(set(instructions)) if film_input == "mean_centered" else None
+
+
 def build_policy(
     spec: RobotSpec,
     norm_stats: NormStats,
@@ -91,11 +96,13 @@ def build_policy(
     action_slots: "per_dimension" (OpenVLA-OFT: K*D empty action slots) or "per_step" (K slots, each read into
         D actions by the head; L1 head only).
     film_input: what FiLM reads (:data:`oft.model.vla.FILM_INPUTS`): "mean" (the paper's mean prompt
-        embedding) or "mean_rms" (that mean at unit RMS).
+        embedding), "mean_rms" (that mean at unit RMS) or "mean_centered" (centered on ``instructions``'
+        means, then at unit RMS).
     """
     if arch not in ARCHITECTURES:
         raise KeyError(unknown_name_message("architecture", arch, ARCHITECTURES))
     a = ARCHITECTURES[arch]
+    instructions = list(instructions)
     tokenizer = build_word_tokenizer(instructions)
     proprio_dim = spec.proprio_dim if use_proprio else 0
     if proprio_dim and norm_stats.proprio is None:
@@ -105,7 +112,8 @@ def build_policy(
                max_position_embeddings=4096, pad_token_id=tokenizer.pad_id)  # fmt: skip
     vit = ViTConfig(**a["vit"], class_token=True, mean=HALF, std=HALF)
     vla_cfg = VLAConfig([vit], llm, spec.chunk_len, spec.action_dim, proprio_dim, use_film=use_film,
-                        action_slots=action_slots, film_input=film_input)  # fmt: skip
+                        action_slots=action_slots, film_input=film_input,
+                        film_instructions=film_instructions(film_input, instructions))  # fmt: skip
     kwargs = dict(a["head"]) if head == "l1" else {}
     kwargs.update(head_kwargs or {})
     lora_meta = None

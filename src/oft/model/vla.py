@@ -39,7 +39,13 @@ ACTION_SLOT_LAYOUTS = ("per_dimension", "per_step")
 # model built from scratch starts its embedding table at std 0.02 (Llama's initializer_range), so the average
 # that "mean" hands the zero-initialized FiLM maps has a norm near 0.1 and two instructions that differ in one
 # word differ by ~0.03 in it: the maps learn the instruction-dependent part of (gamma, beta) slowly.
-FILM_INPUTS = ("mean", "mean_rms")
+# "mean_centered": the average minus the average of the training instructions' averages
+# (VLAConfig.film_instructions), then at unit RMS. Scaling keeps the part every prompt shares (the template,
+# "transfer the ... cube"): where instructions differ in one word of 17 prompt tokens the two "mean_rms"
+# inputs still point the same way (cosine 0.993 on a trained two-cube policy); centering drops the shared
+# part, so FiLM reads only what tells the training instructions apart. With one training instruction the
+# input is zero and FiLM is a learned constant (there is nothing to condition on).
+FILM_INPUTS = ("mean", "mean_rms", "mean_centered")
 
 
 @dataclass
@@ -58,8 +64,11 @@ class VLAConfig:
     lm_head: bool = True
     # ACTION_SLOT_LAYOUTS: "per_dimension" (the paper's K*D slots) or "per_step" (K slots, one per chunk step)
     action_slots: str = "per_dimension"
-    # FILM_INPUTS: "mean" (the paper's) or "mean_rms" (scaled to unit RMS; for models built from scratch)
+    # FILM_INPUTS: "mean" (the paper's), "mean_rms" (scaled to unit RMS; for models built from scratch) or
+    # "mean_centered" (centered on the training instructions below, then at unit RMS)
     film_input: str = "mean"
+    # the training instructions "mean_centered" centers on (None for the other inputs)
+    film_instructions: list[str] | None = None
 
     @property
     def slots_per_step(self) -> int:
@@ -147,6 +156,14 @@ class LanguageModel(nn.Module):
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False) if lm_head else None
 
 
+def _prompt_mean(text_embeds: torch.Tensor, lengths: torch.Tensor, eos: torch.Tensor) -> torch.Tensor:
+    """(B, T, H) right-padded prompt embeddings, (B,) lengths, (1, H) </s> -> (B, H) mean over the prompt
+    and </s>, padding excluded."""
+    valid = torch.arange(text_embeds.shape[1], device=lengths.device)[None] < lengths[:, None]  # (B, T)
+    total = (text_embeds * valid.unsqueeze(-1).to(text_embeds.dtype)).sum(1)
+    return (total + eos) / (lengths[:, None].to(text_embeds.dtype) + 1)
+
+
 class VLA(nn.Module):
     """Vision backbone, projectors and LLM with OpenVLA's parameter names (see the module docstring)."""
 
@@ -160,6 +177,11 @@ class VLA(nn.Module):
             raise ValueError(f"action_slots {config.action_slots!r}; expected one of {ACTION_SLOT_LAYOUTS}")
         if config.film_input not in FILM_INPUTS:
             raise ValueError(f"film_input {config.film_input!r}; expected one of {FILM_INPUTS}")
+        if config.film_input == "mean_centered" and not config.film_instructions:
+            raise ValueError(
+                f"film_input 'mean_centered' needs the training instructions (VLAConfig.film_instructions), "
+                f"got {config.film_instructions!r}"
+            )
         self.config = config
         self.tokenizer = tokenizer
         llama = config.llama_config()
@@ -212,16 +234,28 @@ class VLA(nn.Module):
         we exclude padding so that a prompt's FiLM signal does not depend on its batch mates. With
         ``config.film_input == "mean_rms"`` each row is then divided by sqrt(mean square + 1e-6) (RMSNorm
         without a weight; 1e-6 is Llama's epsilon), so FiLM reads unit-scale inputs whatever the embedding
-        table's scale.
+        table's scale. With ``"mean_centered"`` the average of the training instructions' means
+        (``config.film_instructions``, each counted once) is subtracted first; the epsilon then keeps rows
+        whose differences are below ~1e-3 per element (a new table, an instruction equal to the center) from
+        being blown up to unit scale.
         stop_embed: (1, H) embedding of </s> (looked up here when None).
         """
-        valid = torch.arange(text_embeds.shape[1], device=lengths.device)[None] < lengths[:, None]  # (B, T)
-        total = (text_embeds * valid.unsqueeze(-1).to(text_embeds.dtype)).sum(1)
         eos = self._stop_embed(lengths.device) if stop_embed is None else stop_embed  # (1, H)
-        mean = (total + eos) / (lengths[:, None].to(text_embeds.dtype) + 1)
-        if self.config.film_input == "mean_rms":
+        mean = _prompt_mean(text_embeds, lengths, eos)
+        if self.config.film_input == "mean_centered":
+            mean = mean - self._training_instructions_mean(eos)
+        if self.config.film_input in ("mean_rms", "mean_centered"):
             mean = mean * torch.rsqrt(mean.pow(2).mean(-1, keepdim=True) + 1e-6)
         return mean
+
+    def _training_instructions_mean(self, eos: torch.Tensor) -> torch.Tensor:
+        """(1, H) average over ``config.film_instructions`` (each once) of their mean prompt embeddings, from
+        the current embedding table (it trains, so the center moves with it)."""
+        device = eos.device
+        if getattr(self, "_center_prompts", (None,))[0] != device:  # tokenized once per device
+            self._center_prompts = (device, *self.tokenize(sorted(set(self.config.film_instructions))))
+        _, ids, lengths = self._center_prompts
+        return _prompt_mean(self.embed_tokens(ids.to(device)), lengths.to(device), eos).mean(0, keepdim=True)
 
     def _stop_embed(self, device: torch.device) -> torch.Tensor:
         return self.embed_tokens(torch.tensor([self.tokenizer.eos_id], device=device))  # (1, H)

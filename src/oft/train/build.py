@@ -186,6 +186,7 @@ def _from_openvla(cfg: TrainConfig, spec: RobotSpec, base: Path, dataset):
     import json
 
     from oft.model.assemble import add_lora, assemble_policy, init_module
+    from oft.model.build import film_instructions
     from oft.model.loading import load_safetensors_into, vla_config_from_openvla, weight_files
     from oft.model.policy import PolicyConfig
     from oft.model.tokenizer import TextTokenizer
@@ -193,7 +194,10 @@ def _from_openvla(cfg: TrainConfig, spec: RobotSpec, base: Path, dataset):
     hf = json.loads((base / "config.json").read_text())
     proprio_dim = spec.proprio_dim if cfg.proprio else 0
     vla_cfg = vla_config_from_openvla(hf, spec.chunk_len, spec.action_dim, proprio_dim, cfg.film)
-    vla_cfg = dataclasses.replace(vla_cfg, action_slots=cfg.action_slots, film_input=cfg.film_input)
+    vla_cfg = dataclasses.replace(
+        vla_cfg, action_slots=cfg.action_slots, film_input=cfg.film_input,
+        film_instructions=film_instructions(cfg.film_input, dataset.instructions),
+    )  # fmt: skip
     tokenizer = TextTokenizer.load(base)
     dtype = (
         torch.bfloat16 if cfg.bf16 and cfg.device != "cpu" and torch.cuda.is_available() else torch.float32

@@ -50,8 +50,10 @@ class TrainConfig:
         or "per_step" (one slot per chunk step, read into D actions by the L1 head: K slots, 25 instead of 350
         positions for ALOHA).
       film_input: what FiLM reads (``oft.model.vla.FILM_INPUTS``): "mean", the paper's average of the
-        prompt's token embeddings, or "mean_rms", that average scaled to unit RMS (for models built from
-        scratch, whose embeddings start at std 0.02); read only with ``film``.
+        prompt's token embeddings; "mean_rms", that average scaled to unit RMS (for models built from
+        scratch, whose embeddings start at std 0.02); "mean_centered", the average minus the average over
+        the training data's instructions, then at unit RMS (FiLM reads only what tells them apart); read
+        only with ``film``.
       lora_rank: LoRA rank on the backbone's linear layers; 0 trains every weight (full fine-tuning, the
         only sensible choice for a model built from scratch).
     Optimization (paper: AdamW, lr 5e-4, decayed 10x once at a step milestone)
