@@ -127,3 +127,13 @@ def test_export_refuses_one_slot_per_chunk_step_and_writes_nothing(tmp_path):
     with pytest.raises(ValueError, match=r"action_slots='per_step'.*K\*D"):
         export_reference(policy, tmp_path / "x")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("film_input", ["mean_rms", "mean_centered"])
+def test_export_refuses_a_film_input_the_papers_code_does_not_compute(tmp_path, film_input):
+    """The layout has no place for the FiLM input: the export would load (here and in the paper's code)
+    with the plain mean and give other actions than the policy that was trained."""
+    policy = _policy(film=True, film_input=film_input)
+    with pytest.raises(ValueError, match=rf"film_input='{film_input}'.*plain mean prompt embedding"):
+        export_reference(policy, tmp_path / "x")
+    assert list(tmp_path.iterdir()) == []

@@ -152,3 +152,24 @@ def test_mean_centered_film_centers_on_the_datasets_instructions(tiny_dataset_di
     assert len(expected) > 1
     assert policy.vla.config.film_input == "mean_centered"
     assert policy.vla.config.film_instructions == expected
+
+
+@pytest.mark.parametrize(
+    "model, refused",
+    [(["--set", "action_slots=per_step"], "action_slots='per_step'"),
+     (["--set", "film=true", "--set", "film_input=mean_rms"], "film_input='mean_rms'")],
+)  # fmt: skip
+def test_train_refuses_an_export_it_cannot_write_before_training(
+    tiny_dataset_dir, tmp_path, capsys, model, refused
+):
+    """`--export` of a model the paper's layout cannot hold failed only after the whole run."""
+    out = tmp_path / "run"
+    code = _train(
+        tiny_dataset_dir, out, "--base", "tiny", "--steps", "1", "--export", str(tmp_path / "x"), *model
+    )
+    assert code != 0
+    assert (
+        f"--export {tmp_path / 'x'}: this run's model cannot be exported: {refused}"
+        in capsys.readouterr().err
+    )
+    assert not (out / "checkpoints").exists() and not (tmp_path / "x").exists()

@@ -94,6 +94,12 @@ def run(args: argparse.Namespace) -> int:
 
         print(json.dumps(cfg.to_dict(), indent=2))
         return 0
+    if args.export:  # before any training: the run would otherwise end in the refusal
+        from oft.train.export import reference_incompatibility
+
+        problem = reference_incompatibility(cfg.action_slots, cfg.film, cfg.film_input)
+        if problem is not None:
+            raise ValueError(f"--export {args.export}: this run's model cannot be exported: {problem}")
     from oft.train.loop import train
 
     result = train(cfg, args.out, resume=args.resume)

@@ -41,6 +41,28 @@ EXPORT_MODES = ("merged", "adapter")
 _FILM = re.compile(r"\.(scale|shift)\.(weight|bias)$")
 
 
+def reference_incompatibility(action_slots: str, film: bool, film_input: str) -> str | None:
+    """What in a model's design the paper's code cannot run (None: nothing), given the model fields of
+    :class:`oft.train.config.TrainConfig` of the same names.
+
+    The paper's layout has no place for these, so an export would load there (and in ``oft.load_policy``,
+    which reads the layout as the paper's code does) as another model: with K*D action slots where the
+    policy has K, or with FiLM fed the plain mean prompt embedding where it learned another input.
+    """
+    if action_slots != "per_dimension":
+        return (
+            f"action_slots={action_slots!r}; the paper's code reads one action slot per action dimension "
+            "(K*D slots). Keep the oft checkpoint (oft eval / oft serve load it)."
+        )
+    if film and film_input != "mean":
+        return (
+            f"film_input={film_input!r}; the paper's code feeds FiLM the plain mean prompt embedding "
+            "('mean'), so the export would run with FiLM inputs the policy never saw. Keep the oft "
+            "checkpoint (oft eval / oft serve load it)."
+        )
+    return None
+
+
 def export_reference(
     policy, out: str | Path, step: int = 0, unnorm_key: str | None = None, mode: str = "merged"
 ):
@@ -53,14 +75,10 @@ def export_reference(
     """
     if mode not in EXPORT_MODES:
         raise ValueError(f"export mode {mode!r} is invalid: expected one of {EXPORT_MODES}")
-    layout = getattr(policy.vla.config, "action_slots", "per_dimension")
-    if layout != "per_dimension":
-        kd = policy.spec.chunk_len * policy.spec.action_dim
-        raise ValueError(
-            f"this policy has action_slots={layout!r} ({policy.vla.num_action_slots} action slots); the "
-            f"paper's code reads one slot per action dimension (K*D = {kd}), so it cannot run this export. "
-            "Keep the oft checkpoint (oft eval / oft serve load it)."
-        )
+    cfg = policy.vla.config
+    problem = reference_incompatibility(cfg.action_slots, cfg.use_film, cfg.film_input)
+    if problem is not None:
+        raise ValueError(f"this policy cannot be exported to the paper's layout: {problem}")
     out = Path(out)
     tmp = out.with_name(f".tmp-{out.name}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -256,4 +274,4 @@ def _stats_entry(stats) -> dict:
     return {k: v for k, v in d.items() if v is not None}
 
 
-__all__ = ["EXPORT_MODES", "export_reference", "openvla_config"]
+__all__ = ["EXPORT_MODES", "export_reference", "openvla_config", "reference_incompatibility"]
