@@ -184,6 +184,7 @@ class VLA(nn.Module):
             )
         self.config = config
         self.tokenizer = tokenizer
+        self._center_prompts = None  # (device, ids, lengths) of film_instructions, tokenized on first use
         llama = config.llama_config()
         if llama.vocab_size < tokenizer.vocab_size:
             raise ValueError(f"LLM vocab_size {llama.vocab_size} < tokenizer vocab {tokenizer.vocab_size}")
@@ -252,7 +253,7 @@ class VLA(nn.Module):
         """(1, H) average over ``config.film_instructions`` (each once) of their mean prompt embeddings, from
         the current embedding table (it trains, so the center moves with it)."""
         device = eos.device
-        if getattr(self, "_center_prompts", (None,))[0] != device:  # tokenized once per device
+        if self._center_prompts is None or self._center_prompts[0] != device:
             self._center_prompts = (device, *self.tokenize(sorted(set(self.config.film_instructions))))
         _, ids, lengths = self._center_prompts
         return _prompt_mean(self.embed_tokens(ids.to(device)), lengths.to(device), eos).mean(0, keepdim=True)

@@ -50,17 +50,18 @@ def reference_incompatibility(action_slots: str, film: bool, film_input: str) ->
     policy has K, or with FiLM fed the plain mean prompt embedding where it learned another input.
     """
     if action_slots != "per_dimension":
-        return (
+        reason = (
             f"action_slots={action_slots!r}; the paper's code reads one action slot per action dimension "
-            "(K*D slots). Keep the oft checkpoint (oft eval / oft serve load it)."
+            "(K*D slots)"
         )
-    if film and film_input != "mean":
-        return (
+    elif film and film_input != "mean":
+        reason = (
             f"film_input={film_input!r}; the paper's code feeds FiLM the plain mean prompt embedding "
-            "('mean'), so the export would run with FiLM inputs the policy never saw. Keep the oft "
-            "checkpoint (oft eval / oft serve load it)."
+            "('mean'), so the export would run with FiLM inputs the policy never saw"
         )
-    return None
+    else:
+        return None
+    return f"{reason}. Keep the oft checkpoint (oft eval / oft serve load it)."
 
 
 def export_reference(
