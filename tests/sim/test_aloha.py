@@ -151,3 +151,26 @@ def test_two_cube_success_rejects_the_wrong_cube():
     assert max(r.info["stages"]["blue"] for r in results) == 4  # the wrong cube was transferred
     assert not any(r.success for r in results)
     assert all(r.info["target"] == "red" for r in results)
+
+
+@needs_aloha
+def test_two_cube_collected_under_both_instructions_hands_over_each_cube_from_one_layout(tmp_path):
+    """``oft collect --instruction`` on two-cube: one layout, two successful demonstrations that differ only
+    in the instruction and in the cube the expert transfers."""
+    from oft.cli import main
+    from oft.data import open_dataset
+
+    told = ("transfer the red cube", "transfer the blue cube")
+    rc = main([
+        "collect", "aloha", "--tasks", "two-cube", "--episodes", "1", "--out", str(tmp_path / "ds"),
+        "--workers", "1", "--cameras", "cam_high", "--image-size", "16", "--images", "png",
+        "--instruction", told[0], "--instruction", told[1],
+    ])  # fmt: skip
+    assert rc == 0
+    ds = open_dataset(tmp_path / "ds")
+    assert ds.num_episodes == 2
+    red, blue = ds.episode(0), ds.episode(1)
+    assert (red.instruction, blue.instruction) == told
+    np.testing.assert_array_equal(red.images["cam_high"][0], blue.images["cam_high"][0])  # one layout
+    n = min(len(red), len(blue))  # each ends at its success
+    assert np.abs(red.actions[:n] - blue.actions[:n]).max() > 0.1  # ... and two different handovers

@@ -114,3 +114,74 @@ def test_kill_after_stats_json_resumes_to_the_uninterrupted_dataset(tmp_path, mo
     from oft.checksums import verify
 
     assert verify(tmp_path / "ds").ok and verify(tmp_path / "whole").ok
+
+
+TOLD = ("reach the goal", "move the gripper to the red goal")
+
+
+def _pairs(out) -> list[tuple[int, str]]:
+    return [(e["seed"], e["instruction"]) for e in json.loads((out / SIDECAR).read_text())["episodes"]]
+
+
+def test_instructions_demonstrate_every_start_state_once_under_each(tmp_path):
+    """Issue 11: two-cube demonstrations drew one instruction per layout, so a policy could recall each
+    layout's demonstration without reading its instruction; with --instruction every start state is shown
+    under each, and only the instruction tells them apart."""
+    out = tmp_path / "ds"
+    summary = collect("metaworld", ["reach-v3"], 2, out, _cfg(instructions=TOLD))
+    assert summary["tasks"]["reach-v3"] | {"tried": 0, "env_steps": 0} == {
+        "start_states": 2, "episodes": 4, "tried": 0, "failures": 0, "env_steps": 0}  # fmt: skip
+    assert _pairs(out) == [(0, TOLD[0]), (0, TOLD[1]), (1, TOLD[0]), (1, TOLD[1])]
+    assert json.loads((out / SIDECAR).read_text())["instructions"] == list(TOLD)
+    ds = open_dataset(out)
+    assert [ds.episode(i).instruction for i in range(4)] == list(TOLD) * 2
+    # MetaWorld's instruction is text only: a start state's two demonstrations act alike
+    np.testing.assert_array_equal(ds.episode(0).actions, ds.episode(1).actions)
+    assert not np.array_equal(ds.episode(0).actions, ds.episode(2).actions)
+    # a rerun asking for more start states continues after the last one
+    assert collect("metaworld", ["reach-v3"], 3, out, _cfg(instructions=TOLD))["num_episodes"] == 6
+    assert _pairs(out)[4:] == [(2, TOLD[0]), (2, TOLD[1])]
+
+
+def test_a_rerun_with_other_instructions_is_refused_and_bad_lists_are_named(tmp_path):
+    out = tmp_path / "ds"
+    collect("metaworld", ["reach-v3"], 1, out, _cfg(instructions=TOLD))
+    with pytest.raises(ValueError, match=r"collected with instructions \['reach the goal', .*asks for \[\]"):
+        collect("metaworld", ["reach-v3"], 2, out, _cfg())
+    with pytest.raises(ValueError, match=r"asks for \['reach the goal'\]"):
+        collect("metaworld", ["reach-v3"], 2, out, _cfg(instructions=TOLD[:1]))
+    assert open_dataset(out).num_episodes == 2  # nothing written, nothing lost
+    with pytest.raises(ValueError, match=r"\['a'\] given more than once"):
+        collect("metaworld", ["reach-v3"], 1, tmp_path / "x", _cfg(instructions=("a", "a")))
+    assert not (tmp_path / "x").exists()
+    # and the other way round: a dataset of the tasks' own instructions does not take a paired top-up
+    collect("metaworld", ["reach-v3"], 1, tmp_path / "own", _cfg())
+    with pytest.raises(ValueError, match=r"collected with instructions \[\]"):
+        collect("metaworld", ["reach-v3"], 2, tmp_path / "own", _cfg(instructions=TOLD))
+
+
+def test_a_start_state_stopped_between_its_instructions_is_completed_on_resume(tmp_path, monkeypatch):
+    from oft.data.lerobot import LeRobotWriter
+
+    whole = tmp_path / "whole"
+    collect("metaworld", ["reach-v3"], 2, whole, _cfg(instructions=TOLD))
+    real_add = LeRobotWriter.add_episode
+
+    def add_then_stop(self, *a, **kw):
+        real_add(self, *a, **kw)
+        if self.num_episodes == 3:  # seed 1 shown under the first instruction only
+            raise KeyboardInterrupt("stopped between a start state's demonstrations")
+
+    monkeypatch.setattr(LeRobotWriter, "add_episode", add_then_stop)
+    out = tmp_path / "ds"
+    with pytest.raises(KeyboardInterrupt):
+        collect("metaworld", ["reach-v3"], 2, out, _cfg(instructions=TOLD))
+    monkeypatch.setattr(LeRobotWriter, "add_episode", real_add)
+    assert _pairs(out) == [(0, TOLD[0]), (0, TOLD[1]), (1, TOLD[0])]
+    resumed = collect("metaworld", ["reach-v3"], 2, out, _cfg(instructions=TOLD))
+    assert resumed["resumed_from"] == 3 and resumed["num_episodes"] == 4
+    assert _pairs(out) == _pairs(whole)
+    a, b = open_dataset(whole), open_dataset(out)
+    for i in range(4):
+        np.testing.assert_array_equal(a.episode(i).actions, b.episode(i).actions)
+        assert a.episode(i).instruction == b.episode(i).instruction

@@ -11,12 +11,22 @@ itself drops a half-written episode), and a rerun with other scene options is re
 The sidecar is written before each episode is committed and entries past the dataset's committed count are
 ignored on reopening.
 
+Instructions (``CollectConfig.instructions``, ``oft collect --instruction``): every start state is
+demonstrated once under each instruction (the env's ``instruction=``), its episodes committed together and
+only if all of them succeeded, so the layout never tells the demonstrations apart: only the instruction does.
+This is what makes a policy read its instruction on ALOHA ``two-cube``, where an instruction naming a colour
+also makes that cube the one the expert transfers; with one instruction per layout (each seed's own cube) a
+policy can recall each layout's demonstration without reading it. Elsewhere the instruction changes only
+the text the demonstrations carry. A resumed collection first completes a start state left with fewer
+episodes than instructions, and a rerun with other instructions is refused.
+
     from oft.sim.collect import collect
     summary = collect("metaworld", ["pick-place-v3"], episodes_per_task=50, out="data/pp", workers=2)
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import multiprocessing as mp
@@ -29,6 +39,7 @@ import numpy as np
 
 from oft.data.episode import Episode
 from oft.sim.base import SimEnv, make_env
+from oft.sim.evaluate import check_instructions
 from oft.sim.rollout import ExpertPolicy, rollout
 
 log = logging.getLogger(__name__)
@@ -46,6 +57,7 @@ class CollectConfig:
     video: bool = True  # MP4 image features (LeRobot's default) rather than PNG bytes in parquet
     max_failures: int | None = None  # per task; default max(20, episodes)
     env_kwargs: dict = field(default_factory=dict)
+    instructions: tuple[str, ...] = ()  # each start state once under each (module doc); () the task's own
 
 
 # ------------------------------------------------------------------------------- one demonstration
@@ -55,8 +67,8 @@ _WORKER_ENVS: dict[str, SimEnv] = {}
 
 
 def _worker_env(env_name: str, task: str, env_kwargs: dict) -> SimEnv:
-    """One env per task per worker process, reused across seeds (building one costs ~1 s)."""
-    key = f"{env_name}/{task}"
+    """One env per task and options per worker process, reused across seeds (building one costs ~1 s)."""
+    key = f"{env_name}/{task}/{json.dumps(env_kwargs, sort_keys=True, default=str)}"
     if key not in _WORKER_ENVS:
         _WORKER_ENVS[key] = make_env(env_name, task=task, **env_kwargs)
     return _WORKER_ENVS[key]
@@ -97,7 +109,7 @@ def _scene_options(env_kwargs: dict) -> dict:
     return json.loads(json.dumps(dict(env_kwargs), sort_keys=True, default=str))
 
 
-def _load_sidecar(out: Path, committed: int, env_name: str, scene: dict) -> list[dict]:
+def _load_sidecar(out: Path, committed: int, env_name: str, scene: dict, instructions: list) -> list[dict]:
     path = out / SIDECAR
     if not path.exists():
         if committed:
@@ -120,14 +132,24 @@ def _load_sidecar(out: Path, committed: int, env_name: str, scene: dict) -> list
                 f"run asks for {scene}. Their frames would differ (a policy trained on both sees two scenes, "
                 "and is evaluated in one): collect into a new directory, or rerun with the same options"
             )
+        if data.get("instructions", []) != instructions:
+            raise ValueError(
+                f"{out} holds {len(episodes)} episodes collected with instructions "
+                f"{data.get('instructions', [])} (each start state once under each; [] the task's own); "
+                f"this run asks for {instructions}: rerun with the same --instruction list, or collect into "
+                "a new directory"
+            )
     return episodes
 
 
-def _save_sidecar(out: Path, env_name: str, episodes: list[dict], scene: dict) -> None:
+def _save_sidecar(out: Path, env_name: str, episodes: list[dict], scene: dict, instructions: list) -> None:
     path = out / SIDECAR
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"env": env_name, "scene": scene, "episodes": episodes}, indent=1))
+    data = {"env": env_name, "scene": scene, "episodes": episodes}
+    if instructions:
+        data["instructions"] = instructions
+    tmp.write_text(json.dumps(data, indent=1))
     tmp.replace(path)
 
 
@@ -143,21 +165,28 @@ class _Runner:
             self.pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker)
         self.window = max(1, 2 * workers)
 
-    def run(self, env_name: str, task: str, seeds, needed: int, env_kwargs: dict):
-        """Yield (seed, (Episode | None, steps)) in seed order until the caller stops."""
+    def run(self, env_name: str, task: str, jobs, needed: int):
+        """Yield ((seed, instruction), (Episode | None, steps)) in job order until the caller stops or the
+        jobs run out; a job is (seed, instruction, env_kwargs), ``needed`` bounds what is started ahead."""
         if self.pool is None:
-            for s in seeds:
-                yield s, _demo_job(env_name, task, s, env_kwargs)
+            for seed, instruction, kwargs in jobs:
+                yield (seed, instruction), _demo_job(env_name, task, seed, kwargs)
             return
         pending: deque = deque()
         while True:
             while len(pending) < min(self.window, max(needed, 1)):
-                s = next(seeds)
-                pending.append((s, self.pool.apply_async(_demo_job, (env_name, task, s, env_kwargs))))
-            s, res = pending.popleft()
+                job = next(jobs, None)
+                if job is None:
+                    break
+                seed, instruction, kwargs = job
+                res = self.pool.apply_async(_demo_job, (env_name, task, seed, kwargs))
+                pending.append(((seed, instruction), res))
+            if not pending:
+                return
+            key, res = pending.popleft()
             ep, steps = res.get()
             needed -= ep is not None
-            yield s, (ep, steps)
+            yield key, (ep, steps)
 
     def close(self) -> None:
         if self.pool is not None:
@@ -186,6 +215,7 @@ def collect(
     out = Path(out)
     if episodes_per_task < 1:
         raise ValueError(f"episodes_per_task must be >= 1, got {episodes_per_task}")
+    instructions = check_instructions(env_name, cfg.instructions) if cfg.instructions else []
     env_kwargs = {"cameras": tuple(cfg.cameras), "image_size": cfg.image_size, **cfg.env_kwargs}
     with make_env(env_name, task=tasks[0], **env_kwargs) as probe:
         spec, robot = probe.spec, env_name
@@ -201,9 +231,9 @@ def collect(
         conventions=spec.conventions,  # the simulator's own: the expert acts in it
     )
     scene = _scene_options(cfg.env_kwargs)  # what the sidecar checks and records: computed once
-    done = _load_sidecar(out, writer.num_episodes, env_name, scene)
+    done = _load_sidecar(out, writer.num_episodes, env_name, scene, instructions)
     summary = {"env": env_name, "out": str(out), "tasks": {}, "resumed_from": len(done)}
-    bar = _progress(len(tasks) * episodes_per_task, len(done), progress)
+    bar = _progress(len(tasks) * episodes_per_task * max(1, len(instructions)), len(done), progress)
     runner = _Runner(cfg.workers)
     t0 = time.perf_counter()
     try:
@@ -223,33 +253,74 @@ def collect(
 
 
 def _collect_task(runner, writer, done, env_name, task, n, env_kwargs, scene, cfg, bar) -> dict:
-    """Fill task ``task`` up to ``n`` committed episodes, continuing after its last committed seed."""
+    """Fill task ``task`` up to ``n`` committed start states, each with one episode per instruction (one
+    episode when there are none), continuing after its last committed seed."""
+    instructions = list(cfg.instructions)
+    wanted = instructions or [None]
     have = [e for e in done if e["task"] == task]
-    next_seed = max((e["seed"] for e in have), default=-1) + 1
+    last = max((e["seed"] for e in have), default=-1)
+    # a start state left with fewer episodes than instructions (stopped between them) is completed first
+    missing = [i for i in wanted if have and {"seed": last, "instruction": i} not in _keys(have)]
+    needed = n - len({e["seed"] for e in have})
     max_failures = cfg.max_failures if cfg.max_failures is not None else max(20, n)
     tried = failures = env_steps = 0
-    needed = n - len(have)
-    if needed <= 0:
-        return {"episodes": len(have), "tried": 0, "failures": 0, "env_steps": 0}
-    seeds = iter(range(next_seed, 1 << 31))
-    for seed, (ep, steps) in runner.run(env_name, task, seeds, needed, env_kwargs):
+    if needed <= 0 and not missing:
+        return {"start_states": n, "episodes": len(have), "tried": 0, "failures": 0, "env_steps": 0}
+
+    def job(seed: int, instruction: str | None):
+        kwargs = env_kwargs if instruction is None else {**env_kwargs, "instruction": instruction}
+        return seed, instruction, kwargs
+
+    def commit(seed: int, instruction: str | None, ep: Episode) -> None:
+        entry = {"index": writer.num_episodes, "task": task, "seed": seed, "steps": len(ep)}
+        if instruction is not None:
+            entry["instruction"] = instruction
+        done.append(entry)
+        _save_sidecar(writer.root, env_name, done, scene, instructions)  # before the commit: entries past it
+        writer.add_episode(ep, sidecars=(writer.root / SIDECAR,))  # are ignored
+        bar.update(1)
+
+    jobs = itertools.chain(
+        (job(last, i) for i in missing),
+        (job(s, i) for s in range(last + 1, 1 << 31) for i in wanted),
+    )
+    completing, group = len(missing), []
+    for (seed, instruction), (ep, steps) in runner.run(env_name, task, jobs, (needed * len(wanted)) or 1):
         tried += 1
         env_steps += steps
-        if ep is None:
+        if completing:
+            completing -= 1
+            if ep is None:
+                failures += 1
+                log.warning("%s seed %d: the expert failed under %r; the start state stays without it",
+                            task, seed, instruction)  # fmt: skip
+            else:
+                commit(seed, instruction, ep)
+            if completing == 0 and needed <= 0:
+                break
+            continue
+        group.append((instruction, ep))
+        if len(group) < len(wanted):
+            continue
+        episodes, group = group, []
+        if any(e is None for _, e in episodes):
             failures += 1
             log.info("%s seed %d: the expert failed; trying the next seed", task, seed)
             if failures > max_failures:
                 raise RuntimeError(f"{task}: the expert failed {failures} times; giving up")
             continue
-        done.append({"index": writer.num_episodes, "task": task, "seed": seed, "steps": len(ep)})
-        # before the commit: entries past it are ignored
-        _save_sidecar(writer.root, env_name, done, scene)
-        writer.add_episode(ep, sidecars=(writer.root / SIDECAR,))
+        for i, e in episodes:
+            commit(seed, i, e)
         needed -= 1
-        bar.update(1)
         if needed == 0:
             break
-    return {"episodes": n, "tried": tried, "failures": failures, "env_steps": env_steps}
+    count = sum(e["task"] == task for e in done)
+    return dict(start_states=n, episodes=count, tried=tried, failures=failures, env_steps=env_steps)
+
+
+def _keys(entries: list[dict]) -> list[dict]:
+    """(seed, instruction) of sidecar entries, as dicts (instruction None where the task's own was used)."""
+    return [{"seed": e["seed"], "instruction": e.get("instruction")} for e in entries]
 
 
 class _NoBar:

@@ -3,6 +3,8 @@
 oft collect metaworld --task pick-place-v3 --episodes 50 --out data/pick-place
 oft collect metaworld --task mt10 --episodes 20 --out data/mt10 --workers 2 --image-size 64
 oft collect aloha --task transfer-cube,insertion,two-cube --episodes 50 --out data/aloha --image-size 64
+oft collect aloha --task two-cube --episodes 50 --out data/two-cube \
+    --instruction "transfer the red cube" --instruction "transfer the blue cube"    # 50 layouts x 2
 """
 
 from __future__ import annotations
@@ -31,12 +33,21 @@ def cameras_help() -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("env", help=f"simulator suite with a scripted expert ({', '.join(EXPERT_SUITES)})")
     p.add_argument("--task", "--tasks", dest="tasks", required=True, help="tasks: a,b or mt10")
-    p.add_argument("--episodes", type=int, required=True, help="successful episodes per task")
+    p.add_argument(
+        "--episodes", type=int, required=True,
+        help="successful episodes per task (with --instruction: start states, each once per instruction)",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, required=True, help="dataset directory (rerun to resume)")
     p.add_argument("--workers", type=int, default=2, help="parallel simulator processes")
     p.add_argument("--cameras", default=None, help=cameras_help())
     p.add_argument("--image-size", type=int, default=128, help="square image size in pixels")
     p.add_argument("--images", choices=("video", "png"), default="video", help="image storage: MP4 or PNG")
+    p.add_argument(
+        "--instruction", action="append", default=None, metavar="TEXT",
+        help="demonstrate every start state once under this instruction (repeat: once under each, kept only "
+        "if all succeed, so only the instruction tells a layout's demonstrations apart; aloha two-cube: the "
+        "named colour is the cube the expert transfers; elsewhere it changes the text only)",
+    )  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,7 +64,11 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     cfg = CollectConfig(
-        cameras=cameras, image_size=args.image_size, workers=args.workers, video=args.images == "video"
+        cameras=cameras,
+        image_size=args.image_size,
+        workers=args.workers,
+        video=args.images == "video",
+        instructions=tuple(args.instruction or ()),
     )
     summary = collect(args.env, tasks, args.episodes, args.out, cfg, progress=True)
     print(json.dumps(summary, indent=1))

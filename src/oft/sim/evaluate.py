@@ -306,6 +306,20 @@ def check_takes_instruction(env_name: str) -> None:
         )
 
 
+def check_instructions(env_name: str, instructions) -> list[str]:
+    """``instructions`` as a list of str for running every start state once under each (``oft eval
+    --instruction``, ``oft collect --instruction``). Raises ValueError for none, a repeated one, or an env
+    that takes no instruction (:func:`check_takes_instruction`)."""
+    instructions = [str(i) for i in instructions]
+    if not instructions:
+        raise ValueError("instructions: expected one or more, got none")
+    repeated = sorted({i for i in instructions if instructions.count(i) > 1})
+    if repeated:
+        raise ValueError(f"instructions: {repeated} given more than once; expected each once")
+    check_takes_instruction(env_name)
+    return instructions
+
+
 def instruction_slug(text: str) -> str:
     """A folder name for instruction ``text``: lowercase words and digits joined by ``-`` ("transfer the red
     cube" -> "transfer-the-red-cube"; "" -> "empty")."""
@@ -339,16 +353,10 @@ def evaluate_instructions(
 
     Raises ValueError for no instructions or a repeated one, and when ``env_name`` takes no instruction.
     """
-    instructions = [str(i) for i in instructions]
-    if not instructions:
-        raise ValueError("instructions: expected one or more, got none")
-    repeated = sorted({i for i in instructions if instructions.count(i) > 1})
-    if repeated:
-        raise ValueError(f"instructions: {repeated} given more than once; each names one row")
+    instructions = check_instructions(env_name, instructions)
     slugs = [instruction_slug(i) for i in instructions]
     if out is not None and len(set(slugs)) < len(slugs):  # each run's folder is named by its slug
         raise ValueError(f"instructions {instructions} share a folder name ({slugs}); reword them")
-    check_takes_instruction(env_name)
     task_names = resolve_tasks(env_name, tasks)
     out = Path(out) if out is not None else None
     t0 = time.perf_counter()
