@@ -50,6 +50,8 @@ def test_reset_step_render_success(task):
         assert obs.images[0].std() > 5  # a rendered scene, not a blank buffer
         res = env.step(obs.proprio)  # hold the current pose
         assert not res.success and not res.done and res.info["reward"] == 0
+        names = {"transfer-cube": aloha.TRANSFER_STAGES, "insertion": aloha.INSERTION_STAGES}[task]
+        assert res.info["outcome"] == {"max_stage": 0, "stages": list(names)}  # nothing reached yet
         assert env.step(obs.proprio, render=False).observation.images == []
         # same seed, same layout; another seed, another one
         again = env.reset(seed=3)
@@ -72,6 +74,9 @@ def test_expert_succeeds_through_rollout(task):
         result = rollout(ExpertPolicy(env), env, seed=aloha.EVAL_SEED_OFFSET)
         assert result.success, f"{task}: expert failed after {result.steps} steps ({result.info})"
         assert result.steps < env.max_steps
+        assert result.info["outcome"]["max_stage"] == 4  # the last of ACT's stages
+        env.reset(seed=aloha.EVAL_SEED_OFFSET)  # a new episode starts from stage 0
+        assert env.step(env.render().proprio, render=False).info["outcome"]["max_stage"] == 0
 
 
 # ----------------------------------------------------------------------------------- two-cube (issue 11)
@@ -150,6 +155,8 @@ def test_two_cube_success_rejects_the_wrong_cube():
         results = [env.step(a, render=False) for a in wrong]
     assert max(r.info["stages"]["blue"] for r in results) == 4  # the wrong cube was transferred
     assert not any(r.success for r in results)
+    # the episode's stage is the named cube's, however far the other one got
+    assert results[-1].info["outcome"]["max_stage"] == max(r.info["stages"]["red"] for r in results) < 4
     assert all(r.info["target"] == "red" for r in results)
 
 

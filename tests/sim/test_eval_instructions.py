@@ -76,6 +76,9 @@ def test_cli_eval_instruction_runs_the_expert_under_each(tmp_path, capsys):
     successes = {t: (r["successes"], r["followed"]) for t, r in res["tasks"].items()}
     assert successes == {f"two-cube: {RED}": (1, 1), f"two-cube: {BLUE}": (1, 1)}
     assert "followed (what the instruction names)" in printed
+    assert res["tasks"][f"two-cube: {RED}"]["stages"] == {
+        "touched": 1, "lifted": 1, "attempted transfer": 1, "transferred": 1}  # fmt: skip
+    assert f"two-cube: {BLUE}: episodes reaching each stage: touched 1/1, lifted 1/1," in printed
     assert res["same_object"] == {"two-cube": {"start_states": 1, "same": 0}}  # the expert: red, then blue
     assert "1 start states with an object moved under every instruction, 0 of them the same one" in printed
 

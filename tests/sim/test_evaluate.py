@@ -168,3 +168,15 @@ def test_no_more_workers_than_episodes():
     kw = dict(episodes=1, max_steps=5, env_kwargs={"image_size": 32}, policy_source="expert")
     results = evaluate(ExpertPolicy, "metaworld", "reach-v3", workers=4, **kw)
     assert results["workers"] == 1 and results["policy"] == "expert"
+
+
+def test_stage_counts_count_episodes_reaching_at_least_each_stage():
+    from oft.sim.evaluate import stage_counts
+
+    names = ["touched both", "grasped both", "peg touches socket", "inserted"]
+    eps = [{"outcome": {"max_stage": k, "stages": names}} for k in (0, 1, 2, 2, 3, 4)]
+    assert stage_counts(eps) == {
+        "stages": {"touched both": 5, "grasped both": 4, "peg touches socket": 2, "inserted": 1}}  # fmt: skip
+    assert stage_counts([*eps, {"success": False}]) == {}  # an env that records no stages: no column
+    assert stage_counts([*eps, {"outcome": {"max_stage": 1, "stages": ["a"]}}]) == {}  # other tasks' stages
+    assert stage_counts([]) == {}

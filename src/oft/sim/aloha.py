@@ -267,6 +267,13 @@ class _TaskDef:
     sample_layout: Callable[[int], np.ndarray]  # seed -> free-joint poses of the objects (7 per object)
     instruction: str  # written by us; gym-aloha has task names only (two-cube: per target, see below)
     scene: Callable[[str], str] | None = None  # edits the package's XML (two-cube: adds the blue cube)
+    stages: tuple[str, ...] = ()  # what each reward 1..4 means (gym-aloha's get_reward comments)
+
+
+# gym-aloha's rewards are ACT's stages (Zhao et al. 2023 report success per stage, e.g. insertion's "Grasp",
+# "Contact", "Insert"); two-cube's are the named cube's (cube_stage)
+TRANSFER_STAGES = ("touched", "lifted", "attempted transfer", "transferred")
+INSERTION_STAGES = ("touched both", "grasped both", "peg touches socket", "inserted")
 
 
 TASKS: dict[str, _TaskDef] = {
@@ -277,6 +284,7 @@ TASKS: dict[str, _TaskDef] = {
         _TransferCubeEE,
         lambda seed: sample_box_pose(seed),
         "pick up the red cube with the right arm and hand it over to the left arm",
+        stages=TRANSFER_STAGES,
     ),
     "insertion": _TaskDef(
         "bimanual_viperx_insertion.xml",
@@ -286,6 +294,7 @@ TASKS: dict[str, _TaskDef] = {
         lambda seed: np.concatenate(sample_insertion_pose(seed)),
         "pick up the socket with the left arm and the peg with the right arm, "
         "and insert the peg into the socket",
+        stages=INSERTION_STAGES,
     ),
     "two-cube": _TaskDef(
         "bimanual_viperx_transfer_cube.xml",
@@ -295,6 +304,7 @@ TASKS: dict[str, _TaskDef] = {
         sample_two_cubes,
         TWO_CUBE_INSTRUCTIONS["red"],  # the default target's; the env says the target's own
         _add_blue_cube,
+        stages=TRANSFER_STAGES,
     ),
 }
 
@@ -434,6 +444,7 @@ class AlohaEnv(SimEnv):
         self._object_pose: np.ndarray | None = None
         self._expert: np.ndarray | None = None  # (T, 14) recorded on the first expert_action() call
         self._steps = 0
+        self._max_reward = 0  # the highest reward (stage) of the episode so far
 
     @property
     def physics(self) -> dm_mujoco.Physics:
@@ -461,6 +472,7 @@ class AlohaEnv(SimEnv):
         self._env.reset()
         self._expert = None
         self._steps = 0
+        self._max_reward = 0
         return self._observation(render=True)
 
     def step(self, action: np.ndarray, render: bool = True) -> StepResult:
@@ -471,13 +483,17 @@ class AlohaEnv(SimEnv):
         ts = self._env.step(action)
         self._steps += 1
         reward = float(ts.reward)
+        self._max_reward = max(self._max_reward, int(reward))
         info: dict = {"reward": reward}
+        # the highest stage this episode reached (TaskDef.stages names them): where a failing policy stops
+        outcome = {"max_stage": self._max_reward, "stages": list(TASKS[self.task].stages)}
         if isinstance(self._task, _TwoCube):
             success = self._task.success(reward)
-            info |= {"target": self.target, "stages": dict(self._task.stages),
-                     "outcome": two_cube_outcome(self.target, self._task.max_stages)}  # fmt: skip
+            outcome |= two_cube_outcome(self.target, self._task.max_stages)
+            info |= {"target": self.target, "stages": dict(self._task.stages)}
         else:
             success = reward >= self._task.max_reward
+        info["outcome"] = outcome
         return StepResult(self._observation(render), success, self._steps >= self.max_steps, info)
 
     def render(self) -> Observation:

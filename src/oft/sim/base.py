@@ -22,7 +22,9 @@ class StepResult:
     """One step. ``info["outcome"]`` (optional): a small JSON-safe dict saying what the episode has done so
     far beyond success; evaluation records the last step's with each episode. Its ``"followed"`` (bool):
     whether the policy acted on what the instruction names (ALOHA ``two-cube``: the named cube is the one it
-    moved furthest), counted per task by :func:`oft.sim.evaluate.evaluate`."""
+    moved furthest), counted per task by :func:`oft.sim.evaluate.evaluate`; ``"max_stage"`` (int, 0 = none)
+    and ``"stages"`` (names of stages 1, 2, ...): the furthest stage of the task the episode reached (ALOHA:
+    the reward, ACT's stages), counted per task as ``"stages"`` (:func:`oft.sim.evaluate.stage_counts`)."""
 
     observation: Observation
     success: bool  # the task's success criterion holds at this step

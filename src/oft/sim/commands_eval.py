@@ -111,6 +111,10 @@ def _print_table(results: dict) -> None:
             f"  {r['followed']:>4}/{r['episodes']:<4} {100 * r['followed_rate']:5.1f}%" if followed else ""
         )
         print(f"{task:<{width}}  {row}  [{100 * lo:5.1f}, {100 * hi:5.1f}]" + extra)
+    for task, r in results["tasks"].items():
+        if "stages" in r:  # where the failures stop (ALOHA: ACT's reward stages)
+            reached = ", ".join(f"{name} {n}/{r['episodes']}" for name, n in r["stages"].items())
+            print(f"{task}: episodes reaching each stage: {reached}")
     for task, e in results.get("same_object", {}).items():
         print(
             f"{task}: {e['start_states']} start states with an object moved under every instruction, "

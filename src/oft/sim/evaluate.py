@@ -175,6 +175,19 @@ def followed_counts(rows: list[dict]) -> dict:
     }
 
 
+def stage_counts(episodes: list[dict]) -> dict:
+    """``{"stages": {name: episodes that reached at least that stage}}`` in stage order, from each episode
+    record's ``outcome.max_stage`` (0 = none) and ``outcome.stages`` (the names of stages 1, 2, ...: ALOHA's
+    rewards, ACT's stages); {} when any episode lacks them or they name different stages."""
+    outcomes = [e.get("outcome", {}) for e in episodes]
+    if not outcomes or not all("max_stage" in o and "stages" in o for o in outcomes):
+        return {}
+    names = outcomes[0]["stages"]
+    if not names or any(o["stages"] != names for o in outcomes):
+        return {}
+    return {"stages": {n: sum(o["max_stage"] >= k for o in outcomes) for k, n in enumerate(names, 1)}}
+
+
 def _write_video(r: EpisodeResult, out: Path, index: int) -> str | None:
     from oft.sim.video import tile_cameras, write_mp4
 
@@ -200,6 +213,7 @@ def _summarize(records: dict[str, list[dict]]) -> tuple[dict, dict]:
             "seeds": [e["seed"] for e in eps],
             "mean_steps": sum(e["steps"] for e in eps) / max(len(eps), 1),
             **followed_counts(eps),
+            **stage_counts(eps),
             "episode_results": eps,
         }
     return tasks, pooled_rate(tasks) | followed_counts(list(tasks.values()))
