@@ -14,10 +14,11 @@ ignored on reopening.
 Instructions (``CollectConfig.instructions``, ``oft collect --instruction``): every start state is
 demonstrated once under each instruction (the env's ``instruction=``), its episodes committed together and
 only if all of them succeeded, so the layout never tells the demonstrations apart: only the instruction does.
-This is what makes a policy read its instruction on ALOHA ``two-cube``, where an instruction naming a colour
-also makes that cube the one the expert transfers; with one instruction per layout (each seed's own cube) a
-policy can recall each layout's demonstration without reading it. Elsewhere the instruction changes only
-the text the demonstrations carry. A resumed collection first completes a start state left with fewer
+On ALOHA ``two-cube`` an instruction naming a colour also makes that cube the one the expert transfers; with
+one instruction per layout (each seed's own cube) a policy can recall each layout's demonstration without
+reading its instruction, and pairing removes that shortcut (it does not by itself make a small policy read
+the instruction: docs/results/aloha.md). Elsewhere the instruction changes only the text the
+demonstrations carry. A resumed collection first completes a start state left with fewer
 episodes than instructions, and a rerun with other instructions is refused.
 
     from oft.sim.collect import collect
