@@ -261,7 +261,8 @@ def _collect_task(runner, writer, done, env_name, task, n, env_kwargs, scene, cf
     have = [e for e in done if e["task"] == task]
     last = max((e["seed"] for e in have), default=-1)
     # a start state left with fewer episodes than instructions (stopped between them) is completed first
-    missing = [i for i in wanted if have and {"seed": last, "instruction": i} not in _keys(have)]
+    shown = {e.get("instruction") for e in have if e["seed"] == last}  # None: the task's own instruction
+    missing = [i for i in wanted if have and i not in shown]
     needed = n - len({e["seed"] for e in have})
     max_failures = cfg.max_failures if cfg.max_failures is not None else max(20, n)
     tried = failures = env_steps = 0
@@ -317,11 +318,6 @@ def _collect_task(runner, writer, done, env_name, task, n, env_kwargs, scene, cf
             break
     count = sum(e["task"] == task for e in done)
     return dict(start_states=n, episodes=count, tried=tried, failures=failures, env_steps=env_steps)
-
-
-def _keys(entries: list[dict]) -> list[dict]:
-    """(seed, instruction) of sidecar entries, as dicts (instruction None where the task's own was used)."""
-    return [{"seed": e["seed"], "instruction": e.get("instruction")} for e in entries]
 
 
 class _NoBar:

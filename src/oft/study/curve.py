@@ -61,12 +61,10 @@ class CurveConfig:
     instructions: tuple[str, ...] | None = None
 
     def validate(self) -> CurveConfig:
-        if self.instructions is not None:
-            from oft.sim.evaluate import check_takes_instruction
+        if self.instructions is not None:  # None: each task's own
+            from oft.sim.evaluate import check_instructions
 
-            if not self.instructions:
-                raise ValueError("instructions: expected one or more, or None for each task's own")
-            check_takes_instruction(self.env)
+            check_instructions(self.env, self.instructions)
         if self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
         if self.steps is not None and self.every is not None:
