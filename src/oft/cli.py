@@ -19,6 +19,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("oft.sim.commands_eval", "evaluate a policy (or the expert) in a simulator"),
     "eval-compare": ("oft.sim.commands_compare", "do two eval results differ beyond chance (per task)"),
     "eval-curve": ("oft.study.commands_curve", "success against training minutes over a run's checkpoints"),
+    "probe-instructions": (
+        "oft.model.commands_probe",
+        "does a policy read its instruction: swap instructions on dataset frames (no simulator)",
+    ),
     "study": ("oft.study.commands", "train + evaluate the paper's design variants on one budget"),
     "collect": ("oft.sim.commands_collect", "collect expert demonstrations into a LeRobot v3 dataset"),
     "stats": ("oft.data.commands", "compute normalization statistics of a dataset"),
