@@ -173,3 +173,25 @@ def test_train_refuses_an_export_it_cannot_write_before_training(
         in capsys.readouterr().err
     )
     assert not (out / "checkpoints").exists() and not (tmp_path / "x").exists()
+
+
+def test_freeze_token_embeddings_keeps_the_table_and_trains_the_rest(tmp_path):
+    """`--set freeze_token_embeddings=true`: the table is the one built; without it the table trains."""
+    import torch
+    from safetensors.torch import load_file
+
+    from oft.data.dataset import ListDataset
+    from oft.train.loop import train
+
+    from .conftest import make_episodes, tiny_config
+
+    key = "vla.language_model.model.embed_tokens.weight"
+    tables = {}
+    for frozen in (False, True):
+        cfg = tiny_config(max_steps=2, save_every=1, keep_last=3, freeze_token_embeddings=frozen)
+        run = train(cfg, tmp_path / str(frozen), dataset=ListDataset(make_episodes()))
+        saved = sorted(run.checkpoint.parent.iterdir())
+        first, last = (load_file(str(c / "model.safetensors")) for c in saved)
+        tables[frozen] = torch.equal(first[key], last[key])
+        assert not all(torch.equal(first[k], last[k]) for k in first)  # something trained
+    assert tables == {False: False, True: True}

@@ -271,7 +271,8 @@ def dataset_stats(dataset):
 
 
 def set_trainable(policy: torch.nn.Module, cfg: TrainConfig) -> None:
-    """Freeze the backbone under LoRA (adapters + new modules train); train everything otherwise."""
+    """Freeze the backbone under LoRA (adapters + new modules train); train everything otherwise, except the
+    token embedding table with ``cfg.freeze_token_embeddings``."""
     has_lora = any(".lora_" in n for n, _ in policy.named_parameters())
     for name, p in policy.named_parameters():
         if not has_lora:
@@ -280,6 +281,8 @@ def set_trainable(policy: torch.nn.Module, cfg: TrainConfig) -> None:
             p.requires_grad_(
                 ".lora_" in name or name.startswith(_FULLY_TRAINED) or name.endswith(_FILM_LEAVES)
             )
+    if cfg.freeze_token_embeddings:
+        policy.vla.language_model.model.embed_tokens.weight.requires_grad_(False)
     n_train = sum(p.numel() for p in policy.parameters() if p.requires_grad)
     n_all = sum(p.numel() for p in policy.parameters())
     log.info("trainable parameters: %.2fM of %.2fM", n_train / 1e6, n_all / 1e6)

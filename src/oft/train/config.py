@@ -56,6 +56,11 @@ class TrainConfig:
         only with ``film``.
       lora_rank: LoRA rank on the backbone's linear layers; 0 trains every weight (full fine-tuning, the
         only sensible choice for a model built from scratch).
+      freeze_token_embeddings: keep the token embedding table as built or loaded. Under LoRA it is frozen
+        anyway, as in the paper, where FiLM and the LLM read fixed pretrained embeddings of the prompt. In a
+        model trained from scratch the table trains too, and on paired two-cube data it drove "red" and
+        "blue" to nearly the same vector (docs/results/aloha.md), so FiLM's input lost the one word that
+        tells the instructions apart. Frozen, each word keeps its own random code.
     Optimization (paper: AdamW, lr 5e-4, decayed 10x once at a step milestone)
       lr, weight_decay, decay_step (None: never), decay_factor, warmup_steps (linear 10%->100% ramp that is
       multiplied with the decay rather than overwriting it, unlike the paper's script), grad_clip (None: off).
@@ -93,6 +98,7 @@ class TrainConfig:
     film_input: str = "mean"
     lora_rank: int = 0
     lora_dropout: float = 0.0
+    freeze_token_embeddings: bool = False
     augment: bool = True
     pad_chunks: bool = True
     lr: float = 5e-4
@@ -342,6 +348,7 @@ RESUME_FIXED = (
     "base",
     "datasets",
     *MODEL_FIELDS,
+    "freeze_token_embeddings",
     "augment",
     "pad_chunks",
     "batch_size",
