@@ -60,7 +60,8 @@ class TrainConfig:
         anyway, as in the paper, where FiLM and the LLM read fixed pretrained embeddings of the prompt. In a
         model trained from scratch the table trains too, and on paired two-cube data it drove "red" and
         "blue" to nearly the same vector (docs/results/aloha.md), so FiLM's input lost the one word that
-        tells the instructions apart. Frozen, each word keeps its own random code.
+        tells the instructions apart. Frozen, each word keeps its own random code. A training field, not
+        a model one: continuing a checkpoint (``--base``) trains the table unless it is set again.
     Optimization (paper: AdamW, lr 5e-4, decayed 10x once at a step milestone)
       lr, weight_decay, decay_step (None: never), decay_factor, warmup_steps (linear 10%->100% ramp that is
       multiplied with the decay rather than overwriting it, unlike the paper's script), grad_clip (None: off).
