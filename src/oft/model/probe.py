@@ -23,6 +23,10 @@ demonstrations, in seconds, for any dataset a policy can read (a real robot's in
 Start states are paired by the bytes of their first frame in every camera (decoded, as the policy sees them),
 so the probe needs no metadata; demonstrations of one start state stored with lossy video still decode to the
 same bytes when the encoder saw the same frames.
+
+Only the probed frames (and frame 0) of each probed episode are decoded (:class:`oft.data.frames.FrameSource`,
+as the streaming loader reads them), so a real robot's long, high-resolution episodes cost what 20 x 4 frames
+cost, not whole episodes in memory.
 """
 
 from __future__ import annotations
@@ -35,12 +39,22 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from oft.data.dataset import EpisodeDataset
-from oft.data.episode import Episode
+from oft.data.frames import FrameSource
 from oft.data.normalize import normalize
 from oft.observation import Observation
 from oft.sim.eval_stats import wilson_interval
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Probed:
+    """What the probe keeps of one episode: its instruction, numeric arrays and the frames it probes."""
+
+    instruction: str
+    actions: np.ndarray  # (T, D) robot units
+    proprio: np.ndarray  # (T, P)
+    images: dict[int, list[np.ndarray]]  # frame -> one (H, W, 3) uint8 image per policy camera
 
 
 @dataclass
@@ -107,7 +121,7 @@ def probe_instructions(
             f"({missing} missing)"
         )
     chosen = _choose_episodes(dataset, episodes, len(instructions))
-    loaded = {i: dataset.episode(i) for i in chosen}
+    loaded = _read(dataset, chosen, frames, list(policy.spec.cameras))
     result = ProbeResult(instructions, frames, 0, 0.0, 0.0)
     _swap(policy, loaded, instructions, frames, result)
     _paired(policy, loaded, result)
@@ -126,28 +140,44 @@ def _choose_episodes(dataset: EpisodeDataset, n: int, block: int) -> list[int]:
     return sorted({j for s in starts for j in range(s, min(s + block, total))})[:n]
 
 
+def _read(dataset: EpisodeDataset, chosen: list[int], frames: list[int], cameras: list[str]) -> list[_Probed]:
+    """The probed frames (and frame 0, which pairs start states) of each chosen episode, read without
+    decoding the rest where the format allows (:class:`oft.data.frames.FrameSource`)."""
+    source, names = FrameSource(dataset, cameras), dataset.instructions
+    out = []
+    try:
+        for i in chosen:
+            actions, proprio = dataset.episode_arrays(i)
+            wanted = sorted({0, *(t for t in frames if t < len(actions))})
+            per_camera = source.read(i, np.asarray(wanted))  # per camera (n, H, W, 3)
+            images = {t: [cam[k] for cam in per_camera] for k, t in enumerate(wanted)}
+            out.append(_Probed(names[i], np.asarray(actions, np.float32), np.asarray(proprio), images))
+    finally:
+        source.close()
+    return out
+
+
 def _normalized(policy, actions: np.ndarray) -> np.ndarray:
     """(..., D) robot-unit actions -> the policy's normalized units."""
     spec = policy.spec
     return np.asarray(normalize(actions, policy.norm_stats.action, spec.normalization, spec.mask))
 
 
-def _demo_chunk(ep: Episode, t: int, k: int) -> np.ndarray:
+def _demo_chunk(ep: _Probed, t: int, k: int) -> np.ndarray:
     """(K, D) actions t..t+K-1, the last repeated past the end (as training pads a chunk)."""
     idx = np.minimum(np.arange(t, t + k), len(ep.actions) - 1)
     return ep.actions[idx]
 
 
-def _observation(policy, ep: Episode, t: int, instruction: str) -> Observation:
-    images = [ep.images[c][t] for c in policy.spec.cameras]
-    return Observation(images, ep.proprio[t] if policy.uses_proprio else None, instruction)
+def _observation(policy, ep: _Probed, t: int, instruction: str) -> Observation:
+    return Observation(ep.images[t], ep.proprio[t] if policy.uses_proprio else None, instruction)
 
 
-def _swap(policy, loaded: dict[int, Episode], instructions: list[str], frames: list[int], out: ProbeResult):
+def _swap(policy, loaded: list[_Probed], instructions: list[str], frames: list[int], out: ProbeResult):
     """Own-instruction error and instruction-swap change at every (episode, frame)."""
     k = policy.spec.chunk_len
     by_frame: dict[int, list[tuple[float, float]]] = {}
-    for ep in loaded.values():
+    for ep in loaded:
         for t in (t for t in frames if t < len(ep.actions)):
             obs = [_observation(policy, ep, t, s) for s in instructions]
             pred = _normalized(policy, policy.predict_action_chunk(obs))  # (I, K, D)
@@ -165,19 +195,19 @@ def _swap(policy, loaded: dict[int, Episode], instructions: list[str], frames: l
     }
 
 
-def _start_key(policy, ep: Episode) -> str:
+def _start_key(ep: _Probed) -> str:
     h = hashlib.sha1()
-    for c in policy.spec.cameras:
-        h.update(np.ascontiguousarray(ep.images[c][0]).tobytes())
+    for image in ep.images[0]:
+        h.update(np.ascontiguousarray(image).tobytes())
     return h.hexdigest()
 
 
-def _paired(policy, loaded: dict[int, Episode], out: ProbeResult) -> None:
+def _paired(policy, loaded: list[_Probed], out: ProbeResult) -> None:
     """At frame 0 of start states demonstrated under several instructions: is the prediction under each
     other instruction nearer that instruction's demonstration than the own one's?"""
-    groups: dict[str, dict[str, Episode]] = {}
-    for ep in loaded.values():
-        groups.setdefault(_start_key(policy, ep), {}).setdefault(ep.instruction, ep)
+    groups: dict[str, dict[str, _Probed]] = {}
+    for ep in loaded:
+        groups.setdefault(_start_key(ep), {}).setdefault(ep.instruction, ep)
     k = policy.spec.chunk_len
     demo_changes, swaps = [], []
     for group in (g for g in groups.values() if len(g) > 1):
