@@ -1,5 +1,5 @@
 """The instruction probe: a policy that ignores its instruction is told apart from one that follows it on
-paired start states (known values, with a policy stand-in); the command runs on a saved checkpoint."""
+shared start states (known values, with a policy stand-in); the command runs on a saved checkpoint."""
 
 from __future__ import annotations
 
@@ -39,58 +39,85 @@ def _paired_episodes(starts: int = 2, size: int = 8) -> list[Episode]:
 
 
 class StandIn:
-    """What the probe uses of a Policy; ``reads`` decides whether its actions depend on the instruction."""
+    """What the probe uses of a Policy. ``mode``: "reads" (its instruction's action), "swapped" (the other
+    instruction's), or a number: that action whatever it is told (ignores the instruction)."""
 
-    def __init__(self, reads: bool) -> None:
-        self.reads = reads
+    def __init__(self, mode="reads") -> None:
+        self.mode = mode
         self.spec = SPEC
         self.uses_proprio = False
         self.norm_stats = NormStats(_stats(D), _stats(0))
 
+    def _value(self, text: str) -> float:
+        if self.mode == "reads":
+            return TARGET[text]
+        if self.mode == "swapped":
+            return -TARGET[text]
+        return float(self.mode)
+
     def predict_action_chunk(self, obs: list[Observation]) -> np.ndarray:
-        value = [TARGET[o.instruction] if self.reads else 0.0 for o in obs]
-        return np.stack([np.full((K, D), v, np.float32) for v in value])  # (B, K, D)
+        return np.stack([np.full((K, D), self._value(o.instruction), np.float32) for o in obs])  # (B, K, D)
 
 
-def test_a_policy_that_follows_its_instruction_is_nearer_each_demonstration():
-    r = probe_instructions(StandIn(reads=True), ListDataset(_paired_episodes()), episodes=4, frames=[0, 5])
+def test_a_policy_that_follows_its_instruction_reproduces_the_demonstrations_difference():
+    r = probe_instructions(StandIn("reads"), ListDataset(_paired_episodes()), episodes=4, frames=[0, 5])
     assert r.instructions == ["go left", "go right"]
-    assert r.samples == 8  # 4 episodes x 2 frames
+    assert (r.episodes, r.samples) == (4, 8)  # 4 episodes x 2 frames
     assert r.own_error == pytest.approx(0.0)
     assert r.swap_change == pytest.approx(1.0)  # |0.5 - (-0.5)| in [-1, 1] units
-    assert (r.pairs, r.followed) == (4, 4)  # 2 start states x 2 ordered instruction pairs
-    assert r.demo_change == pytest.approx(1.0) and r.pair_swap_change == pytest.approx(1.0)
+    assert (r.start_states, r.followed) == (2, 2)
+    assert r.alignment == pytest.approx(1.0)
+    assert r.demo_change == pytest.approx(1.0) and r.start_swap_change == pytest.approx(1.0)
     lo, hi = r.followed_ci95
-    assert lo == pytest.approx(0.5101, abs=1e-4) and hi == 1.0  # Wilson 95% for 4/4
+    assert lo == pytest.approx(0.3424, abs=1e-4) and hi == 1.0  # Wilson 95% for 2/2
 
 
-def test_a_policy_that_ignores_its_instruction_changes_nothing_and_follows_nothing():
-    r = probe_instructions(StandIn(reads=False), ListDataset(_paired_episodes()), episodes=4, frames=[0])
-    assert r.own_error == pytest.approx(0.5)
+@pytest.mark.parametrize("value", [0.0, -0.2, 0.45])
+def test_a_policy_that_ignores_its_instruction_follows_no_start_state(value):
+    """Wherever its one prediction lies, it is nearest one demonstration: the other instruction is not
+    followed, so no start state is (counting ordered pairs would give exactly half, by construction)."""
+    r = probe_instructions(StandIn(value), ListDataset(_paired_episodes()), episodes=4, frames=[0])
     assert r.swap_change == 0.0 and r.swap_ratio == 0.0
-    assert (r.pairs, r.followed) == (4, 0)  # equidistant from both demonstrations is not "nearer"
-    assert r.demo_change == pytest.approx(1.0) and r.pair_swap_change == 0.0
+    assert (r.start_states, r.followed) == (2, 0)
+    assert r.alignment == 0.0 and r.start_swap_change == 0.0
+    assert r.demo_change == pytest.approx(1.0)
 
 
-def test_start_states_that_differ_are_not_paired():
+def test_a_policy_that_swaps_instructions_has_negative_alignment():
+    r = probe_instructions(StandIn("swapped"), ListDataset(_paired_episodes()), episodes=4, frames=[0])
+    assert r.alignment == pytest.approx(-1.0) and r.followed == 0
+    assert r.swap_change == pytest.approx(1.0)  # as large a change as the follower's: only pairs tell
+
+
+def test_start_states_are_found_by_their_first_frame_wherever_they_are_stored():
+    """One collect run per instruction stores all "go left" episodes first: still paired."""
+    eps = _paired_episodes(starts=6)
+    by_instruction = eps[0::2] + eps[1::2]
+    r = probe_instructions(StandIn("reads"), ListDataset(by_instruction), episodes=4, frames=[0])
+    assert (r.episodes, r.start_states, r.followed) == (4, 2, 2)
+
+
+def test_start_states_that_differ_in_one_byte_are_not_shared():
     eps = _paired_episodes(starts=2)
     eps[1].images["top"] = eps[1].images["top"].copy()
-    eps[1].images["top"][0, 0, 0] ^= 1  # one byte of the first frame
-    r = probe_instructions(StandIn(reads=True), ListDataset(eps), episodes=4, frames=[0])
-    assert r.pairs == 2  # only the second start state's two orders
+    eps[1].images["top"][0, 0, 0, 0] ^= 1
+    r = probe_instructions(StandIn("reads"), ListDataset(eps), episodes=4, frames=[0])
+    assert r.start_states == 1
 
 
-def test_episodes_are_chosen_in_aligned_blocks_so_pairs_stay_together():
-    data = ListDataset(_paired_episodes(starts=10))
-    r = probe_instructions(StandIn(reads=True), data, episodes=6, frames=[0])
-    assert r.samples == 6 and r.pairs == 6  # 3 start states, each with both of its demonstrations
+def test_whole_start_states_are_probed_spread_over_the_dataset():
+    r = probe_instructions(StandIn("reads"), ListDataset(_paired_episodes(starts=10)), episodes=6, frames=[0])
+    assert (r.episodes, r.start_states) == (6, 3)
 
 
-def test_frames_past_an_episode_end_are_skipped_and_chunks_pad_with_the_last_action():
-    data = ListDataset(_paired_episodes())
-    r = probe_instructions(StandIn(reads=True), data, episodes=4, frames=[T - 1, T + 5])
-    assert r.samples == 4 and list(r.per_frame) == [T - 1]
-    assert r.own_error == pytest.approx(0.0)
+def test_own_error_counts_only_the_steps_the_demonstration_has():
+    """At frame T-2 the chunk has 2 real steps; padding with the last action would weigh it 3 times."""
+    eps = _paired_episodes()
+    for ep in eps:
+        ep.actions[-1] += 0.3
+    r = probe_instructions(StandIn("reads"), ListDataset(eps), episodes=4, frames=[T - 2, T + 5])
+    assert r.samples == 4 and list(r.per_frame) == [T - 2]
+    assert r.own_error == pytest.approx(0.15)  # mean of 0 and 0.3, not (0 + 3 * 0.3) / 4
 
 
 @pytest.mark.parametrize(
@@ -100,19 +127,16 @@ def test_frames_past_an_episode_end_are_skipped_and_chunks_pad_with_the_last_act
          {}, "at least two"),
         (_paired_episodes(), {"episodes": 0}, "episodes must be >= 1"),
         (_paired_episodes(), {"frames": [-1]}, "frames must be"),
+        (_paired_episodes(), {"frames": [T, 100]}, r"ends before frame 12 \(they have 12 to 12"),
+        ([Episode({"top": e.images["top"]}, e.proprio, np.zeros((T, D + 1)), e.instruction)
+          for e in _paired_episodes(1)], {}, "3-D actions; the policy predicts 2-D"),
+        ([Episode({"side": e.images["top"]}, e.proprio, e.actions, e.instruction)
+          for e in _paired_episodes(1)], {}, r"cameras \['side'\].*\['top'\] missing"),
     ],
 )  # fmt: skip
 def test_bad_input_is_named(episodes, kwargs, match):
     with pytest.raises(ValueError, match=match):
-        probe_instructions(StandIn(reads=True), ListDataset(episodes), **kwargs)
-
-
-def test_a_dataset_without_the_policys_camera_is_refused():
-    eps = [
-        Episode({"side": e.images["top"]}, e.proprio, e.actions, e.instruction) for e in _paired_episodes(1)
-    ]
-    with pytest.raises(ValueError, match=r"cameras \['side'\].*\['top'\] missing"):
-        probe_instructions(StandIn(reads=True), ListDataset(eps), episodes=4)
+        probe_instructions(StandIn("reads"), ListDataset(episodes), **kwargs)
 
 
 def test_the_command_probes_a_saved_checkpoint_and_writes_json(tmp_path, capsys):
@@ -131,8 +155,20 @@ def test_the_command_probes_a_saved_checkpoint_and_writes_json(tmp_path, capsys)
     args = ["probe-instructions", "--checkpoint", str(ckpt), "--dataset", str(tmp_path / "d")]
     assert main([*args, "--frames", "0,3", "--out", str(out)]) == 0
     saved = json.loads(out.read_text())
-    assert saved["samples"] == 8 and saved["pairs"] == 4  # PNG frames decode to the bytes written
+    assert saved["samples"] == 8 and saved["start_states"] == 2  # PNG frames decode to the bytes written
     assert saved["swap_change"] > 0.0  # a random tiny model's tokens reach its actions
-    assert "paired start states" in capsys.readouterr().out
+    assert "alignment" in capsys.readouterr().out
     assert main([*args, "--frames", "0,x"]) == 2
     assert "--frames '0,x'" in capsys.readouterr().err
+
+
+def test_the_command_refuses_a_one_instruction_dataset_before_loading_the_checkpoint(tmp_path, capsys):
+    from oft.data.lerobot import LeRobotWriter
+
+    writer = LeRobotWriter(tmp_path / "d", fps=10, cameras=("top",), image_shape=(8, 8), action_dim=D,
+                           proprio_dim=0, video=False)  # fmt: skip
+    writer.add_episode(_paired_episodes(1)[0])
+    writer.finalize()
+    missing = tmp_path / "no-checkpoint-here"
+    assert main(["probe-instructions", "--checkpoint", str(missing), "--dataset", str(tmp_path / "d")]) == 2
+    assert "at least two" in capsys.readouterr().err

@@ -19,16 +19,34 @@ from oft.model.commands import add_loading_arguments, load_from_args
 
 log = logging.getLogger(__name__)
 
+EPILOG = """what it prints (normalized action units, mean over the chunk):
+  own error     how far the policy's chunk is from the demonstration, under the episode's own instruction
+  swap change   how far its chunks under the other instructions are from that one: ~0 = the instruction
+                changes nothing. Past the first frames the scene already shows the task, so there a large
+                swap change is weaker evidence than at the start.
+  shared start states (the clean test; oft collect --instruction A --instruction B records them): at frame 0,
+  where only the instruction tells the demonstrations apart,
+    alignment   how much of the demonstrations' difference the predictions reproduce: 1 = as the
+                demonstrations differ, 0 = the instruction changes nothing, < 0 = swapped
+    followed    start states where every instruction's prediction is nearest its own demonstration
+                (95% Wilson interval); a policy that ignores its instruction follows none
+"""
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = EPILOG
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint directory (oft.load_policy)")
     p.add_argument("--dataset", required=True, help="dataset directory (any format oft train reads)")
     p.add_argument("--format", default=None, help="dataset format (default: detected)")
-    p.add_argument("--episodes", type=int, default=20, help="episodes probed, spread over the dataset")
+    p.add_argument(
+        "--episodes", type=int, default=20,
+        help="episodes probed: whole shared start states first, spread over the dataset (default 20)",
+    )  # fmt: skip
     p.add_argument(
         "--frames",
         default="0,25,50",
-        help="comma-separated frame indices probed per episode (default 0,25,50)",
+        help="comma-separated frame indices probed per episode, skipped past its end (default 0,25,50)",
     )
     p.add_argument("--device", default="cpu", help="device for the policy")
     p.add_argument("--out", type=Path, default=None, help="also write the result as JSON here")
@@ -48,12 +66,13 @@ def parse_frames(text: str) -> list[int]:
 
 def run(args: argparse.Namespace) -> int:
     from oft.data.formats import open_dataset
-    from oft.model.probe import probe_instructions
+    from oft.model.probe import check_probe_dataset, probe_instructions
 
     frames = parse_frames(args.frames)
     if args.episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
     dataset = open_dataset(args.dataset, format=args.format)
+    check_probe_dataset(dataset)  # before loading a checkpoint that may take minutes
     policy = load_from_args(args, args.checkpoint, device=args.device)
     result = probe_instructions(policy, dataset, episodes=args.episodes, frames=frames)
     print(format_probe(result))
@@ -65,24 +84,39 @@ def run(args: argparse.Namespace) -> int:
 
 
 def format_probe(r) -> str:
-    """The probe as text: per frame the error and the swap change, then the paired start states."""
-    lines = [f"instructions: {len(r.instructions)}  observations: {r.samples}  (normalized action units)"]
-    lines.append(f"{'frame':>6}  {'own error':>10}  {'swap change':>11}")
+    """The probe as text: per frame the error and the swap change, then the shared start states."""
+    lines = [
+        f"instructions: {len(r.instructions)}  episodes: {r.episodes}  observations: {r.samples}  "
+        "(normalized action units)",
+        f"{'frame':>6}  {'own error':>10}  {'swap change':>11}",
+    ]
     for t, v in r.per_frame.items():
         lines.append(f"{t:>6}  {v['own_error']:>10.4f}  {v['swap_change']:>11.4f}")
-    lines.append(f"{'all':>6}  {r.own_error:>10.4f}  {r.swap_change:>11.4f}   ratio {r.swap_ratio:.2f}")
-    if r.pairs:
-        lo, hi = r.followed_ci95
+    lines.append(f"{'all':>6}  {r.own_error:>10.4f}  {r.swap_change:>11.4f}")
+    if not r.start_states:
         lines.append(
-            f"paired start states: the other instruction's prediction is nearer its own demonstration in "
-            f"{r.followed}/{r.pairs} ({100 * r.followed / r.pairs:.0f}% [{100 * lo:.0f}, {100 * hi:.0f}]); "
-            f"demonstrations differ by {r.demo_change:.4f}, predictions by {r.pair_swap_change:.4f}"
+            "no probed start state is demonstrated under two instructions (oft collect --instruction records "
+            "such data): the swap change has no reference here; ~0 means the instruction changes nothing"
         )
-        if r.pair_swap_change < 0.25 * r.demo_change:
-            lines.append(
-                "the policy barely reads its instruction: from the same start it predicts nearly the same "
-                "actions whichever it is told (under a quarter of the demonstrations' difference)"
-            )
-    else:
-        lines.append("no start state is demonstrated under two instructions: paired check skipped")
+        return "\n".join(lines)
+    lo, hi = r.followed_ci95
+    lines += [
+        f"at frame 0 of {r.start_states} start states demonstrated under several instructions:",
+        f"  demonstrations differ by {r.demo_change:.4f}, the policy's predictions by "
+        f"{r.start_swap_change:.4f}; alignment {r.alignment:.2f} (1 = as the demonstrations differ, 0 = the "
+        "instruction changes nothing)",
+        f"  followed (every instruction's prediction nearest its own demonstration): "
+        f"{r.followed}/{r.start_states} ({100 * r.followed / r.start_states:.0f}% "
+        f"[{100 * lo:.0f}, {100 * hi:.0f}])",
+    ]
+    if r.start_own_error >= r.demo_change:
+        lines.append(
+            f"  its error there ({r.start_own_error:.4f}) is as large as the demonstrations' difference: the "
+            "followed count is decided by its error more than by the instruction; read the alignment"
+        )
+    if r.alignment < 0.25:
+        lines.append(
+            "at the start, where only the instruction tells the demonstrations apart, the policy barely acts "
+            "on it (alignment under 0.25)"
+        )
     return "\n".join(lines)
