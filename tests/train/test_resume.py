@@ -96,6 +96,7 @@ REFUSED = {
     "action_slots": ({}, "per_step"),
     "film_input": ({"film": True}, "mean_rms"),
     "lora_rank": ({}, 2),
+    "freeze_token_embeddings": ({}, True),
     "augment": ({}, False),
     "pad_chunks": ({}, False),
     "batch_size": ({}, 2),
