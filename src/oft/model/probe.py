@@ -102,10 +102,11 @@ class ProbeResult:
         return d
 
 
-def check_probe_dataset(dataset: EpisodeDataset) -> list[str]:
-    """The dataset's distinct instructions, sorted; ValueError when there are fewer than two (nothing to
-    swap). Cheap: no image is decoded, so a command can refuse before loading a large checkpoint."""
-    instructions = sorted(set(dataset.instructions))
+def check_probe_dataset(dataset: EpisodeDataset, names: list[str] | None = None) -> list[str]:
+    """The dataset's distinct instructions (``names``: its per-episode instructions, read here when None),
+    sorted; ValueError when there are fewer than two (nothing to swap). Cheap where the format indexes its
+    instructions, so a command can refuse before loading a large checkpoint."""
+    instructions = sorted(set(dataset.instructions if names is None else names))
     if len(instructions) < 2:
         raise ValueError(
             f"{dataset.path}: every episode has the instruction {instructions!r}; the probe swaps "
@@ -128,7 +129,8 @@ def probe_instructions(
     cameras, has another action size, when ``episodes`` / ``frames`` are out of range, or when every probed
     episode ends before the first frame asked.
     """
-    instructions = check_probe_dataset(dataset)
+    names = dataset.instructions  # per episode; read once (a reader without an index decodes episodes for it)
+    instructions = check_probe_dataset(dataset, names)
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     frames = sorted({int(t) for t in frames})
@@ -139,8 +141,8 @@ def probe_instructions(
     source = FrameSource(dataset, cameras)
     try:
         keys = [_start_key(source.read(i, np.zeros(1, np.int64))) for i in range(dataset.num_episodes)]
-        chosen = _choose_episodes(keys, dataset.instructions, episodes)
-        loaded = _read(dataset, source, chosen, frames)
+        chosen = _choose_episodes(keys, names, episodes)
+        loaded = _read(dataset, source, chosen, frames, names)
     finally:
         source.close()
     result = ProbeResult(instructions, frames, len(loaded), 0, 0.0, 0.0)
@@ -200,11 +202,11 @@ def _choose_episodes(keys: list[str], names: list[str], n: int) -> list[int]:
 
 
 def _read(
-    dataset: EpisodeDataset, source: FrameSource, chosen: list[int], frames: list[int]
+    dataset: EpisodeDataset, source: FrameSource, chosen: list[int], frames: list[int], names: list[str]
 ) -> list[_Probed]:
     """The probed frames (and frame 0) of each chosen episode, read without decoding the rest where the
     format allows."""
-    names, out = dataset.instructions, []
+    out = []
     for i in chosen:
         actions, proprio = dataset.episode_arrays(i)
         wanted = sorted({0, *(t for t in frames if t < len(actions))})
