@@ -8,7 +8,7 @@ import torch
 
 from oft.data.lerobot import LeRobotWriter
 from oft.data.loader import ChunkLoader
-from oft.data.samples import chunk_indices, chunk_starts
+from oft.data.samples import chunk_indices, chunk_starts, repeat_episode_starts
 
 
 def test_chunk_starts_paper_default_and_padding():
@@ -19,6 +19,34 @@ def test_chunk_starts_paper_default_and_padding():
     idx, is_pad = chunk_indices(np.array([3, 6]), np.array([5, 8]), 3)
     assert idx.tolist() == [[3, 4, 4], [6, 7, 7]]  # past the end: the last action repeats
     assert is_pad.tolist() == [[False, False, True], [False, False, True]]
+
+
+def test_repeat_episode_starts():
+    # episodes of 5, 0 and 4 frames (global frames 0-4 and 5-8), K = 2: starts 0-3 and 5-7
+    starts = chunk_starts([5, 0, 4], 2)
+    assert repeat_episode_starts(starts, [5, 0, 4], 2, 1).tolist() == starts.tolist()
+    three = [0, 0, 0, 1, 1, 1, 2, 3, 5, 5, 5, 6, 6, 6, 7]
+    assert repeat_episode_starts(starts, [5, 0, 4], 2, 3).tolist() == three
+    for bad in ((0, 2), (2, 0)):
+        with pytest.raises(ValueError, match="must be >= 1"):
+            repeat_episode_starts(starts, [5, 0, 4], *bad)
+
+
+def test_start_repeat_draws_first_frames_more_often_and_resumes_only_with_it(make_episode):
+    eps = [make_episode(12, seed=k, instruction=f"task {k}") for k in range(3)]
+    kw = dict(chunk_len=3, batch_size=4, augment=False)
+    plain, heavy = ChunkLoader(eps, **kw), ChunkLoader(eps, **kw, start_repeat=4, start_frames=2)
+    early = {0, 1, 12, 13, 24, 25}  # the first two frames of each episode
+    assert len(heavy.starts) == len(plain.starts) + 3 * len(early)
+    seen = np.concatenate([heavy.batch_starts(0, b) for b in range(len(heavy))])
+    counts = {f: int((seen == f).sum()) for f in set(heavy.starts.tolist())}
+    assert len(seen) == len(heavy.starts) == 48  # 12 batches of 4: nothing trimmed
+    assert counts == {f: (4 if f in early else 1) for f in plain.starts.tolist()}
+    # the first chunk by default
+    assert len(ChunkLoader(eps, **kw, start_repeat=2).starts) == len(plain.starts) + 3 * 3
+    with pytest.raises(ValueError, match="saved for"):
+        plain.load_state_dict(heavy.state_dict())
+    assert "start_repeat" not in plain.state_dict()  # checkpoints of earlier runs still resume
 
 
 def _episodes(make_episode, n=4, length=10):

@@ -168,3 +168,25 @@ def test_episode_errors_name_the_dataset():
 
     with pytest.raises(ValueError, match=r"episode 1: Episode\.actions contains NaN or inf"):
         Reader(eps).episode(1)
+
+
+@pytest.mark.parametrize("data_loader", ["memory", "stream"])
+def test_train_config_start_repeat_reaches_either_loader(data_loader):
+    """``TrainConfig.start_repeat``/``start_frames`` shape the epoch of the loader training builds, in memory
+    or streamed, and both loaders still give the same batches."""
+    from oft.spec import PRESETS
+    from oft.train.config import TrainConfig
+    from oft.train.distributed import DistInfo
+    from oft.train.loop import make_loader
+
+    data = ListDataset([synthetic_episode(length=8 + s, seed=s) for s in range(3)])
+    cfg = TrainConfig(batch_size=5, start_repeat=3, start_frames=2, data_loader=data_loader, num_workers=0)
+    spec = PRESETS["metaworld"].replace(chunk_len=4, cameras=("corner", "wrist"))
+    loader = make_loader(cfg, data, spec, ImagePipeline(24), DistInfo())
+    assert isinstance(loader, StreamLoader) == (data_loader == "stream")
+    plain = ChunkLoader(data, chunk_len=4, cameras=["corner", "wrist"], batch_size=5, pad=cfg.pad_chunks)
+    assert len(loader.starts) == len(plain.starts) + 2 * 2 * 3  # two frames x two extra visits x 3 episodes
+    mem = ChunkLoader(data, chunk_len=4, cameras=["corner", "wrist"], batch_size=5, image_size=24,
+                      start_repeat=3, start_frames=2, pad=cfg.pad_chunks)  # fmt: skip
+    for _ in range(mem.batches_per_epoch + 1):
+        _same(next(mem), next(loader))

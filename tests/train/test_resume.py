@@ -103,6 +103,8 @@ REFUSED = {
     "bf16": ({}, False),
     "seed": ({}, 1),
     "dataset_weights": ({}, (1.0,)),
+    "start_repeat": ({}, 2),
+    "start_frames": ({"start_repeat": 2}, 1),
     "mixture_stats": ({}, "merged"),
 }
 APPLIED = {

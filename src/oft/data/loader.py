@@ -24,7 +24,7 @@ import torch
 from oft.data.augment import AugmentConfig, augment_images
 from oft.data.dataset import EpisodeDataset, ListDataset
 from oft.data.episode import Episode
-from oft.data.samples import chunk_indices, chunk_starts, episode_bounds
+from oft.data.samples import chunk_indices, chunk_starts, episode_bounds, repeat_episode_starts
 from oft.model.preprocess import ImagePipeline
 from oft.observation import Batch
 
@@ -59,6 +59,9 @@ class ChunkLoader:
     leave the setting alone). ``weights``: sampling weight of each dataset of a mixture (a ConcatDataset).
     ``norm_keys``: one name per dataset of a mixture; each batch then carries the name of every sample's
     dataset (``Batch.norm_keys``), so the policy normalizes it with that dataset's statistics.
+    ``start_repeat``: samples that start within the first ``start_frames`` frames of an episode (default
+    ``chunk_len``: the first chunk) are visited that many times per epoch (1: once, like every other sample;
+    :func:`~oft.data.samples.repeat_episode_starts`).
     After loading, ``frame_sizes`` is {camera: (H, W)} of the stored frames.
     """
 
@@ -79,6 +82,8 @@ class ChunkLoader:
         pipeline: ImagePipeline | None = None,
         weights: Sequence[float] | None = None,
         norm_keys: Sequence[str] | None = None,
+        start_repeat: int = 1,
+        start_frames: int | None = None,
     ):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank}")
@@ -94,7 +99,11 @@ class ChunkLoader:
             raise ValueError(f"image_size={image_size} disagrees with pipeline.size={pipeline.size}")
         self.pipeline = pipeline or (ImagePipeline(image_size) if image_size is not None else None)
         self._load(dataset)
-        self.starts = chunk_starts(self.lengths, chunk_len, pad)
+        self.start_repeat = start_repeat
+        self.start_frames = chunk_len if start_frames is None else start_frames
+        self.starts = repeat_episode_starts(
+            chunk_starts(self.lengths, chunk_len, pad), self.lengths, self.start_frames, start_repeat
+        )
         self._set_weights(dataset, weights)
         self.episode_norm_key = _episode_keys(dataset, norm_keys)
         _warn_short_episodes(dataset, self.lengths, chunk_len, pad)
@@ -233,6 +242,8 @@ class ChunkLoader:
         out = {"seed": self.seed, "num_samples": len(self.starts), "world_size": self.world_size}
         if self.weights is not None:
             out["weights"] = [float(w) for w in self.weights]
+        if self.start_repeat != 1:
+            out["start_repeat"], out["start_frames"] = self.start_repeat, self.start_frames
         return out
 
     def load_state_dict(self, state: dict) -> None:

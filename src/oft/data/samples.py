@@ -31,6 +31,29 @@ def chunk_starts(lengths: np.ndarray, chunk_len: int, pad: bool = False) -> np.n
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
+def repeat_episode_starts(
+    starts: np.ndarray, lengths: np.ndarray, start_frames: int, repeat: int
+) -> np.ndarray:
+    """``starts`` (global frame indices, from :func:`chunk_starts`) with every sample that starts within the
+    first ``start_frames`` frames of its episode listed ``repeat`` times, sorted. An epoch then visits those
+    samples ``repeat`` times as often as the others. (S',) int64.
+
+    Why: a policy that runs whole chunks open-loop decides its course in the first chunk, from a still scene
+    (where only the image and the instruction say which object to go for), yet those frames are about one
+    sample in eight of an ALOHA episode; later frames can be predicted from the arm's own visible motion.
+    Raises ValueError for ``start_frames < 1`` or ``repeat < 1``.
+    """
+    if start_frames < 1 or repeat < 1:
+        raise ValueError(f"start_frames and repeat must be >= 1, got {start_frames} and {repeat}")
+    starts = np.asarray(starts, np.int64)
+    if repeat == 1:
+        return starts
+    first, _ = episode_bounds(lengths)
+    episode = np.searchsorted(np.cumsum(np.asarray(lengths, np.int64)), starts, side="right")
+    early = starts[starts - first[episode] < start_frames]
+    return np.sort(np.concatenate([starts, *([early] * (repeat - 1))]), kind="stable")
+
+
 def chunk_indices(
     starts: np.ndarray, episode_end: np.ndarray, chunk_len: int
 ) -> tuple[np.ndarray, np.ndarray]:

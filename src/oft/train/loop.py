@@ -246,6 +246,8 @@ def make_loader(cfg: TrainConfig, dataset, spec: RobotSpec, pipeline, info: D.Di
         rank=info.rank,
         world_size=info.world_size,
         weights=cfg.dataset_weights,
+        start_repeat=cfg.start_repeat,
+        start_frames=cfg.start_frames,
         norm_keys=mixture_norm_keys(cfg, dataset),
     )
     if kind == "memory":
