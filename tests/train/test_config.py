@@ -30,6 +30,9 @@ from oft.train.schedule import make_scheduler
         ("decode=autoregressive", "decode"),  # with the l1 head
         ("keep_last=0", "keep_last"),
         ("proprio=maybe", "proprio"),
+        ("start_repeat=0", "start_repeat"),
+        ("start_frames=0", "start_frames"),
+        ("start_frames=10", "start_frames"),  # without start_repeat > 1 it would do nothing
     ],
 )
 def test_bad_values_are_refused_naming_the_field(override, field):

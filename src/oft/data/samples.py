@@ -48,8 +48,8 @@ def repeat_episode_starts(
     starts = np.asarray(starts, np.int64)
     if repeat == 1:
         return starts
-    first, _ = episode_bounds(lengths)
-    episode = np.searchsorted(np.cumsum(np.asarray(lengths, np.int64)), starts, side="right")
+    first, ends = episode_bounds(lengths)
+    episode = np.searchsorted(ends, starts, side="right")  # empty episodes share an end and are skipped
     early = starts[starts - first[episode] < start_frames]
     return np.sort(np.concatenate([starts, *([early] * (repeat - 1))]), kind="stable")
 

@@ -283,6 +283,9 @@ def _check_ranges(cfg: TrainConfig) -> None:
         value = getattr(cfg, name)
         if value is not None and not value > 0:
             raise _bad(name, value, "a number > 0, or None")
+    if cfg.start_frames is not None and cfg.start_repeat == 1:
+        raise _bad("start_frames", cfg.start_frames, "None while start_repeat=1 (it only says which frames "
+                   "start_repeat > 1 draws more often)")  # fmt: skip
     if not (0 < cfg.lr < 1):
         raise _bad("lr", cfg.lr, "a learning rate in (0, 1), e.g. 5e-4")
     if cfg.decay_at is not None and not (0 < cfg.decay_at <= 1):
