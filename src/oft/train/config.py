@@ -77,8 +77,9 @@ class TrainConfig:
       start_repeat: samples starting in the first ``start_frames`` frames of an episode (None: the first
         chunk, ``chunk_len`` frames) are drawn that many times per epoch; 1 (the default, the paper's) draws
         every sample once. For policies that run whole chunks open-loop and must read the still start scene
-        (which cube, told by the instruction); a choice of ours, not the paper's. On two-cube ALOHA at 4x it
-        raised the start's instruction-following but cost the rest of the task (docs/results/aloha.md).
+        (which cube, told by the instruction); a choice of ours, not the paper's. On two-cube ALOHA, 30 min
+        at 4x then 19 min at 1 (``--base``) made the policy pick the named cube; 4x alone cost the handover
+        (docs/results/aloha.md).
       mixture_stats: how a mixture is normalized. "per_dataset" (OpenVLA's): each dataset's samples with its
         own statistics, all kept in the checkpoint under the dataset's name (its directory name, or the Hub
         id without revision) — one normalizer per robot; inference picks one with ``unnorm_key``
