@@ -14,6 +14,7 @@ from metaworld.policies import ENV_POLICY_MAP
 from oft.sim.base import make_env
 from oft.sim.metaworld import EVAL_SEED_OFFSET, INSTRUCTIONS
 from oft.study.language import direction_name, evaluate_instruction_following
+from oft.study.suites import get_suite
 
 OPEN, CLOSE = "faucet-open-v3", "faucet-close-v3"
 TASK_OF = {text: task for task, text in INSTRUCTIONS.items()}
@@ -118,3 +119,44 @@ def test_layouts_of_another_scene_are_refused():
         env.reset(EVAL_SEED_OFFSET)
     with pytest.raises(KeyError, match="Did you mean"):
         make_env("metaworld", task=OPEN, layout_task="faucet-opn-v3")
+
+
+def _faucet_x(task: str, seeds, **kw) -> list[float]:
+    with make_env("metaworld", task=task, cameras=(), **kw) as env:
+        out = []
+        for s in seeds:
+            env.reset(s)
+            out.append(float(env._env.obj_init_pos[0]))
+    return out
+
+
+def test_metaworld_draws_the_two_faucet_tasks_from_different_ranges():
+    """The fact the language suite works around: alone, each task's layouts tell it apart."""
+    seeds = range(30)
+    opened, closed = _faucet_x(OPEN, seeds), _faucet_x(CLOSE, seeds)
+    assert max(map(abs, opened)) <= 0.05 < max(map(abs, closed))  # obj_low/high: +-5 cm and +-10 cm
+
+
+def test_the_language_suite_starts_every_instruction_from_the_same_states():
+    """Demonstrations and evaluation of both tasks come from one pool: at equal seeds the same start state,
+    faucets beyond 5 cm under either task (the old suite opened only within +-5 cm)."""
+    options = get_suite("language").env_options
+    assert options["show_goal"] is False
+    seeds = range(30)
+    opened, closed = _faucet_x(OPEN, seeds, **options), _faucet_x(CLOSE, seeds, **options)
+    assert opened == closed
+    assert max(map(abs, opened)) > 0.05 and min(map(abs, opened)) < 0.05
+    # seed 2k is faucet-open's layout k, seed 2k + 1 faucet-close's layout k
+    assert opened[0::2] == _faucet_x(OPEN, range(15)) and opened[1::2] == _faucet_x(CLOSE, range(15))
+
+
+def test_shared_layouts_keep_seeds_one_to_one_and_leave_other_tasks_alone():
+    with make_env("metaworld", task=CLOSE, cameras=(), shared_layouts=True) as env:
+        demo = {env.layout_source(s) for s in range(200)}
+        held_out = {env.layout_source(EVAL_SEED_OFFSET + i) for i in range(50)}
+        assert len(demo) == 200 and len(held_out) == 50 and not demo & held_out
+    # an explicit layout_task (the swap evaluation's scene) overrides the pool
+    assert _faucet_x(CLOSE, [3], shared_layouts=True, layout_task=OPEN) == _faucet_x(OPEN, [3])
+    # tasks outside a look-alike group draw their own layouts
+    with make_env("metaworld", task="drawer-open-v3", cameras=(), shared_layouts=True) as env:
+        assert env.layout_group == () and env.layout_source(7) == ("drawer-open-v3", 7)

@@ -18,7 +18,8 @@ from oft.train.feedback import seconds_trained
 def test_suites_are_registered_with_a_did_you_mean():
     assert set(SUITES) >= {"mt10", "language"}
     language = get_suite("language")
-    assert language.instruction_swap and language.env_options == {"show_goal": False}
+    assert language.instruction_swap
+    assert language.env_options == {"show_goal": False, "shared_layouts": True}
     with pytest.raises(KeyError, match="Did you mean 'mt10'"):
         get_suite("mt1O")
 

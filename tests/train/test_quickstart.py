@@ -44,6 +44,15 @@ def test_goal_markers_are_hidden_only_when_no_task_needs_one():
         show_goal_markers(["reach-v3"], "sometimes")
 
 
+def test_hidden_markers_also_start_the_faucet_tasks_from_one_pool_of_layouts():
+    from oft.train.quickstart import DEFAULT_TASKS, scene_options
+
+    # without the pool a faucet beyond 5 cm would say "close" (MetaWorld's ranges: +-5 cm open, +-10 close)
+    assert scene_options(list(DEFAULT_TASKS)) == {"show_goal": False, "shared_layouts": True}
+    assert scene_options(["drawer-open-v3", "reach-v3"]) == {}
+    assert scene_options(list(DEFAULT_TASKS), "shown") == {}
+
+
 def test_the_quickstart_recipe_reads_its_instruction_with_film():
     from oft.train.presets import get_preset
 

@@ -5,7 +5,10 @@ Seed convention. ``reset(seed)`` draws the layout deterministically from ``seed`
 per seed, so a layout is reproducible by anyone with the package. Demonstrations use seeds
 ``[0, EVAL_SEED_OFFSET)``; evaluation uses ``EVAL_SEED_OFFSET + i``, which falls in MT1 seed blocks a demo
 collection never reaches, so evaluation layouts are disjoint from the demonstrations' (the layouts are
-continuous random draws; equal layouts across blocks would need an exact float collision).
+continuous random draws; equal layouts across blocks would need an exact float collision). With
+``shared_layouts`` the look-alike tasks (:data:`LOOK_ALIKE_SCENES`) interleave their generators: seed ``s`` is
+layout ``s // n`` of the group's ``s % n``-th task: seeds and layouts stay one to one, so demonstration and
+evaluation layouts stay disjoint.
 
 Rendering. MetaWorld's own renderer draws one camera at its construction size with shadows, reflections and
 the skybox on; on Mesa (CPU) that is 80-300 ms per frame. We render only the requested cameras with one
@@ -76,6 +79,13 @@ GOAL_MARKER_OPTIONAL = frozenset(
         "window-open-v3",
     }
 )
+
+# Tasks that start from the same-looking scene, but whose layouts MetaWorld draws from different ranges:
+# the faucet's x is uniform in +-5 cm for faucet-open and +-10 cm for faucet-close (their ``obj_low`` /
+# ``obj_high``), so a faucet beyond 5 cm says "close" before any instruction is read, and no opening
+# demonstration ever starts there. ``shared_layouts=True`` draws every task of a group from the group's
+# layouts in turn.
+LOOK_ALIKE_SCENES: tuple[tuple[str, ...], ...] = (("faucet-open-v3", "faucet-close-v3"),)
 
 # Written by us (MetaWorld ships task names only). Imperative, one sentence, naming the object and the goal.
 INSTRUCTIONS: dict[str, str] = {
@@ -180,6 +190,10 @@ class MetaWorldEnv(SimEnv):
         asks a policy for each instruction from each start state). Both tasks need layouts of the same size.
     show_goal: draw the goal markers (sites named ``goal*``: reach's red target, the faucets' green/blue
         dots). False hides them, so that in the language suite only the instruction tells which way to go.
+    shared_layouts: for a task of a :data:`LOOK_ALIKE_SCENES` group, seed ``s`` draws layout ``s // n`` of
+        the group's ``s % n``-th task (n tasks in the group): every task of the group starts from the same
+        start states, at equal seeds the very same one, so neither the layout nor its range tells them apart.
+        Other tasks are unaffected; an explicit ``layout_task`` overrides it.
     Proprio is ``obs[:4]``: hand xyz + gripper opening. Actions are 4-D in [-1, 1].
     """
 
@@ -195,6 +209,7 @@ class MetaWorldEnv(SimEnv):
         instruction: str | None = None,
         layout_task: str | None = None,
         show_goal: bool = True,
+        shared_layouts: bool = False,
     ) -> None:
         for name in (task, layout_task or task):
             if name not in INSTRUCTIONS:
@@ -208,6 +223,8 @@ class MetaWorldEnv(SimEnv):
         self.task = task
         self.instruction = INSTRUCTIONS[task] if instruction is None else str(instruction)
         self.layout_task = layout_task or task
+        group = next((g for g in LOOK_ALIKE_SCENES if task in g), ()) if shared_layouts else ()
+        self.layout_group: tuple[str, ...] = () if layout_task else group
         self.max_steps = int(max_steps)
         base = get_spec("metaworld")
         self.spec = (base.replace(cameras=cameras) if cameras else base).replace(conventions=CONVENTIONS)
@@ -235,17 +252,28 @@ class MetaWorldEnv(SimEnv):
     def reset(self, seed: int) -> Observation:
         if seed < 0:
             raise ValueError(f"seed must be >= 0, got {seed}")
-        block, index = divmod(int(seed), LAYOUTS_PER_BLOCK)
-        layout = _layout_block(self.layout_task, block)[index]
-        if self.layout_task != self.task:
-            layout = self._adopt_layout(layout)
+        source, number = self.layout_source(seed)
+        block, index = divmod(number, LAYOUTS_PER_BLOCK)
+        layout = _layout_block(source, block)[index]
+        if source != self.task:
+            layout = self._adopt_layout(layout, source)
         self._env.set_task(layout)
         self._obs, _ = self._env.reset()
         self._steps = 0
         return self._observation(render=True)
 
-    def _adopt_layout(self, layout):
-        """``layout_task``'s layout (its random vector: object and goal positions) as one of ``task``.
+    def layout_source(self, seed: int) -> tuple[str, int]:
+        """(task whose generator draws seed ``seed``'s layout, the layout's number in it): ``(layout_task,
+        seed)``, or with ``shared_layouts`` the group's tasks in turn (a bijection: distinct seeds, distinct
+        layouts; demonstration and evaluation seeds stay disjoint)."""
+        seed = int(seed)
+        if self.layout_group:
+            n = len(self.layout_group)
+            return self.layout_group[seed % n], seed // n
+        return self.layout_task, seed
+
+    def _adopt_layout(self, layout, source: str):
+        """``source``'s layout (its random vector: object and goal positions) as one of ``task``.
 
         The payload is the ``metaworld.Task`` that ``MT1`` built in this process (set_task unpickles it
         the same way); only the env class it names changes.
@@ -254,7 +282,7 @@ class MetaWorldEnv(SimEnv):
         size = self._env._random_reset_space.low.size
         if np.size(data["rand_vec"]) != size:
             raise ValueError(
-                f"layout_task {self.layout_task!r} draws layouts of {np.size(data['rand_vec'])} numbers, "
+                f"layout_task {source!r} draws layouts of {np.size(data['rand_vec'])} numbers, "
                 f"task {self.task!r} expects {size}; choose tasks of the same scene (e.g. faucet-open/-close)"
             )
         data["env_cls"] = type(self._env)
@@ -297,6 +325,7 @@ __all__ = [
     "EVAL_SEED_OFFSET",
     "GOAL_MARKER_OPTIONAL",
     "INSTRUCTIONS",
+    "LOOK_ALIKE_SCENES",
     "MT10",
     "MetaWorldEnv",
     "metaworld_tasks",

@@ -4,7 +4,8 @@ For tasks whose scenes look alike (the ``language`` suite's faucet-open / faucet
 well on each task's own layouts by reading something in the scene rather than the instruction. Here each
 *direction* ``(scene task S, told task T)`` runs the layouts of S (``env.eval_seed_offset + seed + i``, the
 same start states for every T) with T's instruction and T's success criterion (the MetaWorld adapter's
-``layout_task=S``): its success rate is how often the policy did what it was told. The diagonal (T = S) is
+``layout_task=S``, which overrides the suite's ``shared_layouts`` pool): its success rate is how often the
+policy did what it was told. The diagonal (T = S) is
 ordinary evaluation; the off-diagonal asks for the other behavior from the same start.
 
 The control withholds the instruction (``instruction=""``) and judges the same start states by each

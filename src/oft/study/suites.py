@@ -4,7 +4,10 @@
   conditioned policy for all of them.
 * ``language`` — ``faucet-open-v3`` and ``faucet-close-v3``: the same faucet at the start, the handle turned
   one way or the other. Goal markers are hidden (``show_goal=False``: the open task's green and the close
-  task's blue goal dot would otherwise tell them apart), so only the instruction says which way. Evaluation
+  task's blue goal dot would otherwise tell them apart) and both tasks draw their layouts from one pool
+  (``shared_layouts``: MetaWorld places the faucet within +-5 cm for open, +-10 cm for close, so the
+  position alone would say "close" for half of the close layouts, and no opening demonstration would start
+  there), so only the instruction says which way. Evaluation
   runs every start state under every instruction and reports whether the policy did what it was told
   (:mod:`oft.study.language`), plus a control with the instruction withheld.
 * ``aloha`` — OFT+ on the bimanual ALOHA simulator (:mod:`oft.sim.aloha`): ACT's transfer-cube and insertion
@@ -66,7 +69,7 @@ SUITES: dict[str, Suite] = {
             "metaworld",
             "faucet-open-v3,faucet-close-v3",
             "faucet open vs close from the same-looking start: only the instruction tells them apart",
-            env_kwargs=(("show_goal", False),),
+            env_kwargs=(("show_goal", False), ("shared_layouts", True)),
             instruction_swap=True,
         ),
         Suite(

@@ -11,8 +11,9 @@ checkpoint (or skips it when finished) and re-evaluates.
 
 Default tasks: drawer open / close, whose goal is visually large (learnable from 64 px pixels within minutes),
 and faucet open / close, which start from the same-looking faucet once the goal markers are hidden
-(``--goal-markers auto``): only the instruction tells the policy which way to turn it, so their success is
-instruction following. Measured results of the defaults: ``docs/results/quickstart.md``.
+(``--goal-markers auto``; both faucet tasks then draw their start states from one pool, as the language
+study's do): only the instruction tells the policy which way to turn it, so their success is instruction
+following. Measured results of the defaults: ``docs/results/quickstart.md``.
 """
 
 from __future__ import annotations
@@ -80,9 +81,8 @@ def run(args: argparse.Namespace) -> int:
 
     args.threads = args.threads or idle_cores()
     log.info("using %d torch thread(s)", args.threads)
-    shown = show_goal_markers(tasks, args.goal_markers)
-    args.env_kwargs = {} if shown else {"show_goal": False}  # the env's default draws them
-    log.info("goal markers %s", "shown" if shown else "hidden")
+    args.env_kwargs = scene_options(tasks, args.goal_markers)
+    log.info("goal markers %s", "hidden" if args.env_kwargs else "shown")
     t0 = time.perf_counter()
     collect_phase(out / "data", tasks, args.demos, model_image_size(), args.env_kwargs)
     datasets = [out / "data"]
@@ -153,6 +153,17 @@ def show_goal_markers(tasks: list[str], choice: str = "auto") -> bool:
     if choice != "auto":
         return choice == "shown"
     return not all(t in GOAL_MARKER_OPTIONAL for t in tasks)
+
+
+def scene_options(tasks: list[str], choice: str = "auto") -> dict:
+    """The MetaWorld options of the quickstart's demonstrations and evaluation: ``{}`` (the env's defaults)
+    when the goal markers are shown (:func:`show_goal_markers`); when hidden, ``show_goal=False`` and
+    ``shared_layouts=True``: look-alike tasks (faucet open / close) are then told apart by the instruction
+    alone, so they start from one pool of layouts (MetaWorld's own ranges differ, and the position would say
+    which task it is). Raises ValueError for a ``choice`` other than auto / shown / hidden."""
+    if show_goal_markers(tasks, choice):
+        return {}
+    return {"show_goal": False, "shared_layouts": True}
 
 
 def collect_phase(root: Path, tasks: list[str], demos: int, image_size: int, env_kwargs=None) -> dict:
