@@ -137,6 +137,20 @@ def test_eval_renders_at_the_training_frame_size():
     assert _env_kwargs(policy, {"image_size": 50})["image_size"] == 50  # the caller's word wins
 
 
+def test_eval_renders_the_scene_of_the_training_demonstrations(tmp_path):
+    from oft import load_policy
+    from oft.sim.evaluate import _env_kwargs
+
+    policy = _policy(SPEC)
+    policy.config.scene = {"env": "metaworld", "options": {"show_goal": False, "shared_layouts": True}}
+    kw = _env_kwargs(policy, None, "metaworld")
+    assert kw["show_goal"] is False and kw["shared_layouts"] is True
+    assert _env_kwargs(policy, {"show_goal": True}, "metaworld")["show_goal"] is True  # the caller's wins
+    assert "show_goal" not in _env_kwargs(policy, None, "aloha")  # another simulator's options are not its
+    policy.save(tmp_path / "p")
+    assert load_policy(tmp_path / "p").config.scene == policy.config.scene
+
+
 def test_frame_sizes_survive_save_and_load(tmp_path):
     from oft import load_policy
 

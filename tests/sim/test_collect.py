@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("metaworld")
 
 from oft.data import open_dataset
-from oft.sim.collect import SIDECAR, CollectConfig, collect
+from oft.sim.collect import SIDECAR, CollectConfig, collect, recorded_scene
 
 
 def _cfg(**kw) -> CollectConfig:
@@ -68,10 +68,12 @@ def test_a_top_up_with_other_scene_options_is_refused_not_mixed_in(tmp_path):
     with pytest.raises(ValueError, match=r"scene options \{'show_goal': False\}; this run asks for \{\}"):
         collect("metaworld", ["drawer-close-v3"], 2, out, _cfg())
     assert open_dataset(out).num_episodes == 1  # nothing written, nothing lost
+    assert recorded_scene(open_dataset(out)) == {"env": "metaworld", "options": {"show_goal": False}}
     assert collect("metaworld", ["drawer-close-v3"], 2, out, hidden)["num_episodes"] == 2  # same: continues
     # a dataset from before the sidecar recorded its scene is topped up as asked (it cannot be checked)
     side = json.loads((out / SIDECAR).read_text())
     (out / SIDECAR).write_text(json.dumps({k: v for k, v in side.items() if k != "scene"}))
+    assert recorded_scene(open_dataset(out)) is None  # unknown: evaluation keeps the simulator's defaults
     assert collect("metaworld", ["drawer-close-v3"], 3, out, hidden)["num_episodes"] == 3
 
 

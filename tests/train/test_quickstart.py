@@ -25,6 +25,17 @@ def test_quickstart_runs_every_phase_and_reuses_its_data(tmp_path, capsys):
     assert results["policy"]["train_steps"] == 2 and results["policy"]["actions_per_s"]["actions_per_s"] > 0
     assert (out / "train" / "loss_curve.png").is_file() and any((out / "eval" / "videos").rglob("*.mp4"))
     assert "action throughput" in capsys.readouterr().out
+    # the policy records the scene its demonstrations show; a plain `oft eval` renders that scene again
+    from oft import load_policy
+
+    hidden = {"show_goal": False, "shared_layouts": True}
+    assert load_policy(out / "train").config.scene == {"env": "metaworld", "options": hidden}
+    ev = tmp_path / "ev"
+    argv_eval = ["eval", "--env", "metaworld", "--tasks", "drawer-close-v3", "--checkpoint",
+                 str(out / "train"), "--episodes", "1", "--max-steps", "4", "--video-episodes", "0",
+                 "--out", str(ev)]  # fmt: skip
+    assert main(argv_eval) == 0
+    assert hidden.items() <= json.loads((ev / "results.json").read_text())["env_options"].items()
     # a rerun reuses the demonstrations and the finished training run
     assert main(argv) == 0
     again = json.loads((out / "results.json").read_text())

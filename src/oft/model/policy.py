@@ -48,6 +48,9 @@ class PolicyConfig:
     # {camera: [H, W]} of the frames the policy was trained on: simulators render at this size, so the
     # policy's own resize (the one kernel) makes exactly the training pixels. None: unknown (model size).
     frame_sizes: dict[str, list[int]] | None = None
+    # {"env": name, "options": {...}}: the simulator scene the training demonstrations were collected in
+    # (oft.sim.collect.recorded_scene, e.g. MetaWorld goal markers hidden); evaluation renders the same one
+    scene: dict | None = None
     lora: dict | None = None  # {"rank", "alpha", "targets"} when unmerged adapters are part of the weights
     source: str = "oft"
 
@@ -62,6 +65,7 @@ class PolicyConfig:
             "center_crop": self.center_crop,
             "crop_scale": self.crop_scale,
             "frame_sizes": self.frame_sizes,
+            "scene": self.scene,
             "lora": self.lora,
             "source": self.source,
         }
@@ -78,6 +82,7 @@ class PolicyConfig:
             center_crop=d.get("center_crop", False),
             crop_scale=d.get("crop_scale", DEFAULT_CROP_SCALE),
             frame_sizes=d.get("frame_sizes"),
+            scene=d.get("scene"),
             lora=d.get("lora"),
             source=d.get("source", "oft"),
         )

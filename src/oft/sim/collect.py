@@ -110,6 +110,31 @@ def _scene_options(env_kwargs: dict) -> dict:
     return json.loads(json.dumps(dict(env_kwargs), sort_keys=True, default=str))
 
 
+def recorded_scene(dataset) -> dict | None:
+    """``{"env": name, "options": {...}}``: the simulator and scene options (``CollectConfig.env_kwargs``,
+    e.g. MetaWorld's ``show_goal=False``) that ``oft collect`` recorded for ``dataset`` (an opened dataset
+    with a ``path``, or a concatenation of several in ``.datasets``). None when a part has no record (not
+    written by ``oft collect``, or before scenes were recorded) or the parts disagree: then nothing is known
+    to repeat. The trainer stores it in the policy, and evaluation renders the same scene
+    (:func:`oft.sim.evaluate.evaluate`)."""
+    parts = getattr(dataset, "datasets", None) or [dataset]
+    found = []
+    for part in parts:
+        path = getattr(part, "path", None)
+        side = Path(path) / SIDECAR if path is not None else None
+        if side is None or not side.is_file():
+            return None
+        data = json.loads(side.read_text())
+        if "scene" not in data:
+            return None
+        found.append({"env": data.get("env"), "options": data["scene"]})
+    if any(f != found[0] for f in found[1:]):
+        log.warning("the training datasets were collected in different scenes %s; evaluation uses the "
+                    "simulator's defaults unless told", found)  # fmt: skip
+        return None
+    return found[0]
+
+
 def _load_sidecar(out: Path, committed: int, env_name: str, scene: dict, instructions: list) -> list[dict]:
     path = out / SIDECAR
     if not path.exists():
@@ -336,4 +361,4 @@ def _progress(total: int, initial: int, enabled: bool):
     return tqdm(total=total, initial=initial, unit="demo", desc="collect")
 
 
-__all__ = ["CollectConfig", "collect", "demo_episode"]
+__all__ = ["CollectConfig", "collect", "demo_episode", "recorded_scene"]

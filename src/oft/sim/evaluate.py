@@ -70,13 +70,20 @@ def _policy_for(policy: PolicyOrFactory, env: SimEnv) -> ChunkPolicy:
     return policy(env) if _is_factory(policy) else policy
 
 
-def _env_kwargs(policy: PolicyOrFactory, env_kwargs: dict | None) -> dict:
+def _env_kwargs(policy: PolicyOrFactory, env_kwargs: dict | None, env_name: str | None = None) -> dict:
     """A learned policy's cameras and ``render_sizes`` decide what the env renders, unless the caller said
     otherwise: frames rendered at the size the policy was trained on go through the policy's own resize, so
-    the model sees exactly the pixels it saw in training."""
+    the model sees exactly the pixels it saw in training. So does the scene its demonstrations were collected
+    in (``PolicyConfig.scene``, e.g. MetaWorld's goal markers hidden), when ``env_name`` is that simulator."""
     kw = dict(env_kwargs or {})
     if _is_factory(policy):
         return kw
+    scene = getattr(getattr(policy, "config", None), "scene", None)
+    if scene and env_name is not None and scene.get("env") == env_name:
+        taken = {k: v for k, v in scene.get("options", {}).items() if k not in kw}
+        if taken:
+            log.info("%s scene options of the policy's training demonstrations: %s", env_name, taken)
+        kw.update(taken)
     spec = getattr(policy, "spec", None)
     if spec is not None and "cameras" not in kw:
         kw["cameras"] = tuple(spec.cameras)
@@ -239,7 +246,9 @@ def evaluate(
     """Roll ``policy`` out ``episodes`` times per task; returns (and with ``out`` writes) the results.
 
     policy: a chunk policy (``predict_action_chunk``/``reset``), or a factory called with each task's env
-        (``ExpertPolicy``). env_kwargs go to ``make_env`` (cameras default to ``policy.spec.cameras``).
+        (``ExpertPolicy``). env_kwargs go to ``make_env``; what they leave out comes from a learned policy:
+        its cameras, the size of its training frames, and the scene options its demonstrations were
+        collected with (``PolicyConfig.scene``: MetaWorld's hidden goal markers, shared layouts).
     out: directory for ``results.json``, ``success.png`` and ``videos/<task>/*.mp4`` of the first
         ``video_episodes`` episodes of each task.
     workers: simulator processes stepping episodes in parallel (see :mod:`oft.sim.parallel`); a learned
@@ -262,7 +271,8 @@ def evaluate(
     bar = _progress(len(jobs), progress)
     records: dict[str, list[dict]] = {t: [None] * episodes for t in task_names}  # type: ignore[list-item]
     t0, env_steps = time.perf_counter(), 0
-    settings = RolloutSettings(env_name, _env_kwargs(policy, env_kwargs), max_steps, open_loop_steps, out)
+    env_kwargs = _env_kwargs(policy, env_kwargs, env_name)
+    settings = RolloutSettings(env_name, env_kwargs, max_steps, open_loop_steps, out)
     workers = min(workers, len(jobs))  # never a process with no episode to run
     if workers == 1:
         finished = run_sequential(policy, jobs, settings)
@@ -280,6 +290,7 @@ def evaluate(
     wall = time.perf_counter() - t0
     results = {
         "env": env_name,
+        "env_options": json.loads(json.dumps(env_kwargs, default=str)),  # what was rendered, as JSON
         "policy": policy_source,
         "episodes_per_task": episodes,
         "seed": seed,
