@@ -119,7 +119,9 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, dataset, info: D.DistInfo,
     spec = check_dataset_robot(cfg, robot_spec_for(cfg), dataset)  # the robot the dataset records, if any
     spec = with_dataset_conventions(spec, dataset)  # what the dataset's actions mean
     policy = make_policy(cfg, spec, dataset, resume_from)
-    policy.config.scene = _recorded_scene(dataset)  # what evaluation renders (oft eval asks)
+    from oft.sim.collect import recorded_scene  # light: imports no simulator
+
+    policy.config.scene = recorded_scene(dataset)  # what evaluation renders (oft eval asks)
     state = _make_state(cfg, policy, dataset, spec, info)
     if resume_from is not None:
         _restore(state, resume_from, info)
@@ -176,12 +178,6 @@ def robot_spec_for(cfg: TrainConfig) -> RobotSpec:
     if not cfg.proprio:
         changes["proprio_dim"] = 0
     return spec.replace(**changes) if changes else spec
-
-
-def _recorded_scene(dataset) -> dict | None:
-    from oft.sim.collect import recorded_scene  # light: no simulator is imported
-
-    return recorded_scene(dataset)
 
 
 def open_datasets(paths: tuple[str, ...]):
