@@ -1,7 +1,7 @@
 """``oft study``: train and evaluate the paper's design variants on one suite, one dataset, one budget.
 
 oft study --suite mt10 --out runs/study_mt10 --budget-minutes 30
-oft study --suite language --out runs/study_lang --variants pdac_l1,pdac_l1_film --steps 3000
+oft study --suite language --out runs/study_lang      # pdac_l1 vs pdac_l1_film, 100 demos/task, 8,000 steps
 oft study --suite mt10 --out runs/smoke --variants pdac_l1,ar_discrete --tasks reach-v3,drawer-open-v3 \
     --steps 3 --demos 2 --episodes 1 --set base=tiny
 
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from oft.study.run import DEFAULT_PRESET
+    from oft.study.run import DEFAULT_DEMOS, DEFAULT_PRESET
     from oft.study.suites import SUITES
     from oft.study.variants import VARIANTS
 
@@ -29,7 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     budget = p.add_mutually_exclusive_group()
     budget.add_argument("--budget-minutes", type=float, default=None, help="training minutes per variant")
     budget.add_argument("--steps", type=int, default=None, help="optimizer steps per variant")
-    p.add_argument("--demos", type=int, default=50, help="expert demonstrations per task (default 50)")
+    p.add_argument("--demos", type=int, default=None,
+                   help=f"demonstrations per task (default: the suite's, else {DEFAULT_DEMOS})")  # fmt: skip
     p.add_argument("--episodes", type=int, default=20, help="evaluation episodes per task (default 20)")
     p.add_argument("--tasks", default=None, help="only these tasks of the suite (comma-separated)")
     p.add_argument("--preset", default=None,
@@ -45,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from oft.study.run import DEFAULT_PRESET, StudyConfig, run_study
+    from oft.study.run import DEFAULT_DEMOS, DEFAULT_PRESET, StudyConfig, run_study
     from oft.study.suites import get_suite
     from oft.study.variants import PAPER_VARIANTS
     from oft.train.quickstart import idle_cores
@@ -61,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         overrides=tuple(args.overrides),
         budget_minutes=args.budget_minutes,
         steps=args.steps,
-        demos=args.demos,
+        demos=args.demos if args.demos is not None else (suite.demos or DEFAULT_DEMOS),
         episodes=args.episodes,
         seed=args.seed,
         eval_max_steps=args.eval_max_steps,

@@ -31,6 +31,7 @@ from oft.study.variants import PAPER_VARIANTS, VARIANT_FIELDS, VARIANTS, StudyVa
 log = logging.getLogger(__name__)
 
 DEFAULT_PRESET = "metaworld-tiny"
+DEFAULT_DEMOS = 50  # expert demonstrations per task, where the suite does not say
 # settings that change what a finished variant's numbers mean: a rerun must keep them
 FIXED_SETTINGS = (
     "suite", "tasks", "preset", "overrides", "budget_minutes", "steps", "demos", "episodes", "seed",
@@ -55,7 +56,7 @@ class StudyConfig:
     overrides: tuple[str, ...] = ()
     budget_minutes: float | None = None
     steps: int | None = None
-    demos: int = 50
+    demos: int = DEFAULT_DEMOS
     episodes: int = 20
     seed: int = 0
     eval_max_steps: int | None = None

@@ -9,7 +9,8 @@
   position alone would say "close" for half of the close layouts, and no opening demonstration would start
   there), so only the instruction says which way. Evaluation
   runs every start state under every instruction and reports whether the policy did what it was told
-  (:mod:`oft.study.language`), plus a control with the instruction withheld.
+  (:mod:`oft.study.language`), plus a control with the instruction withheld. Trained by default with the
+  ``metaworld-language`` preset on 100 demonstrations per task, comparing ``pdac_l1`` with ``pdac_l1_film``.
 * ``aloha`` — OFT+ on the bimanual ALOHA simulator (:mod:`oft.sim.aloha`): ACT's transfer-cube and insertion
   (scripted-data bars ~90% / ~50%, Zhao et al. 2023) and our ``two-cube``, where the instruction names the
   cube to hand over. Trained with the ``aloha`` preset (3 cameras, 14-D proprio, K = 25, FiLM); the variants
@@ -36,8 +37,8 @@ class Suite:
     instruction_swap: evaluate each task's start states under each task's instruction (the language suite).
     instructions: ``(task, (instruction, ...))`` pairs: that task's start states are evaluated once under
         each instruction (the env's ``instruction=``), reported as ``"<task>: <instruction>"`` rows.
-    preset / variants: what ``oft study --suite NAME`` trains when ``--preset`` / ``--variants`` are not
-        given (None: the study's defaults).
+    preset / variants / demos: what ``oft study --suite NAME`` trains on when ``--preset`` / ``--variants``
+        / ``--demos`` are not given (None: the study's defaults).
     """
 
     name: str
@@ -49,6 +50,7 @@ class Suite:
     instructions: tuple[tuple[str, tuple[str, ...]], ...] = ()
     preset: str | None = None
     variants: tuple[str, ...] | None = None
+    demos: int | None = None
 
     def task_names(self) -> list[str]:
         from oft.sim.evaluate import resolve_tasks
@@ -71,6 +73,11 @@ SUITES: dict[str, Suite] = {
             "faucet open vs close from the same-looking start: only the instruction tells them apart",
             env_kwargs=(("show_goal", False), ("shared_layouts", True)),
             instruction_swap=True,
+            # the measured recipe (docs/results/study-language.md): FiLM on the centered prompt, 100 start
+            # states per task, 8,000 steps; the variants the suite exists to compare: with and without FiLM
+            preset="metaworld-language",
+            variants=("pdac_l1", "pdac_l1_film"),
+            demos=100,
         ),
         Suite(
             "aloha",
