@@ -35,26 +35,12 @@ def test_aloha_suite_is_registered_with_its_preset_and_film_pair():
     assert set(suite.variants) == {"oft_plus", "oft_plus_no_film", "oft_plus_per_step"}
 
 
-def test_study_cli_defaults_come_from_the_suite(monkeypatch):
-    from oft.study import commands, run
-
-    seen = {}
-
-    def fake_study(config):
-        seen["config"] = config
-        return {"variants": []}
-
-    monkeypatch.setattr(run, "run_study", fake_study)
-    p = argparse.ArgumentParser()
-    commands.add_arguments(p)
-    commands.run(p.parse_args(["--suite", "aloha", "--out", "x"]))
-    assert seen["config"].preset == "aloha" and seen["config"].variants == (
-        "oft_plus",
-        "oft_plus_no_film",
-        "oft_plus_per_step",
-    )
-    commands.run(p.parse_args(["--suite", "mt10", "--out", "y"]))
-    assert seen["config"].preset == "metaworld-tiny" and "oft_plus" not in seen["config"].variants
+def test_study_cli_defaults_come_from_the_suite(study_cli_config):
+    config = study_cli_config(["--suite", "aloha", "--out", "x"])
+    assert config.preset == "aloha"
+    assert config.variants == ("oft_plus", "oft_plus_no_film", "oft_plus_per_step")
+    config = study_cli_config(["--suite", "mt10", "--out", "y"])
+    assert config.preset == "metaworld-tiny" and "oft_plus" not in config.variants
 
 
 def test_collect_help_lists_each_suites_cameras():

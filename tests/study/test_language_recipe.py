@@ -3,55 +3,39 @@
 
 from __future__ import annotations
 
-import argparse
-
 import pytest
 
 from oft.spec import get_spec
-from oft.study import commands, run
+from oft.study import run
 from oft.study.suites import get_suite
 from oft.study.variants import VARIANTS
 from oft.train.config import apply_overrides
 from oft.train.presets import get_preset
 
 
-def _parsed_config(monkeypatch, argv):
-    seen = {}
-
-    def fake_study(config):
-        seen["config"] = config
-        return {"variants": []}
-
-    monkeypatch.setattr(run, "run_study", fake_study)
-    p = argparse.ArgumentParser()
-    commands.add_arguments(p)
-    commands.run(p.parse_args(argv))
-    return seen["config"]
-
-
-def test_language_suite_defaults_to_its_recipe(monkeypatch):
-    config = _parsed_config(monkeypatch, ["--suite", "language", "--out", "x"])
+def test_language_suite_defaults_to_its_recipe(study_cli_config):
+    config = study_cli_config(["--suite", "language", "--out", "x"])
     assert config.preset == "metaworld-language"
     assert config.demos == 100
     assert config.variants == ("pdac_l1", "pdac_l1_film")
     assert config.steps is None and config.budget_minutes is None  # the preset's max_steps: 8,000
 
 
-def test_explicit_flags_win_over_the_suites_defaults(monkeypatch):
+def test_explicit_flags_win_over_the_suites_defaults(study_cli_config):
     argv = ["--suite", "language", "--out", "x", "--demos", "7", "--preset", "metaworld-tiny", "--variants",
             "pdac_l1_film"]  # fmt: skip
-    config = _parsed_config(monkeypatch, argv)
+    config = study_cli_config(argv)
     assert (config.preset, config.demos, config.variants) == ("metaworld-tiny", 7, ("pdac_l1_film",))
 
 
-def test_other_suites_keep_the_study_defaults(monkeypatch):
-    config = _parsed_config(monkeypatch, ["--suite", "mt10", "--out", "y"])
+def test_other_suites_keep_the_study_defaults(study_cli_config):
+    config = study_cli_config(["--suite", "mt10", "--out", "y"])
     assert (config.preset, config.demos) == ("metaworld-tiny", run.DEFAULT_DEMOS)
 
 
-def test_zero_demos_is_refused_not_replaced_by_the_default(monkeypatch):
+def test_zero_demos_is_refused_not_replaced_by_the_default(study_cli_config):
     with pytest.raises(ValueError, match="demos must be >= 1, got 0"):
-        _parsed_config(monkeypatch, ["--suite", "language", "--out", "x", "--demos", "0"]).validate()
+        study_cli_config(["--suite", "language", "--out", "x", "--demos", "0"]).validate()
 
 
 def test_language_preset_is_metaworld_tiny_with_centered_film_and_a_fixed_token_table():

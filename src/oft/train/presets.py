@@ -37,58 +37,45 @@ from oft.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
+_METAWORLD_TINY = TrainConfig(
+    # the quickstart's from-scratch model, oft.model.build "small": 64 px / patch 8 / width 128 ViT and
+    # a 3-layer width-128 Llama; measured ~100 samples/s at batch 32 on 2 cores, drawer-open-v3 at
+    # 95-100% after ~8 minutes of training
+    base="small",
+    robot="metaworld",
+    head="l1",
+    decode="parallel",
+    proprio=True,
+    # FiLM (OFT+): on the language study (faucet open vs close from the same start, 4,000 steps) 92.5%
+    # and 87.5% of instructions followed with it (two training seeds) against 50.0% without on 100
+    # demonstrations, but 50.0% with it on 200: it can help and has not been seen to hurt; on MT10 31.0%
+    # vs 30.0% (same within chance), at the same training speed (docs/results/study-language.md,
+    # study-mt10.md)
+    film=True,
+    lora_rank=0,
+    lr=5e-4,
+    weight_decay=0.01,
+    decay_at=0.75,  # the paper's 10x decay at 3/4 of the run, by steps or by the time budget
+    batch_size=32,
+    max_steps=4000,
+    save_every=500,
+    keep_last=2,
+    log_every=10,
+    bf16=False,
+)
+
 PRESETS: dict[str, TrainConfig] = {
-    "metaworld-tiny": TrainConfig(
-        # the quickstart's from-scratch model, oft.model.build "small": 64 px / patch 8 / width 128 ViT and
-        # a 3-layer width-128 Llama; measured ~100 samples/s at batch 32 on 2 cores, drawer-open-v3 at
-        # 95-100% after ~8 minutes of training
-        base="small",
-        robot="metaworld",
-        head="l1",
-        decode="parallel",
-        proprio=True,
-        # FiLM (OFT+): on the language study (faucet open vs close from the same start, 4,000 steps) 92.5%
-        # and 87.5% of instructions followed with it (two training seeds) against 50.0% without on 100
-        # demonstrations, but 50.0% with it on 200: it can help and has not been seen to hurt; on MT10 31.0%
-        # vs 30.0% (same within chance), at the same training speed (docs/results/study-language.md,
-        # study-mt10.md)
-        film=True,
-        lora_rank=0,
-        lr=5e-4,
-        weight_decay=0.01,
-        decay_at=0.75,  # the paper's 10x decay at 3/4 of the run, by steps or by the time budget
-        batch_size=32,
-        max_steps=4000,
-        save_every=500,
-        keep_last=2,
-        log_every=10,
-        bf16=False,
-    ),
-    "metaworld-language": TrainConfig(
+    "metaworld-tiny": _METAWORLD_TINY,
+    "metaworld-language": _METAWORLD_TINY.replace(
         # metaworld-tiny for instructions that differ in one word (the ``language`` study suite's default):
         # FiLM reads the prompt average centered on the training instructions at unit RMS, the token table
         # stays as built, and the run is 8,000 steps (for 100 demonstrations per task). On that suite
         # (faucet open vs close from the same start states, 100 per task) this recipe followed the instruction
         # in 80, 80 and 65 of 80 episodes (training seeds 0, 1, 2; pooled 93.8%); with 50 per task and 4,000
         # steps 91.7% pooled, failing at the far ends of the faucet's range (docs/results/study-language.md)
-        base="small",
-        robot="metaworld",
-        head="l1",
-        decode="parallel",
-        proprio=True,
-        film=True,
         film_input="mean_centered",
         freeze_token_embeddings=True,
-        lora_rank=0,
-        lr=5e-4,
-        weight_decay=0.01,
-        decay_at=0.75,
-        batch_size=32,
         max_steps=8000,
-        save_every=500,
-        keep_last=2,
-        log_every=10,
-        bf16=False,
     ),
     "aloha": TrainConfig(
         # OFT+ on the quickstart's small architecture (64 px / patch 8 / width 128 ViT, 3-layer width-128
