@@ -71,8 +71,9 @@ PRESETS: dict[str, TrainConfig] = {
         # FiLM reads the prompt average centered on the training instructions at unit RMS, the token table
         # stays as built, and the run is 8,000 steps (for 100 demonstrations per task). On that suite
         # (faucet open vs close from the same start states, 100 per task) this recipe followed the instruction
-        # in 80, 80 and 65 of 80 episodes (training seeds 0, 1, 2; pooled 93.8%); with 50 per task and 4,000
-        # steps 91.7% pooled, failing at the far ends of the faucet's range (docs/results/study-language.md)
+        # in 80, 80, 65 and 73 of 80 episodes (training seeds 0-3; pooled 93.1%), and without FiLM in 72 of 80
+        # (seed 3); with 50 per task and 4,000 steps 91.7% pooled; what fails is the far ends of the faucet's
+        # range (docs/results/study-language.md)
         film_input="mean_centered",
         freeze_token_embeddings=True,
         max_steps=8000,
