@@ -180,3 +180,29 @@ def test_stage_counts_count_episodes_reaching_at_least_each_stage():
     assert stage_counts([*eps, {"success": False}]) == {}  # an env that records no stages: no column
     assert stage_counts([*eps, {"outcome": {"max_stage": 1, "stages": ["a"]}}]) == {}  # other tasks' stages
     assert stage_counts([]) == {}
+
+
+def test_temporal_ensembling_through_evaluate_and_workers(tmp_path):
+    """ACT's temporal ensembling reaches every episode, in the workers too: one query per step, and the
+    setting recorded in results.json."""
+    policy = _tiny_policy()
+    kw = dict(episodes=2, seed=1, max_steps=12, env_kwargs={"image_size": 32}, temporal_ensemble_coeff=0.01)
+    one = evaluate(policy, "metaworld", ["drawer-open-v3"], workers=1, **kw)
+    two = evaluate(policy, "metaworld", ["drawer-open-v3"], workers=2, out=tmp_path, **kw)
+    eps = one["tasks"]["drawer-open-v3"]["episode_results"]
+    assert eps == two["tasks"]["drawer-open-v3"]["episode_results"]
+    assert [(e["steps"], e["chunk_queries"]) for e in eps] == [(12, 12), (12, 12)]
+    assert json.loads((tmp_path / "results.json").read_text())["temporal_ensemble_coeff"] == 0.01
+    plain = evaluate(policy, "metaworld", ["drawer-open-v3"], episodes=1, seed=1, max_steps=12,
+                     env_kwargs={"image_size": 32})  # fmt: skip
+    ep = plain["tasks"]["drawer-open-v3"]["episode_results"][0]
+    assert ep["chunk_queries"] == 3 and ep["actions_sha1"] != eps[0]["actions_sha1"]
+
+
+def test_cli_temporal_ensembling_conflict_named_before_loading(tmp_path, capsys):
+    args = ["eval", "--env", "metaworld", "--tasks", "drawer-open-v3", "--checkpoint", str(tmp_path / "none")]
+    code = main(
+        [*args, "--out", str(tmp_path), "--temporal-ensemble-coeff", "0.01", "--open-loop-steps", "8"]
+    )
+    assert code == 2
+    assert "open_loop_steps must be None or 1 with it, got 8" in capsys.readouterr().err

@@ -62,3 +62,78 @@ def test_expert_succeeds_through_the_loop_and_stops_at_success(env):
     r = rollout(ExpertPolicy(env), env, seed=env.eval_seed_offset)
     assert r.success and 0 < r.steps < env.max_steps and r.chunk_queries == r.steps
     assert r.seed == env.eval_seed_offset and r.task == "reach-v3"
+
+
+def _act_reference(chunks: list[np.ndarray], coeff: float) -> np.ndarray:
+    """ACT's own loop (imitate_episodes.py): a (T, T+K, D) table of every query's chunk, read down column
+    t, oldest query first."""
+    t_max, k, d = len(chunks), chunks[0].shape[0], chunks[0].shape[1]
+    table = np.zeros((t_max, t_max + k, d))
+    filled = np.zeros((t_max, t_max + k), bool)
+    out = []
+    for t, c in enumerate(chunks):
+        table[t, t : t + k], filled[t, t : t + k] = c, True
+        preds = table[filled[:, t], t]  # oldest query first
+        w = np.exp(-coeff * np.arange(len(preds)))
+        out.append((preds * (w / w.sum())[:, None]).sum(0))
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("coeff", [0.01, 0.0, -0.5, 1.0])
+def test_temporal_ensembler_matches_act(coeff):
+    from oft.sim.rollout import TemporalEnsembler
+
+    rng = np.random.default_rng(0)
+    chunks = [rng.normal(size=(5, 3)) for _ in range(12)]
+    ens = TemporalEnsembler(coeff)
+    got = np.stack([ens.update(c) for c in chunks])
+    np.testing.assert_allclose(got, _act_reference(chunks, coeff), rtol=1e-5, atol=1e-6)
+
+
+def test_temporal_ensembler_by_hand():
+    from oft.sim.rollout import TemporalEnsembler
+
+    ens = TemporalEnsembler(np.log(2.0))  # weights 1, 1/2, 1/4 from the oldest
+    a, b, c, d = (np.array([[v], [v + 1.0], [v + 2.0]]) for v in (0.0, 10.0, 20.0, 30.0))
+    assert ens.update(a)[0] == 0.0  # A's step 0
+    assert ens.update(b)[0] == pytest.approx((1 * 1.0 + 0.5 * 10.0) / 1.5)  # A's step 1, B's step 0
+    assert ens.update(c)[0] == pytest.approx((2.0 + 0.5 * 11.0 + 0.25 * 20.0) / 1.75)
+    assert ens.update(d)[0] == pytest.approx((12.0 + 0.5 * 21.0 + 0.25 * 30.0) / 1.75)  # A has run out
+    ens.reset()
+    assert ens.update(d)[0] == 30.0
+
+
+def _counting_chunk(i: int, k: int, d: int = 4) -> np.ndarray:
+    """(k, d): query i's chunk, (i * 100 + step) / 1e4 in every dimension: each query's differs."""
+    return np.repeat((i * 100.0 + np.arange(k))[:, None], d, axis=1).astype(np.float32) / 1e4
+
+
+class CountingChunkPolicy(ConstantChunkPolicy):
+    def predict_action_chunk(self, obs):
+        super().predict_action_chunk(obs)
+        return _counting_chunk(len(self.seen) - 1, self.k, self.d)
+
+
+def test_rollout_with_temporal_ensembling_queries_every_step(env):
+    from oft.sim.rollout import TemporalEnsembler
+
+    policy = CountingChunkPolicy(k=4)
+    r = rollout(policy, env, max_steps=10, seed=3, temporal_ensemble_coeff=0.01)
+    assert (r.steps, r.chunk_queries) == (10, 10)
+    assert policy.seen == [2] * 10  # rendered for every query
+    ens = TemporalEnsembler(0.01)
+    want = np.stack([ens.update(_counting_chunk(i, 4)) for i in range(10)])
+    np.testing.assert_allclose(r.actions, want, rtol=1e-6)  # metaworld acts natively: no conversion
+
+
+@pytest.mark.parametrize(
+    ("open_loop", "coeff", "message"),
+    [
+        (8, 0.01, "open_loop_steps must be None or 1 with it, got 8"),
+        (None, float("nan"), "finite number, got nan"),
+    ],
+)
+def test_temporal_ensembling_settings_rejected(env, open_loop, coeff, message):
+    with pytest.raises(ValueError, match=message):
+        rollout(ConstantChunkPolicy(k=8), env, max_steps=5, seed=0, open_loop_steps=open_loop,
+                temporal_ensemble_coeff=coeff)  # fmt: skip

@@ -31,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="episode i uses seed env.eval_seed_offset + seed + i")
     p.add_argument("--video-episodes", type=int, default=1, help="record the first M episodes of each task")
     p.add_argument("--open-loop-steps", type=int, default=None, help="actions run per chunk (default all)")
+    add_ensemble_argument(p)
     p.add_argument("--max-steps", type=int, default=None, help="episode limit (default: the suite's)")
     p.add_argument("--image-size", type=int, default=None, help="rendered image size (default adapter's)")
     p.add_argument("--cameras", default=None, help="comma-separated cameras (default: the policy's)")
@@ -51,10 +52,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_loading_arguments(p)  # --dtype, --unnorm-key, --center-crop/--no-center-crop
 
 
+def add_ensemble_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--temporal-ensemble-coeff", type=float, default=None, metavar="COEFF",
+        help="ACT's temporal ensembling: query every step and average the chunks' predictions for it, "
+        "weights exp(-COEFF*i) from the oldest (ACT: 0.01); default off, chunks run open-loop",
+    )  # fmt: skip
+
+
 def run(args: argparse.Namespace) -> int:
     from oft.sim.evaluate import check_takes_instruction, evaluate, evaluate_instructions
-    from oft.sim.rollout import ExpertPolicy
+    from oft.sim.rollout import ExpertPolicy, check_execution
 
+    check_execution(args.open_loop_steps, args.temporal_ensemble_coeff)  # before a checkpoint is loaded
     if args.instruction is not None:
         check_takes_instruction(args.env)  # before a checkpoint is loaded
 
@@ -87,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         env_kwargs=env_kwargs,
         open_loop_steps=args.open_loop_steps,
         max_steps=args.max_steps,
+        temporal_ensemble_coeff=args.temporal_ensemble_coeff,
         progress=True,
         workers=args.workers,
         batch=args.batch_policy,

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from oft.sim.base import SimEnv, list_tasks, make_env
-from oft.sim.rollout import ChunkPolicy, EpisodeResult, rollout
+from oft.sim.rollout import ChunkPolicy, EpisodeResult, check_execution, rollout
 from oft.spec import unknown_name_message
 
 log = logging.getLogger(__name__)
@@ -122,13 +122,15 @@ class RolloutSettings:
     max_steps: int | None
     open_loop_steps: int | None
     out: Path | None
+    temporal_ensemble_coeff: float | None = None
 
 
 def run_episode(policy: ChunkPolicy, env: SimEnv, job: EpisodeJob, settings: RolloutSettings) -> dict:
     """One :func:`rollout` of ``job`` in ``env`` -> its record (the video written when recorded)."""
     s = env.eval_seed_offset + job.seed + job.index
     r = rollout(
-        policy, env, settings.max_steps, s, settings.open_loop_steps, record_video=job.record_video
+        policy, env, settings.max_steps, s, settings.open_loop_steps, record_video=job.record_video,
+        temporal_ensemble_coeff=settings.temporal_ensemble_coeff,
     )  # fmt: skip
     video = _write_video(r, settings.out, job.index) if settings.out is not None and r.frames else None
     return _episode_record(r, video)
@@ -238,6 +240,7 @@ def evaluate(
     env_kwargs: dict | None = None,
     open_loop_steps: int | None = None,
     max_steps: int | None = None,
+    temporal_ensemble_coeff: float | None = None,
     progress: bool = False,
     workers: int = 1,
     batch: bool = False,
@@ -258,7 +261,10 @@ def evaluate(
         differently from single predictions, so per-seed equality with the sequential run is not promised).
         ``results["workers"]`` is the number that ran: never more than the episodes.
     policy_source: what was evaluated (a checkpoint path, "expert"), recorded in ``results["policy"]``.
+    temporal_ensemble_coeff: ACT's temporal ensembling instead of open-loop chunks (see
+        :func:`oft.sim.rollout.rollout`; ValueError with an ``open_loop_steps`` other than None or 1).
     """
+    check_execution(open_loop_steps, temporal_ensemble_coeff)  # here, not in a worker
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     if workers < 1:
@@ -272,7 +278,7 @@ def evaluate(
     records: dict[str, list[dict]] = {t: [None] * episodes for t in task_names}  # type: ignore[list-item]
     t0, env_steps = time.perf_counter(), 0
     env_kwargs = _env_kwargs(policy, env_kwargs, env_name)
-    settings = RolloutSettings(env_name, env_kwargs, max_steps, open_loop_steps, out)
+    settings = RolloutSettings(env_name, env_kwargs, max_steps, open_loop_steps, out, temporal_ensemble_coeff)
     workers = min(workers, len(jobs))  # never a process with no episode to run
     if workers == 1:
         finished = run_sequential(policy, jobs, settings)
@@ -296,6 +302,7 @@ def evaluate(
         "seed": seed,
         "open_loop_steps": open_loop_steps,
         "max_steps": max_steps,
+        "temporal_ensemble_coeff": temporal_ensemble_coeff,
         "overall": overall,
         "tasks": per_task,
         "wall_s": round(wall, 2),
@@ -413,6 +420,7 @@ def evaluate_instructions(
         "seed": first["seed"],
         "open_loop_steps": first["open_loop_steps"],
         "max_steps": first["max_steps"],
+        "temporal_ensemble_coeff": first.get("temporal_ensemble_coeff"),
         "instructions": instructions,
         "overall": overall,
         "tasks": rows,

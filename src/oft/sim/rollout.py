@@ -3,7 +3,9 @@
 Evaluation, demonstration collection and the tests all run episodes through :func:`rollout`, so an expert's
 success rate and a learned policy's are measured by the same code. Each predicted chunk is executed open-loop
 (OFT executes the whole chunk, paper Sec. IV); ``open_loop_steps`` executes only its first actions and
-re-queries, trading speed for reactivity.
+re-queries, trading speed for reactivity. ``temporal_ensemble_coeff`` is ACT's alternative (Zhao et al. 2023,
+Sec. 3.3; LeRobot's ``temporal_ensemble_coeff``): query every step and act on a weighted average of every
+chunk's prediction for this step (:class:`TemporalEnsembler`).
 """
 
 from __future__ import annotations
@@ -83,6 +85,60 @@ def _check_chunk(chunk: np.ndarray, action_dim: int) -> np.ndarray:
     return chunk
 
 
+class TemporalEnsembler:
+    """ACT's temporal ensembling: the action for step t averages what every chunk queried at t-K+1 .. t
+    predicted for t, weighted ``w_i = exp(-coeff * i)`` with ``i = 0`` the oldest prediction.
+
+    ``coeff`` 0.01 is ACT's value (Zhao et al. 2023, "Learning Fine-Grained Bimanual Manipulation with
+    Low-Cost Hardware"; LeRobot's ``ACTConfig.temporal_ensemble_coeff``): older predictions weigh slightly
+    more; 0 weighs all equally, a negative value favours the newest. A chunk queried at step t holds actions
+    for t .. t+K-1; call :meth:`update` once per step. Raises ValueError for a coefficient that is not finite.
+    """
+
+    def __init__(self, coeff: float) -> None:
+        check_execution(None, coeff)
+        self.coeff = float(coeff)
+        self.reset()
+
+    def reset(self) -> None:
+        self.chunks: list[tuple[np.ndarray, int]] = []  # (chunk, steps since its query), oldest first
+
+    def update(self, chunk: np.ndarray) -> np.ndarray:
+        """Add the chunk (K, D) queried at this step; returns the ensembled action (D,) for this step."""
+        chunk = np.asarray(chunk, dtype=np.float64)
+        if self.chunks and chunk.shape[1:] != self.chunks[-1][0].shape[1:]:
+            raise ValueError(
+                f"action dims changed within an episode: {self.chunks[-1][0].shape} then {chunk.shape}"
+            )
+        self.chunks.append((chunk, 0))
+        # keep the chunks that still predict this step: age < K
+        self.chunks = [(c, age) for c, age in self.chunks if age < c.shape[0]]
+        preds = np.stack([c[age] for c, age in self.chunks])  # (n, D), oldest first
+        w = np.exp(-self.coeff * np.arange(len(preds)))
+        action = (w[:, None] * preds).sum(0) / w.sum()
+        self.chunks = [(c, age + 1) for c, age in self.chunks]
+        return action.astype(np.float32)
+
+
+def check_execution(open_loop_steps: int | None, temporal_ensemble_coeff: float | None) -> None:
+    """How chunks are executed, checked before anything runs: ``open_loop_steps`` >= 1 or None (the whole
+    chunk); ``temporal_ensemble_coeff`` a finite number or None, and with it ``open_loop_steps`` None or 1.
+
+    Raises ValueError naming the value and what was expected.
+    """
+    if open_loop_steps is not None and open_loop_steps < 1:
+        raise ValueError(f"open_loop_steps must be >= 1 or None (whole chunk), got {open_loop_steps}")
+    if temporal_ensemble_coeff is None:
+        return
+    if not np.isfinite(float(temporal_ensemble_coeff)):
+        raise ValueError(f"temporal_ensemble_coeff must be a finite number, got {temporal_ensemble_coeff}")
+    if open_loop_steps not in (None, 1):
+        raise ValueError(
+            "temporal ensembling queries the policy every step; open_loop_steps must be None or 1 with it, "
+            f"got {open_loop_steps}"
+        )
+
+
 class _Recorder:
     """Collects video frames and/or (observation, action) pairs during an episode."""
 
@@ -115,6 +171,7 @@ def rollout(
     open_loop_steps: int | None = None,
     record_video: bool = False,
     record_observations: bool = False,
+    temporal_ensemble_coeff: float | None = None,
 ) -> EpisodeResult:
     """Run one episode from ``env.reset(seed)`` until success, the env's end, or ``max_steps`` actions.
 
@@ -125,10 +182,16 @@ def rollout(
     Actions reach ``env.step`` in the simulator's conventions: each chunk is converted from
     ``policy.spec.conventions`` to ``env.spec.conventions`` (:func:`oft.conventions.converter_for`; a policy
     without a spec, like the expert, acts natively). ``EpisodeResult.actions`` are the converted ones.
+
+    temporal_ensemble_coeff: query every step and act on the :class:`TemporalEnsembler` average (ACT's 0.01);
+        it renders every step, so it costs about K times the queries of whole chunks. ``open_loop_steps``
+        must then be None or 1 (ValueError otherwise).
     """
     max_steps = env.max_steps if max_steps is None else int(max_steps)
-    if open_loop_steps is not None and open_loop_steps < 1:
-        raise ValueError(f"open_loop_steps must be >= 1 or None (whole chunk), got {open_loop_steps}")
+    check_execution(open_loop_steps, temporal_ensemble_coeff)
+    ensembler = None
+    if temporal_ensemble_coeff is not None:
+        ensembler, open_loop_steps = TemporalEnsembler(temporal_ensemble_coeff), 1
     render_always = record_video or record_observations or not env.can_skip_render
     # a policy that ignores images (the expert) is queried on image-less observations
     render_queries = getattr(policy, "needs_images", True)
@@ -144,6 +207,8 @@ def rollout(
     while steps < max_steps and not (success or done):
         chunk = to_env(_check_chunk(policy.predict_action_chunk(obs), env.spec.action_dim))  # (K, D)
         queries += 1
+        if ensembler is not None:
+            chunk = ensembler.update(chunk)[None]  # (1, D): this step's ensembled action
         n = chunk.shape[0] if open_loop_steps is None else min(open_loop_steps, chunk.shape[0])
         for i in range(n):
             need_obs = render_always or (render_queries and i == n - 1)
@@ -171,4 +236,4 @@ def rollout(
     )
 
 
-__all__ = ["ChunkPolicy", "EpisodeResult", "ExpertPolicy", "rollout"]
+__all__ = ["ChunkPolicy", "EpisodeResult", "ExpertPolicy", "TemporalEnsembler", "check_execution", "rollout"]

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from oft.model.commands import add_loading_arguments, resolve_dtype
+from oft.sim.commands_eval import add_ensemble_argument
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,6 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     which.add_argument("--every", type=int, default=None, help="checkpoints at multiples of N, and the last")
     p.add_argument("--seed", type=int, default=0, help="episode i uses seed env.eval_seed_offset + seed + i")
     p.add_argument("--open-loop-steps", type=int, default=None, help="actions run per chunk (default all)")
+    add_ensemble_argument(p)
     p.add_argument("--max-steps", type=int, default=None, help="episode limit (default: the suite's)")
     p.add_argument(
         "--instruction", action="append", default=None, metavar="TEXT",
@@ -64,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     config = CurveConfig(run=args.run, env=args.env, tasks=args.tasks, episodes=args.episodes, out=args.out,
                          steps=steps, every=args.every, seed=args.seed, workers=args.workers,
                          device=args.device, open_loop_steps=args.open_loop_steps, max_steps=args.max_steps,
-                         load_kwargs=load_kwargs, instructions=instructions)  # fmt: skip
+                         load_kwargs=load_kwargs, instructions=instructions,
+                         temporal_ensemble_coeff=args.temporal_ensemble_coeff)  # fmt: skip
     curve = evaluate_curve(config)
     print(format_curve(curve))
     print(f"curve: {args.out / 'curve.json'}, {args.out / 'curve.png'}")

@@ -30,7 +30,7 @@ from oft.sim.eval_stats import error_bars
 log = logging.getLogger(__name__)
 
 # what must match for an existing point's results.json to be reused
-_SAME_EVAL = ("env", "episodes_per_task", "seed", "open_loop_steps", "max_steps")
+_SAME_EVAL = ("env", "episodes_per_task", "seed", "open_loop_steps", "max_steps", "temporal_ensemble_coeff")
 
 
 @dataclass(frozen=True)
@@ -59,8 +59,12 @@ class CurveConfig:
     env_kwargs: dict | None = None
     load_kwargs: dict | None = None
     instructions: tuple[str, ...] | None = None
+    temporal_ensemble_coeff: float | None = None
 
     def validate(self) -> CurveConfig:
+        from oft.sim.rollout import check_execution
+
+        check_execution(self.open_loop_steps, self.temporal_ensemble_coeff)
         if self.instructions is not None:  # None: each task's own
             from oft.sim.evaluate import check_instructions
 
@@ -141,7 +145,8 @@ def _point_results(config: CurveConfig, checkpoint: Path, point_dir: Path) -> di
     from oft.sim.evaluate import evaluate, evaluate_instructions, resolve_tasks
 
     wanted = {"env": config.env, "episodes_per_task": config.episodes, "seed": config.seed,
-              "open_loop_steps": config.open_loop_steps, "max_steps": config.max_steps}  # fmt: skip
+              "open_loop_steps": config.open_loop_steps, "max_steps": config.max_steps,
+              "temporal_ensemble_coeff": config.temporal_ensemble_coeff}  # fmt: skip
     tasks = resolve_tasks(config.env, config.tasks)
     instructions = None if config.instructions is None else list(config.instructions)
     rows = tasks if instructions is None else [f"{t}: {i}" for t in tasks for i in instructions]
@@ -161,6 +166,7 @@ def _point_results(config: CurveConfig, checkpoint: Path, point_dir: Path) -> di
         env_kwargs=config.env_kwargs,
         open_loop_steps=config.open_loop_steps,
         max_steps=config.max_steps,
+        temporal_ensemble_coeff=config.temporal_ensemble_coeff,
         progress=True,
         workers=config.workers,
         policy_source=str(checkpoint),
