@@ -3,9 +3,9 @@
 Evaluation, demonstration collection and the tests all run episodes through :func:`rollout`, so an expert's
 success rate and a learned policy's are measured by the same code. Each predicted chunk is executed open-loop
 (OFT executes the whole chunk, paper Sec. IV); ``open_loop_steps`` executes only its first actions and
-re-queries, trading speed for reactivity. ``temporal_ensemble_coeff`` is ACT's alternative (Zhao et al. 2023,
-Sec. 3.3; LeRobot's ``temporal_ensemble_coeff``): query every step and act on a weighted average of every
-chunk's prediction for this step (:class:`TemporalEnsembler`).
+re-queries, trading speed for reactivity. ``temporal_ensemble_coeff`` is ACT's alternative (Zhao et al. 2023;
+LeRobot's ``temporal_ensemble_coeff``): query every step and act on a weighted average of every chunk's
+prediction for this step (:class:`TemporalEnsembler`).
 """
 
 from __future__ import annotations
