@@ -420,7 +420,7 @@ def evaluate_instructions(
         "seed": first["seed"],
         "open_loop_steps": first["open_loop_steps"],
         "max_steps": first["max_steps"],
-        "temporal_ensemble_coeff": first.get("temporal_ensemble_coeff"),
+        "temporal_ensemble_coeff": first["temporal_ensemble_coeff"],
         "instructions": instructions,
         "overall": overall,
         "tasks": rows,
