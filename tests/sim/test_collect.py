@@ -187,3 +187,47 @@ def test_a_start_state_stopped_between_its_instructions_is_completed_on_resume(t
     for i in range(4):
         np.testing.assert_array_equal(a.episode(i).actions, b.episode(i).actions)
         assert a.episode(i).instruction == b.episode(i).instruction
+
+
+def test_after_success_records_past_the_success_frame_and_a_rerun_must_agree(tmp_path):
+    out = tmp_path / "ds"
+    summary = collect("metaworld", ["reach-v3"], 2, out, _cfg(after_success=6))
+    side = json.loads((out / SIDECAR).read_text())
+    assert side["after_success"] == 6 and summary["num_episodes"] == 2
+    ds = open_dataset(out)
+    for i, entry in enumerate(side["episodes"]):
+        assert entry["steps"] == entry["success_step"] + 6 == len(ds.episode(i))
+    # the first success_step frames are the demonstration a default collection records
+    collect("metaworld", ["reach-v3"], 1, tmp_path / "stop", _cfg())
+    stop = open_dataset(tmp_path / "stop").episode(0)
+    assert len(stop) == side["episodes"][0]["success_step"]
+    np.testing.assert_array_equal(ds.episode(0).actions[: len(stop)], stop.actions)
+    # a top-up recording another length is refused, nothing lost; the same length continues
+    with pytest.raises(ValueError, match=r"recorded to 6 steps past success .*asks for 0 steps past success"):
+        collect("metaworld", ["reach-v3"], 3, out, _cfg())
+    with pytest.raises(ValueError, match=r"asks for the env's end \(--after-success end\)"):
+        collect("metaworld", ["reach-v3"], 3, out, _cfg(after_success=None))
+    with pytest.raises(ValueError, match=r"recorded to 0 steps past success"):
+        collect("metaworld", ["reach-v3"], 2, tmp_path / "stop", _cfg(after_success=6))
+    assert open_dataset(out).num_episodes == 2
+    assert collect("metaworld", ["reach-v3"], 3, out, _cfg(after_success=6))["num_episodes"] == 3
+    with pytest.raises(ValueError, match=r"after_success must be a number of steps >= 0.*got -2"):
+        collect("metaworld", ["reach-v3"], 1, tmp_path / "bad", _cfg(after_success=-2))
+    assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize(("text", "value"), [("0", 0), ("25", 25), ("end", None), ("END", None)])
+def test_after_success_flag_reads_a_count_or_end(text, value):
+    from oft.sim.commands_collect import after_success_arg
+
+    assert after_success_arg(text) == value
+
+
+@pytest.mark.parametrize("text", ["-1", "ten", "2.5", ""])
+def test_after_success_flag_names_a_bad_value(text):
+    import argparse
+
+    from oft.sim.commands_collect import after_success_arg
+
+    with pytest.raises(argparse.ArgumentTypeError, match=rf"steps >= 0 or 'end', got {text!r}"):
+        after_success_arg(text)

@@ -137,3 +137,24 @@ def test_temporal_ensembling_settings_rejected(env, open_loop, coeff, message):
     with pytest.raises(ValueError, match=message):
         rollout(ConstantChunkPolicy(k=8), env, max_steps=5, seed=0, open_loop_steps=open_loop,
                 temporal_ensemble_coeff=coeff)  # fmt: skip
+
+
+def test_after_success_keeps_acting_past_the_success_step(env):
+    """Issue 11: two-cube demonstrations ended on the success frame, so a policy reaching the last
+    demonstrated pose without the test passing there had no example of going on, and stalled."""
+    stop = rollout(ExpertPolicy(env), env, seed=env.eval_seed_offset)
+    assert stop.success and stop.steps == stop.success_step  # the default stops where evaluation does
+    more = rollout(ExpertPolicy(env), env, seed=env.eval_seed_offset, after_success=7)
+    assert more.success and more.success_step == stop.success_step and more.steps == stop.steps + 7
+    np.testing.assert_array_equal(more.actions[: stop.steps], stop.actions)  # the same episode, only longer
+    end = stop.steps + 20
+    full = rollout(ExpertPolicy(env), env, seed=env.eval_seed_offset, max_steps=end, after_success=None)
+    assert full.success and full.steps == end  # None: on to the end (here max_steps)
+    never = rollout(ConstantChunkPolicy(k=4), env, max_steps=12, seed=0, after_success=None)
+    assert (never.success, never.success_step, never.steps) == (False, None, 12)
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, True, "end"])
+def test_after_success_must_be_a_step_count_or_none(env, bad):
+    with pytest.raises(ValueError, match=rf"after_success must be a number of steps >= 0.*got {bad!r}"):
+        rollout(ConstantChunkPolicy(k=4), env, max_steps=4, seed=0, after_success=bad)

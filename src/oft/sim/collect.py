@@ -21,6 +21,11 @@ the instruction: docs/results/aloha.md). Elsewhere the instruction changes only 
 demonstrations carry. A resumed collection first completes a start state left with fewer
 episodes than instructions, and a rerun with other instructions is refused.
 
+Past success (``CollectConfig.after_success``, ``oft collect --after-success N|end``): by default a
+demonstration ends on the frame its success test first passes, as evaluation does; N more steps (or all of
+them to the env's limit, ACT's fixed-length episodes) show the policy what follows, so a rollout that reaches
+the demonstrated end pose without the test passing there still has an example of going on.
+
     from oft.sim.collect import collect
     summary = collect("metaworld", ["pick-place-v3"], episodes_per_task=50, out="data/pp", workers=2)
 """
@@ -41,7 +46,7 @@ import numpy as np
 from oft.data.episode import Episode
 from oft.sim.base import SimEnv, make_env
 from oft.sim.evaluate import check_instructions
-from oft.sim.rollout import ExpertPolicy, rollout
+from oft.sim.rollout import ExpertPolicy, check_after_success, rollout
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +55,14 @@ SIDECAR = "meta/oft_collect.json"
 
 @dataclass
 class CollectConfig:
-    """What to render and how hard to try. ``env_kwargs`` go to ``make_env`` (cameras, image_size, ...)."""
+    """What to render and how hard to try. ``env_kwargs`` go to ``make_env`` (cameras, image_size, ...).
+
+    after_success: how many steps each demonstration goes on once the task's success test passes (0: it ends
+        on that frame); None records to the env's step limit, as ACT's scripted ALOHA episodes do (400 steps).
+        A demonstration ending at success shows nothing of what follows it: a policy that reaches the last
+        demonstrated pose without the test passing there (a cube grasped a little lower) has no example of
+        going on, and stalls. Recorded in the sidecar; a rerun with another value is refused.
+    """
 
     cameras: tuple[str, ...] = ("corner", "gripperPOV")
     image_size: int = 128
@@ -59,6 +71,7 @@ class CollectConfig:
     max_failures: int | None = None  # per task; default max(20, episodes)
     env_kwargs: dict = field(default_factory=dict)
     instructions: tuple[str, ...] = ()  # each start state once under each (module doc); () the task's own
+    after_success: int | None = 0  # steps recorded past the expert's success; None: to the env's end (doc)
 
 
 # ------------------------------------------------------------------------------- one demonstration
@@ -75,9 +88,11 @@ def _worker_env(env_name: str, task: str, env_kwargs: dict) -> SimEnv:
     return _WORKER_ENVS[key]
 
 
-def demo_episode(env: SimEnv, seed: int) -> tuple[Episode | None, int]:
-    """The expert's episode from ``reset(seed)`` as an :class:`Episode` (None if it failed), and its steps."""
-    r = rollout(ExpertPolicy(env), env, seed=seed, record_observations=True)
+def demo_episode(env: SimEnv, seed: int, after_success: int | None = 0) -> tuple[Episode | None, int]:
+    """The expert's episode from ``reset(seed)`` as an :class:`Episode` (None if it never succeeded), and its
+    steps; ``after_success`` as in :class:`CollectConfig`. ``meta["success_step"]``: the steps taken when the
+    success test first passed."""
+    r = rollout(ExpertPolicy(env), env, seed=seed, record_observations=True, after_success=after_success)
     if not r.success:
         return None, r.steps
     obs = r.observations
@@ -87,13 +102,15 @@ def demo_episode(env: SimEnv, seed: int) -> tuple[Episode | None, int]:
         proprio=np.stack([o.proprio for o in obs]),  # (T, P)
         actions=r.actions,  # (T, D)
         instruction=env.instruction,
-        meta={"task": env.task, "seed": seed, "steps": r.steps},
+        meta={"task": env.task, "seed": seed, "steps": r.steps, "success_step": r.success_step},
     ), r.steps
 
 
-def _demo_job(env_name: str, task: str, seed: int, env_kwargs: dict) -> tuple[Episode | None, int]:
+def _demo_job(
+    env_name: str, task: str, seed: int, env_kwargs: dict, after_success: int | None = 0
+) -> tuple[Episode | None, int]:
     """Worker entry point (module level so ``spawn`` can import it)."""
-    return demo_episode(_worker_env(env_name, task, env_kwargs), seed)
+    return demo_episode(_worker_env(env_name, task, env_kwargs), seed, after_success)
 
 
 def _init_worker() -> None:
@@ -135,7 +152,9 @@ def recorded_scene(dataset) -> dict | None:
     return found[0]
 
 
-def _load_sidecar(out: Path, committed: int, env_name: str, scene: dict, instructions: list) -> list[dict]:
+def _load_sidecar(
+    out: Path, committed: int, env_name: str, scene: dict, instructions: list, after_success: int | None = 0
+) -> list[dict]:
     path = out / SIDECAR
     if not path.exists():
         if committed:
@@ -165,16 +184,38 @@ def _load_sidecar(out: Path, committed: int, env_name: str, scene: dict, instruc
                 f"this run asks for {instructions}: rerun with the same --instruction list, or collect into "
                 "a new directory"
             )
+        recorded = data.get("after_success", 0)
+        if recorded != after_success:
+            raise ValueError(
+                f"{out} holds {len(episodes)} episodes recorded to {_after_text(recorded)}; "
+                f"this run asks for {_after_text(after_success)}: rerun with the same --after-success, or "
+                "collect into a new directory"
+            )
     return episodes
 
 
-def _save_sidecar(out: Path, env_name: str, episodes: list[dict], scene: dict, instructions: list) -> None:
+def _after_text(after_success: int | None) -> str:
+    if after_success is None:
+        return "the env's end (--after-success end)"
+    return f"{after_success} steps past success (--after-success {after_success})"
+
+
+def _save_sidecar(
+    out: Path,
+    env_name: str,
+    episodes: list[dict],
+    scene: dict,
+    instructions: list,
+    after_success: int | None = 0,
+) -> None:
     path = out / SIDECAR
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     data = {"env": env_name, "scene": scene, "episodes": episodes}
     if instructions:
         data["instructions"] = instructions
+    if after_success != 0:  # absent: 0, as every dataset before the option
+        data["after_success"] = after_success
     tmp.write_text(json.dumps(data, indent=1))
     tmp.replace(path)
 
@@ -185,8 +226,8 @@ def _save_sidecar(out: Path, env_name: str, episodes: list[dict], scene: dict, i
 class _Runner:
     """Runs demo jobs in seed order, in-process (workers <= 1) or in a pool, keeping a bounded window."""
 
-    def __init__(self, workers: int) -> None:
-        self.pool = None
+    def __init__(self, workers: int, after_success: int | None = 0) -> None:
+        self.pool, self.after_success = None, after_success
         if workers > 1:
             self.pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker)
         self.window = max(1, 2 * workers)
@@ -196,7 +237,7 @@ class _Runner:
         jobs run out; a job is (seed, instruction, env_kwargs), ``needed`` bounds what is started ahead."""
         if self.pool is None:
             for seed, instruction, kwargs in jobs:
-                yield (seed, instruction), _demo_job(env_name, task, seed, kwargs)
+                yield (seed, instruction), _demo_job(env_name, task, seed, kwargs, self.after_success)
             return
         pending: deque = deque()
         while True:
@@ -205,7 +246,7 @@ class _Runner:
                 if job is None:
                     break
                 seed, instruction, kwargs = job
-                res = self.pool.apply_async(_demo_job, (env_name, task, seed, kwargs))
+                res = self.pool.apply_async(_demo_job, (env_name, task, seed, kwargs, self.after_success))
                 pending.append(((seed, instruction), res))
             if not pending:
                 return
@@ -242,6 +283,7 @@ def collect(
     if episodes_per_task < 1:
         raise ValueError(f"episodes_per_task must be >= 1, got {episodes_per_task}")
     instructions = check_instructions(env_name, cfg.instructions) if cfg.instructions else []
+    check_after_success(cfg.after_success)
     env_kwargs = {"cameras": tuple(cfg.cameras), "image_size": cfg.image_size, **cfg.env_kwargs}
     with make_env(env_name, task=tasks[0], **env_kwargs) as probe:
         spec, robot = probe.spec, env_name
@@ -257,10 +299,10 @@ def collect(
         conventions=spec.conventions,  # the simulator's own: the expert acts in it
     )
     scene = _scene_options(cfg.env_kwargs)  # what the sidecar checks and records: computed once
-    done = _load_sidecar(out, writer.num_episodes, env_name, scene, instructions)
+    done = _load_sidecar(out, writer.num_episodes, env_name, scene, instructions, cfg.after_success)
     summary = {"env": env_name, "out": str(out), "tasks": {}, "resumed_from": len(done)}
     bar = _progress(len(tasks) * episodes_per_task * max(1, len(instructions)), len(done), progress)
-    runner = _Runner(cfg.workers)
+    runner = _Runner(cfg.workers, cfg.after_success)
     t0 = time.perf_counter()
     try:
         for task in tasks:
@@ -300,11 +342,14 @@ def _collect_task(runner, writer, done, env_name, task, n, env_kwargs, scene, cf
 
     def commit(seed: int, instruction: str | None, ep: Episode) -> None:
         entry = {"index": writer.num_episodes, "task": task, "seed": seed, "steps": len(ep)}
+        if cfg.after_success != 0:
+            entry["success_step"] = ep.meta["success_step"]
         if instruction is not None:
             entry["instruction"] = instruction
         done.append(entry)
-        _save_sidecar(writer.root, env_name, done, scene, instructions)  # before the commit: entries past it
-        writer.add_episode(ep, sidecars=(writer.root / SIDECAR,))  # are ignored
+        # the sidecar before the commit: entries past the committed count are ignored on reopening
+        _save_sidecar(writer.root, env_name, done, scene, instructions, cfg.after_success)
+        writer.add_episode(ep, sidecars=(writer.root / SIDECAR,))
         bar.update(1)
 
     jobs = itertools.chain(

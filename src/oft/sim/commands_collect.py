@@ -48,6 +48,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "if all succeed, so only the instruction tells a layout's demonstrations apart; aloha two-cube: the "
         "named colour is the cube the expert transfers; elsewhere it changes the text only)",
     )  # fmt: skip
+    p.add_argument(
+        "--after-success", type=after_success_arg, default=0, metavar="N|end",
+        help="record N more steps of each demonstration once the task succeeds (default 0: end on the "
+        "success frame), or 'end' to record to the step limit as ACT's scripted ALOHA data does; "
+        "without them a policy has no example of what comes after the demonstrated end, and can stall "
+        "just short of success",
+    )  # fmt: skip
+
+
+def after_success_arg(text: str) -> int | None:
+    """``--after-success``: a step count >= 0, or ``end`` (None: to the env's step limit)."""
+    if text.strip().lower() == "end":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of steps >= 0 or 'end', got {text!r}")
+    return n
 
 
 def run(args: argparse.Namespace) -> int:
@@ -69,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         video=args.images == "video",
         instructions=tuple(args.instruction or ()),
+        after_success=args.after_success,
     )
     summary = collect(args.env, tasks, args.episodes, args.out, cfg, progress=True)
     print(json.dumps(summary, indent=1))

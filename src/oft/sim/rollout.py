@@ -39,6 +39,9 @@ class EpisodeResult:
     frames: camera -> (T+1, H, W, 3) uint8 (observations before each action and after the last), for videos.
     observations: with ``record_observations``, the T observations the actions were taken from, aligned with
         ``actions`` (T, D): exactly an :class:`~oft.data.episode.Episode`'s layout.
+    success: the task's success test passed at some step; ``success_step`` is the number of actions taken
+        when it first did (None without success). With ``rollout(after_success=0)``, the default, the episode
+        ends there and ``steps == success_step``.
     """
 
     success: bool
@@ -51,6 +54,7 @@ class EpisodeResult:
     observations: list[Observation] | None = None
     actions: np.ndarray | None = None  # (T, D)
     info: dict = field(default_factory=dict)
+    success_step: int | None = None
 
 
 class ExpertPolicy:
@@ -139,6 +143,18 @@ def check_execution(open_loop_steps: int | None, temporal_ensemble_coeff: float 
         )
 
 
+def check_after_success(after_success: int | None) -> None:
+    """ValueError unless ``after_success`` is a step count >= 0 or None (see :func:`rollout`)."""
+    if after_success is None:
+        return
+    is_int = isinstance(after_success, (int, np.integer)) and not isinstance(after_success, bool)
+    if not is_int or after_success < 0:
+        raise ValueError(
+            f"after_success must be a number of steps >= 0, or None to run to the env's end; "
+            f"got {after_success!r}"
+        )
+
+
 class _Recorder:
     """Collects video frames and/or (observation, action) pairs during an episode."""
 
@@ -172,6 +188,7 @@ def rollout(
     record_video: bool = False,
     record_observations: bool = False,
     temporal_ensemble_coeff: float | None = None,
+    after_success: int | None = 0,
 ) -> EpisodeResult:
     """Run one episode from ``env.reset(seed)`` until success, the env's end, or ``max_steps`` actions.
 
@@ -186,9 +203,15 @@ def rollout(
     temporal_ensemble_coeff: query every step and act on the :class:`TemporalEnsembler` average (ACT's 0.01);
         it renders every step, so it costs about K times the queries of whole chunks. ``open_loop_steps``
         must then be None or 1 (ValueError otherwise).
+    after_success: actions to keep taking once the success test first passes (0: stop there, as evaluation
+        does); None runs on to the env's end or ``max_steps``, as ACT records its fixed-length scripted
+        episodes. Demonstrations that stop at success end on the frame the task was solved, so a policy
+        trained on them has no example of what follows and may stop just short of it (``oft collect
+        --after-success``). ValueError for a negative count.
     """
     max_steps = env.max_steps if max_steps is None else int(max_steps)
     check_execution(open_loop_steps, temporal_ensemble_coeff)
+    check_after_success(after_success)
     ensembler = None
     if temporal_ensemble_coeff is not None:
         ensembler, open_loop_steps = TemporalEnsembler(temporal_ensemble_coeff), 1
@@ -203,8 +226,10 @@ def rollout(
     rec.observe(obs)
     steps = queries = 0
     success = done = False
+    finished = steps >= max_steps
+    reached: int | None = None  # actions taken when the success test first passed
     info: dict = {}
-    while steps < max_steps and not (success or done):
+    while not finished:
         chunk = to_env(_check_chunk(policy.predict_action_chunk(obs), env.spec.action_dim))  # (K, D)
         queries += 1
         if ensembler is not None:
@@ -216,14 +241,18 @@ def rollout(
             rec.act(obs, chunk[i])
             steps += 1
             obs, success, done, info = res.observation, res.success, res.done, res.info
-            if success or done or steps >= max_steps:
+            if success and reached is None:
+                reached = steps
+            past = reached is not None and after_success is not None and steps - reached >= after_success
+            finished = past or done or steps >= max_steps
+            if finished:
                 break
             if need_obs:
                 rec.observe(obs)
     if record_video and obs.images:
         rec.observe(obs)  # the final state (success), so videos end on it
     return EpisodeResult(
-        success=bool(success),
+        success=reached is not None,
         steps=steps,
         seed=int(seed),
         task=env.task,
@@ -233,7 +262,16 @@ def rollout(
         observations=rec.obs if record_observations else None,
         actions=np.stack(rec.actions) if rec.actions else np.zeros((0, env.spec.action_dim), np.float32),
         info=info,
+        success_step=reached,
     )
 
 
-__all__ = ["ChunkPolicy", "EpisodeResult", "ExpertPolicy", "TemporalEnsembler", "check_execution", "rollout"]
+__all__ = [
+    "ChunkPolicy",
+    "EpisodeResult",
+    "ExpertPolicy",
+    "TemporalEnsembler",
+    "check_after_success",
+    "check_execution",
+    "rollout",
+]
