@@ -195,3 +195,60 @@ def test_freeze_token_embeddings_keeps_the_table_and_trains_the_rest(tmp_path):
         tables[frozen] = torch.equal(first[key], last[key])
         assert not all(torch.equal(first[k], last[k]) for k in first)  # something trained
     assert tables == {False: False, True: True}
+
+
+def test_continuing_on_data_past_the_checkpoints_bounds_warns_or_takes_the_datas_stats(
+    tiny_dataset_dir, tmp_path, caplog
+):
+    """Issue 11: continuing the two-cube policy on demonstrations that go further than its old ones
+    normalized them with the checkpoint's bounds, clipping the new values silently; a policy fitted to
+    clipped targets can never command past the old bounds. The run now says so, naming the dims, and
+    `base_stats=dataset` normalizes with the new data's own statistics, as fine-tuning does elsewhere."""
+    import logging
+
+    from oft.data import open_dataset
+    from oft.data.lerobot import LeRobotWriter
+    from oft.train.loop import train
+
+    from .conftest import CAMERAS, make_episodes, tiny_config
+
+    wide = tmp_path / "wide"
+    writer = LeRobotWriter(wide, fps=10, cameras=CAMERAS, image_shape=(32, 32), action_dim=4, proprio_dim=4,
+                           video=False)  # fmt: skip
+    for ep in make_episodes():  # the first dataset's episodes, but dim 1 of the actions reaches further
+        ep.actions[:, 1] = 3.0 * ep.actions[:, 1] + 0.5
+        writer.add_episode(ep)
+    writer.finalize()
+    first = tmp_path / "first"
+    train(tiny_config(max_steps=1, batch_size=2), first, dataset=open_dataset(tiny_dataset_dir))
+    ckpt = CheckpointManager(first).checkpoints()[-1][1]
+    old = oft.load_policy(ckpt).norm_stats
+    data = open_dataset(wide).stats
+
+    with caplog.at_level(logging.WARNING, logger="oft.train.build"):
+        cfg = tiny_config(base=str(ckpt), max_steps=1, batch_size=2)
+        train(cfg, tmp_path / "kept", dataset=open_dataset(wide))
+    warned = [r.getMessage() for r in caplog.records if "narrower than the training data" in r.getMessage()]
+    assert len(warned) == 1 and "action statistics (bounds_q99)" in warned[0]
+    q01, q99 = old.action.q01[1], old.action.q99[1]
+    assert f"in 1 dims (dim 1: checkpoint [{q01:.4g}, {q99:.4g}], data [" in warned[0]
+    assert "--set base_stats=dataset" in warned[0]
+    kept = oft.load_policy(tmp_path / "kept").norm_stats
+    np.testing.assert_array_equal(kept.action.q99, old.action.q99)
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="oft.train.build"):
+        cfg = tiny_config(base=str(ckpt), max_steps=1, batch_size=2, base_stats="dataset")
+        train(cfg, tmp_path / "new", dataset=open_dataset(wide))
+    assert not [r for r in caplog.records if "narrower" in r.getMessage()]
+    new = oft.load_policy(tmp_path / "new").norm_stats
+    np.testing.assert_allclose(new.action.q99, data.action.q99)
+    np.testing.assert_allclose(new.action.q01, data.action.q01)
+    assert new.action.q99[1] > old.action.q99[1] + 0.5
+
+
+def test_base_stats_names_its_choices():
+    from .conftest import tiny_config
+
+    with pytest.raises(ValueError, match=r"TrainConfig.base_stats: .*'data'.*checkpoint.*dataset"):
+        tiny_config(base_stats="data").validate()

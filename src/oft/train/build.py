@@ -11,6 +11,7 @@ import logging
 import re
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from oft.spec import RobotSpec
@@ -160,7 +161,14 @@ def _continue_from(cfg: TrainConfig, spec: RobotSpec, base: Path, dataset):
 
         # keeps training in the dtype it has, and its statistics (new datasets of a mixture add theirs)
         policy = load_policy(base, dtype=checkpoint_dtype(base), unnorm_key=saved_unnorm_key(base))
-        _add_missing_stats(policy, cfg, dataset)
+        if cfg.base_stats == "dataset":
+            key, all_stats = training_stats(dataset, cfg.mixture_stats)
+            log.info("continuing %s with the training data's statistics %s (base_stats=dataset)", base,
+                     sorted(all_stats))  # fmt: skip
+            policy.set_dataset_stats(all_stats, key)
+        else:
+            _add_missing_stats(policy, cfg, dataset)
+            warn_clipped(policy, dataset, cfg)
         set_lora_dropout(policy, cfg.lora_dropout)
         data_conv, policy_conv = getattr(dataset, "conventions", None), policy.spec.conventions
         if None not in (data_conv, policy_conv) and data_conv != policy_conv:
@@ -257,6 +265,43 @@ def _add_missing_stats(policy, cfg: TrainConfig, dataset) -> None:
     if new:
         log.info("continuing with the checkpoint's statistics %s; adding %s", sorted(known), sorted(new))
         policy.set_dataset_stats({**known, **new}, policy.unnorm_key or next(iter(known)))
+
+
+def stats_overrun(have, data, kind: str) -> dict[int, tuple[float, float, float, float]]:
+    """Dims where the bounds of ``data`` (a :class:`~oft.data.normalize.Stats` of the training values) reach
+    past those of ``have`` (the statistics a model normalizes with) by more than 0.1% of their range:
+    {dim: (have_lo, have_hi, data_lo, data_hi)}. Masked-off dims pass through unnormalized and are skipped."""
+    lo, hi = (np.asarray(v, np.float64) for v in have.bounds(kind))
+    dlo, dhi = (np.asarray(v, np.float64) for v in data.bounds(kind))
+    tol = 1e-3 * np.maximum(hi - lo, 1e-8)
+    mask = np.ones(len(lo), bool) if have.mask is None else np.asarray(have.mask, bool)
+    over = mask & ((dlo < lo - tol) | (dhi > hi + tol))
+    return {int(i): (float(lo[i]), float(hi[i]), float(dlo[i]), float(dhi[i])) for i in np.flatnonzero(over)}
+
+
+def warn_clipped(policy, dataset, cfg: TrainConfig) -> None:
+    """Warn when a continued checkpoint's statistics clip the training data (``base_stats="checkpoint"``):
+    a policy fits the clipped values, so it never learns to command past the old bounds."""
+    parts = getattr(dataset, "datasets", None)
+    keys = dataset.keys if parts is not None and cfg.mixture_stats == "per_dataset" else [None]
+    datas = parts if keys != [None] else [dataset]
+    kind = policy.spec.normalization
+    for key, data in zip(keys, datas, strict=True):
+        have = policy.dataset_stats.get(key, policy.norm_stats) if key is not None else policy.norm_stats
+        stats = dataset_stats(data)
+        for what, h, d in (("action", have.action, stats.action), ("proprio", have.proprio, stats.proprio)):
+            if h is None or d is None:
+                continue
+            over = stats_overrun(h, d, kind)
+            if over:
+                shown = "; ".join(f"dim {i}: checkpoint [{a:.4g}, {b:.4g}], data [{c:.4g}, {e:.4g}]"
+                                  for i, (a, b, c, e) in over.items())  # fmt: skip
+                log.warning(
+                    "the checkpoint's %s statistics (%s) are narrower than the training data's in %d dims "
+                    "(%s): those values are clipped to the old bounds, so the policy cannot learn to go past "
+                    "them; `--set base_stats=dataset` normalizes with the data's own",
+                    what, kind, len(over), shown,
+                )  # fmt: skip
 
 
 def dataset_stats(dataset):

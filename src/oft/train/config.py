@@ -23,6 +23,7 @@ from oft.spec import unknown_name_message
 DEVICES = ("auto", "cpu", "cuda")
 DATA_LOADERS = ("auto", "memory", "stream")
 MIXTURE_STATS = ("per_dataset", "merged")
+BASE_STATS = ("checkpoint", "dataset")
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,13 @@ class TrainConfig:
         id without revision) — one normalizer per robot; inference picks one with ``unnorm_key``
         (``oft eval/serve --unnorm-key NAME``). "merged": one set of statistics over the union, for datasets
         of the same robot (the checkpoint's one key is the names joined by "+").
+      base_stats: the statistics a run continued from an ``oft`` checkpoint (``--base <dir>``) normalizes
+        with. "checkpoint" keeps the ones it was trained with (resuming on its own data; a new dataset of a
+        per-dataset mixture adds its own); training values outside their bounds are clipped to them, which
+        the run warns about, naming the dimensions. "dataset": the training data's own (``mixture_stats``
+        decides how a mixture's are formed), as LeRobot, openpi and OpenVLA-OFT fine-tune on a new dataset:
+        for new demonstrations that reach further than the old ones (a policy trained on the clipped
+        values can never command past the old bounds).
       data_loader: "memory" decodes every frame once into RAM (fastest for small data, the quickstart),
         "stream" decodes per batch in ``num_workers`` worker processes (memory bounded whatever the dataset's
         size), "auto" streams when the decoded frames would take more than a quarter of the available memory.
@@ -129,6 +137,7 @@ class TrainConfig:
     start_repeat: int = 1
     start_frames: int | None = None
     mixture_stats: str = "per_dataset"
+    base_stats: str = "checkpoint"
     data_loader: str = "auto"
     num_workers: int | None = None
     device: str = "auto"
@@ -236,6 +245,7 @@ def _check_choices(cfg: TrainConfig) -> None:
         ("device", DEVICES),
         ("data_loader", DATA_LOADERS),
         ("mixture_stats", MIXTURE_STATS),
+        ("base_stats", BASE_STATS),
     ):
         value = getattr(cfg, name)
         if value not in choices:
@@ -372,6 +382,7 @@ RESUME_FIXED = (
     "start_repeat",  # which samples an epoch holds
     "start_frames",
     "mixture_stats",  # the normalization the model learned in
+    "base_stats",
 )
 # applied from the resumed step on, and logged: the optimizer's lr / weight decay and the schedule are rebuilt
 # from the new values (the lr at step s is ``lr * multiplier(s)`` of the new schedule), gradient clipping,
