@@ -101,3 +101,29 @@ def test_aloha_preset_trains_and_evaluates_end_to_end(tmp_path):
                  "--out", str(out)]) == 0  # fmt: skip
     episode = json.loads((out / "results.json").read_text())["tasks"]["two-cube"]["episode_results"][0]
     assert episode["steps"] == 20 and episode["chunk_queries"] == 4  # 5 of each 25-step chunk, then re-query
+
+
+def test_study_records_demonstrations_past_success_when_asked(study_cli_config, monkeypatch, tmp_path):
+    """`oft study --after-success N|end` reaches the collection, as `oft collect --after-success` does."""
+    argv = ["--suite", "aloha", "--out", "x"]
+    assert study_cli_config(argv).after_success == 0
+    assert study_cli_config([*argv, "--after-success", "50"]).after_success == 50
+    assert study_cli_config([*argv, "--after-success", "end"]).after_success is None
+    with pytest.raises(SystemExit):
+        study_cli_config([*argv, "--after-success", "-3"])
+
+    from oft.sim import collect as collect_module
+    from oft.study import run
+
+    seen = {}
+
+    def fake_collect(env, tasks, n, out, cfg, progress=False):
+        seen["cfg"] = cfg
+        return {"num_episodes": 0}
+
+    monkeypatch.setattr(collect_module, "collect", fake_collect)
+    config = run.StudyConfig(suite="aloha", out=str(tmp_path), preset="aloha", after_success=50)
+    suite, data = get_suite("aloha"), tmp_path / "data"
+    ctx = run._Context(config, suite, ["two-cube"], tmp_path, data, get_spec("aloha"))
+    run.collect_demos(ctx)
+    assert seen["cfg"].after_success == 50

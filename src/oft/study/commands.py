@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from oft.sim.commands_collect import after_success_arg
+
 log = logging.getLogger(__name__)
 
 
@@ -43,6 +45,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--collect-workers", type=int, default=2, help="processes collecting demonstrations")
     p.add_argument("--eval-workers", type=int, default=1, help="simulator processes per evaluation")
     p.add_argument("--videos", type=int, default=0, help="videos saved per task and variant")
+    p.add_argument("--after-success", type=after_success_arg, default=0, metavar="N|end",
+                   help="record each demonstration N steps past the expert's success, or to the step limit "
+                   "('end'); default 0 (as `oft collect --after-success`)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -71,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         eval_workers=args.eval_workers,
         videos=args.videos,
         progress=True,
+        after_success=args.after_success,
     )
     results = run_study(config)
     from oft.study.report import markdown_tables

@@ -46,6 +46,8 @@ class StudyConfig:
 
     tasks: a subset of the suite's tasks (None: all). overrides: TrainConfig ``field=value`` applied to every
     variant (not the fields a variant decides). episodes: per task (language suite: per direction).
+    after_success: steps each demonstration is recorded past the expert's success (None: to the env's end;
+    :class:`oft.sim.collect.CollectConfig`).
     """
 
     suite: str
@@ -66,6 +68,7 @@ class StudyConfig:
     videos: int = 0
     timing_iters: int = 20
     progress: bool = False
+    after_success: int | None = 0
 
     def validate(self) -> StudyConfig:
         if self.budget_minutes is not None and self.steps is not None:
@@ -201,6 +204,7 @@ def collect_demos(ctx: _Context) -> dict:
         workers=cfg.collect_workers,
         video=False,
         env_kwargs=ctx.suite.env_options,
+        after_success=cfg.after_success,
     )
     t0 = time.perf_counter()
     summary = collect(ctx.suite.env, ctx.tasks, cfg.demos, ctx.data, collect_cfg, progress=cfg.progress)
