@@ -106,6 +106,7 @@ REFUSED = {
     "start_repeat": ({}, 2),
     "start_frames": ({"start_repeat": 2}, 1),
     "mixture_stats": ({}, "merged"),
+    "base_stats": ({}, "dataset"),
 }
 APPLIED = {
     "lr": ({}, 1e-4),
