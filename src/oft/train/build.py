@@ -282,13 +282,11 @@ def stats_overrun(have, data, kind: str) -> dict[int, tuple[float, float, float,
 def warn_clipped(policy, dataset, cfg: TrainConfig) -> None:
     """Warn when a continued checkpoint's statistics clip the training data (``base_stats="checkpoint"``):
     a policy fits the clipped values, so it never learns to command past the old bounds."""
-    parts = getattr(dataset, "datasets", None)
-    keys = dataset.keys if parts is not None and cfg.mixture_stats == "per_dataset" else [None]
-    datas = parts if keys != [None] else [dataset]
+    per_dataset = hasattr(dataset, "datasets") and cfg.mixture_stats == "per_dataset"
     kind = policy.spec.normalization
-    for key, data in zip(keys, datas, strict=True):
-        have = policy.dataset_stats.get(key, policy.norm_stats) if key is not None else policy.norm_stats
-        stats = dataset_stats(data)
+    for key, stats in training_stats(dataset, cfg.mixture_stats)[1].items():
+        # a per-dataset mixture normalizes each part by its own entry, anything else by the policy's one
+        have = policy.dataset_stats.get(key, policy.norm_stats) if per_dataset else policy.norm_stats
         for what, h, d in (("action", have.action, stats.action), ("proprio", have.proprio, stats.proprio)):
             if h is None or d is None:
                 continue
