@@ -51,9 +51,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--after-success", type=after_success_arg, default=0, metavar="N|end",
         help="record N more steps of each demonstration once the task succeeds (default 0: end on the "
-        "success frame), or 'end' to record to the step limit as ACT's scripted ALOHA data does; "
-        "without them a policy has no example of what comes after the demonstrated end, and can stall "
-        "just short of success",
+        "success frame), or 'end' to record to the step limit as ACT's scripted ALOHA data does "
+        "(a policy trained without them has no example of what follows the demonstrated end)",
     )  # fmt: skip
 
 

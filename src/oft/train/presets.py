@@ -83,7 +83,7 @@ PRESETS: dict[str, TrainConfig] = {
         # Llama): 3 x 64 image tokens + 1 proprio token + K*D = 350 action slots (issue 11: ~25 samples/s
         # on 2 cores, against ~70 on MetaWorld's K*D = 32). What has worked best from scratch on the
         # simulated tasks: --set base=small-128-conv --set proprio=false --set action_slots=per_step
-        # (transfer-cube 40% after 30 min against 2-6% with proprio; docs/results/aloha.md)
+        # (transfer-cube 40% after 30 min against 4-8% with proprio; docs/results/aloha.md)
         base="small",
         robot="aloha",  # 14-D joints, K = 25, cam_high + both wrists, "bounds" (min/max) normalization
         head="l1",
