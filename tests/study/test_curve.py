@@ -114,3 +114,85 @@ def test_curve_refuses_instructions_where_the_env_takes_none(run_dir, tmp_path, 
     assert main(argv) == 2
     assert "env 'nolang' takes no instruction" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()
+
+
+@pytest.fixture(scope="module")
+def language_study(tmp_path_factory):
+    """A toy language study (tiny model, 2 steps, 1 demonstration per task, 1 layout per direction) that kept
+    its checkpoints at steps 1 and 2."""
+    from oft.study.run import StudyConfig, run_study
+
+    out = tmp_path_factory.mktemp("lang_study")
+    overrides = ("base=tiny", "batch_size=4", "save_every=1", "keep_last=5", "log_every=1")
+    config = StudyConfig(suite="language", out=str(out), variants=("pdac_l1",), overrides=overrides,
+                         steps=2, demos=1, episodes=1, eval_max_steps=8, collect_workers=1,
+                         timing_iters=2)  # fmt: skip
+    return out, run_study(config)["variants"][0]
+
+
+def _study_argv(study, out, *extra):
+    return ["eval-curve", "--study", str(study), "--variant", "pdac_l1", "--workers", "1", "--out", str(out),
+            *extra]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_study_curve_evaluates_as_the_study_did(language_study, tmp_path, monkeypatch):
+    study, row = language_study
+    out = tmp_path / "curve"
+    assert main(_study_argv(study, out)) == 0
+    curve = json.loads((out / "curve.json").read_text())
+    assert [p["step"] for p in curve["points"]] == [1, 2]
+    assert curve["study"] == str(study) and curve["variant"] == "pdac_l1"
+    last = curve["points"][-1]
+    # the study's evaluation: every start state under every instruction (the env's defaults would give one row
+    # per task), on the study's seeds, with its env options, so the last point is the study's own row
+    assert set(last["per_task"]) == set(row["per_task"]) and last["episodes"] == row["episodes"] == 4
+    assert last["success_rate"] == row["success_rate"]
+    study_eval = study / "variants" / "pdac_l1" / "eval"
+    directions = sorted(p.relative_to(study_eval) for p in study_eval.glob("*/*/results.json"))
+    assert len(directions) == 8  # 4 directions followed, 4 withheld
+    for direction in directions:
+        told = json.loads((study_eval / direction).read_text())
+        point = json.loads((out / "step_0000002" / direction).read_text())
+        for task, r in told["tasks"].items():
+            assert point["tasks"][task]["seeds"] == r["seeds"]
+            assert [e["actions_sha1"] for e in point["tasks"][task]["episode_results"]] == [
+                e["actions_sha1"] for e in r["episode_results"]
+            ]  # the same start states and pixels in, the same actions out
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an evaluated point was evaluated again")
+
+    monkeypatch.setattr("oft.study.run.evaluate_variant", refuse)
+    assert main(_study_argv(study, out)) == 0  # a rerun reads the points back
+    assert json.loads((out / "curve.json").read_text()) == curve
+
+
+@pytest.mark.slow
+def test_study_curve_errors_and_the_run_of_a_study_warned(language_study, tmp_path, capsys, caplog):
+    study, _ = language_study
+    c = str(tmp_path / "c")
+    run = study / "variants" / "pdac_l1" / "train"
+    refused = {
+        "--tasks, --episodes: the study decides these": _study_argv(
+            study, c, "--tasks", "faucet-open-v3", "--episodes", "3"
+        ),
+        "needs --variant NAME": ["eval-curve", "--study", str(study), "--out", c],
+        "no training run of variant 'pdac_l1_film' (trained: pdac_l1)": [
+            "eval-curve", "--study", str(study), "--variant", "pdac_l1_film", "--out", c],
+        "study.json does not exist": ["eval-curve", "--study", str(tmp_path), "--variant", "pdac_l1",
+                                      "--out", c],
+        "names a variant of a study": ["eval-curve", "--run", str(run), "--variant", "pdac_l1", "--tasks",
+                                       "faucet-open-v3", "--out", c],
+        "--tasks is required with --run": ["eval-curve", "--run", str(run), "--out", c],
+    }  # fmt: skip
+    for message, argv in refused.items():
+        assert main(argv) == 2, message
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()  # nothing written on a refused call
+    argv = ["eval-curve", "--run", str(run), "--tasks", "faucet-open-v3", "--episodes", "1",
+            "--max-steps", "4", "--workers", "1", "--steps", "2",
+            "--out", str(tmp_path / "plain")]  # fmt: skip
+    with caplog.at_level("WARNING", logger="oft.study.commands_curve"):
+        assert main(argv) == 0
+    assert f"--study {study} --variant pdac_l1 evaluates it as the study did" in caplog.text

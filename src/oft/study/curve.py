@@ -113,30 +113,94 @@ def samples_per_step(run: Path, checkpoint: Path) -> int:
 
 def evaluate_curve(config: CurveConfig) -> dict:
     """Evaluate the chosen checkpoints of ``config.run``; returns and writes the curve (module docstring)."""
-    from oft.train.feedback import seconds_trained
-
     config.validate()
-    run, out = Path(config.run), Path(config.out)
+    run = Path(config.run)
     if not (run / "train_config.json").is_file():
         raise FileNotFoundError(f"{run}/train_config.json does not exist; expected a training run directory")
     chosen = choose_checkpoints(run, config.steps, config.every)
+
+    def point(checkpoint: Path, point_dir: Path) -> dict:
+        return _point_results(config, checkpoint, point_dir)
+
+    head = {"run": str(run), "env": config.env, "episodes": config.episodes, "seed": config.seed}
+    return _evaluate_points(run, chosen, point, Path(config.out), head)
+
+
+def evaluate_study_curve(
+    study: str | Path,
+    variant: str,
+    out: str | Path,
+    steps: tuple[int, ...] | None = None,
+    every: int | None = None,
+    workers: int = 1,
+    device: str = "cpu",
+    load_kwargs: dict | None = None,
+) -> dict:
+    """The curve of one variant of an ``oft study`` directory, every point evaluated as the study evaluated
+    the variant (:func:`oft.study.run.evaluate_variant`: the suite's env options, tasks, episodes and seeds;
+    on the language suite every start state under every instruction, and the withheld control), so the last
+    checkpoint's point is the study's row. A plain ``evaluate_curve`` of the same run would use the env's
+    defaults (on the language suite: goal markers shown, each task's own layouts, no instruction swap).
+
+    Writes what :func:`evaluate_curve` writes (with ``"study"`` and ``"variant"`` in ``curve.json``); each
+    point's evaluation stays in ``out/step_XXXXXXX/`` with ``study_point.json`` (the checkpoint and its
+    results), which a rerun reads back instead of evaluating again.
+    Raises FileNotFoundError when ``study`` has no ``study.json`` or the variant no training run.
+    """
+    from oft.study.run import study_context
+
+    ctx = study_context(study, eval_workers=workers, progress=True)
+    run = Path(study) / "variants" / variant / "train"
+    if not (run / "train_config.json").is_file():
+        runs = (Path(study) / "variants").glob("*/train/train_config.json")
+        trained = sorted(p.parent.parent.name for p in runs)
+        raise FileNotFoundError(
+            f"{run}/train_config.json does not exist: study {study} has no training run of variant "
+            f"{variant!r} (trained: {', '.join(trained) or 'none'})"
+        )
+    chosen = choose_checkpoints(run, steps, every)
+
+    def point(checkpoint: Path, point_dir: Path) -> dict:
+        return _study_point_results(ctx, checkpoint, point_dir, device, load_kwargs)
+
+    head = {"run": str(run), "study": str(study), "variant": variant, "env": ctx.suite.env,
+            "episodes": ctx.config.episodes, "seed": ctx.config.seed}  # fmt: skip
+    return _evaluate_points(run, chosen, point, Path(out), head)
+
+
+def _evaluate_points(run: Path, chosen: list[tuple[int, Path]], point, out: Path, head: dict) -> dict:
+    """Each chosen checkpoint evaluated by ``point(checkpoint, point_dir)``, placed on the minutes axis."""
+    from oft.train.feedback import seconds_trained
+
     per_step = samples_per_step(run, chosen[-1][1])
     points = []
     for step, ckpt in chosen:
-        results = _point_results(config, ckpt, out / f"step_{step:07d}")
+        results = point(ckpt, out / f"step_{step:07d}")
         minutes = seconds_trained(run, per_step, up_to_step=step) / 60.0
         points.append(_point(step, minutes, results, out / f"step_{step:07d}"))
         log.info("step %d (%.1f min): %.1f%% success", step, minutes, 100 * points[-1]["success_rate"])
-    curve = {
-        "run": str(run),
-        "env": config.env,
-        "tasks": sorted(points[-1]["per_task"]),
-        "episodes": config.episodes,
-        "seed": config.seed,
-        "points": points,
-    }
+    curve = {**head, "tasks": sorted(points[-1]["per_task"]), "points": points}
     write_curve(curve, out)
     return curve
+
+
+def _study_point_results(ctx, checkpoint: Path, point_dir: Path, device: str, load_kwargs: dict | None):
+    """The study's evaluation of one checkpoint into ``point_dir``, or the earlier results of the same one."""
+    from oft.model.loading import load_policy
+    from oft.study.run import evaluate_variant
+
+    record = point_dir / "study_point.json"
+    if record.is_file():
+        old = json.loads(record.read_text())
+        if old.get("checkpoint") == str(checkpoint):
+            log.info("%s: evaluated before, reusing %s", checkpoint.name, record)
+            return old["results"]
+    policy = load_policy(checkpoint, device=device, **(load_kwargs or {}))
+    policy.eval()
+    results = evaluate_variant(ctx, policy, point_dir)
+    point_dir.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"checkpoint": str(checkpoint), "results": results}, indent=2))
+    return results
 
 
 def _point_results(config: CurveConfig, checkpoint: Path, point_dir: Path) -> dict:

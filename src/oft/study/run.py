@@ -164,6 +164,23 @@ def _jsonable(value):
     return list(value) if isinstance(value, tuple) else value
 
 
+def study_context(out: str | Path, eval_workers: int = 1, progress: bool = False) -> _Context:
+    """The context of the study in ``out`` rebuilt from its ``study.json``, to evaluate more checkpoints of
+    its variants exactly as the study evaluates them (the suite's env options, tasks, episodes and seeds).
+
+    Raises FileNotFoundError when ``out`` holds no ``study.json`` (not a directory ``oft study`` wrote).
+    """
+    out = Path(out)
+    path = out / "study.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; expected a directory `oft study --out` wrote")
+    saved = json.loads(path.read_text())
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in FIXED_SETTINGS}
+    config = StudyConfig(out=str(out), eval_workers=eval_workers, progress=progress, **fields).validate()
+    suite = get_suite(config.suite)
+    return _Context(config, suite, _tasks(suite, config.tasks), out, out / "data")
+
+
 def base_train_config(config: StudyConfig):
     """The preset with the study's overrides and budget (before any variant's fields)."""
     from oft.train.config import apply_overrides
