@@ -8,7 +8,8 @@ oft eval-curve --study runs/lang --variant pdac_l1_film --every 2000 --workers 2
 
 With ``--study DIR --variant NAME`` every point is evaluated as the study evaluated the variant (its suite's
 env options, tasks, episodes and seeds; the language suite's instruction swap and withheld control), so the
-last point is the study's row; ``--run`` on a study's variant evaluates with the env's defaults instead.
+last point is the study's row; ``--run`` on a study's variant renders the same scene (the policy records it)
+but runs each task under its own instruction only, as ``oft eval`` does.
 
 Each point is an ``oft eval`` of one checkpoint on the same seeds (layouts no demonstration used); a rerun
 reuses the points already evaluated. Keep more checkpoints with ``oft train --set keep_last=N``.
@@ -107,8 +108,9 @@ def _warn_if_study_run(run: Path) -> None:
     study = run.parent.parent.parent
     if run.parent.parent.name == "variants" and (study / "study.json").is_file():
         log.warning(
-            "%s is variant %s of the study %s: evaluated here with the env's defaults, not the suite's "
-            "(env options, instruction swap); --study %s --variant %s evaluates it as the study did",
+            "%s is variant %s of the study %s: evaluated here as oft eval does, not as the study did "
+            "(its tasks, episodes, seeds, instruction swap); --study %s --variant %s evaluates it as the "
+            "study did",
             run, run.parent.name, study, study, run.parent.name,
         )  # fmt: skip
 

@@ -139,8 +139,9 @@ def evaluate_study_curve(
     """The curve of one variant of an ``oft study`` directory, every point evaluated as the study evaluated
     the variant (:func:`oft.study.run.evaluate_variant`: the suite's env options, tasks, episodes and seeds;
     on the language suite every start state under every instruction, and the withheld control), so the last
-    checkpoint's point is the study's row. A plain ``evaluate_curve`` of the same run would use the env's
-    defaults (on the language suite: goal markers shown, each task's own layouts, no instruction swap).
+    checkpoint's point is the study's row. A plain ``evaluate_curve`` of the same run renders the same scene
+    (the policy's ``PolicyConfig.scene``) but runs each task under its own instruction only: on the language
+    suite, no instruction swap and no withheld control, so its numbers are not the study's.
 
     Writes what :func:`evaluate_curve` writes (with ``"study"`` and ``"variant"`` in ``curve.json``); each
     point's evaluation stays in ``out/step_XXXXXXX/`` with ``study_point.json`` (the checkpoint and its
