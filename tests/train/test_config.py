@@ -33,6 +33,8 @@ from oft.train.schedule import make_scheduler
         ("start_repeat=0", "start_repeat"),
         ("start_frames=0", "start_frames"),
         ("start_frames=10", "start_frames"),  # without start_repeat > 1 it would do nothing
+        ("ema_decay=1", "ema_decay"),  # the average would never move
+        ("ema_decay=0", "ema_decay"),
     ],
 )
 def test_bad_values_are_refused_naming_the_field(override, field):

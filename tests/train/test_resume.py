@@ -118,6 +118,7 @@ APPLIED = {
     "grad_clip": ({}, 0.5),
     "grad_accum": ({}, 2),
     "lora_dropout": ({"lora_rank": 2}, 0.25),
+    "ema_decay": ({}, 0.9),  # the average starts at the resumed weights (tests/train/test_ema.py)
 }
 
 

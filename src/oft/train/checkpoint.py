@@ -5,8 +5,9 @@ A checkpoint is a directory ``<out>/checkpoints/step_XXXXXXX/`` holding
 * everything ``Policy.save`` writes (config, weights or LoRA adapter + heads/projectors/FiLM, norm stats,
   tokenizer, robot spec), so ``oft.load_policy(<that dir>)`` needs nothing else;
 * ``train_config.json``: the :class:`TrainConfig` of the run;
-* ``trainer_state.pt``: step, optimizer and scheduler state (tensors only: loadable with
-  ``torch.load(weights_only=True)``);
+* ``trainer_state.pt``: step, optimizer and scheduler state, and under ``ema_decay`` the optimizer's own
+  weights (``oft.train.ema``: the policy's weights are then the average); tensors only, loadable with
+  ``torch.load(weights_only=True)``;
 * ``resume_state.json``: per-rank RNG states (python, numpy, torch, CUDA) and data-loader positions.
 
 It is written under a temporary name and renamed into place, so a run killed mid-write (SIGKILL, OOM, a
@@ -171,12 +172,14 @@ def _fsync_tree(root: Path) -> None:
 
 
 # --------------------------------------------------------------------------- trainer state files
-def write_trainer_state(path: Path, step: int, optimizer, scheduler, rank_states: list[dict]) -> None:
-    """``rank_states``: one JSON-safe dict per rank (RNG + loader position), gathered to rank 0."""
-    torch.save(
-        {"step": int(step), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()},
-        path / TRAINER_STATE,
-    )
+def write_trainer_state(
+    path: Path, step: int, optimizer, scheduler, rank_states: list[dict], extra: dict | None = None
+) -> None:
+    """``rank_states``: one JSON-safe dict per rank (RNG + loader position), gathered to rank 0.
+    ``extra``: more tensors to keep (``oft.train.ema``: the optimizer's own weights when the checkpoint
+    serves an average)."""
+    tensors = {"step": int(step), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+    torch.save({**tensors, **(extra or {})}, path / TRAINER_STATE)
     resume = {"step": int(step), "world_size": len(rank_states), "ranks": rank_states}
     (path / RESUME_STATE).write_text(json.dumps(resume))
 

@@ -69,6 +69,10 @@ class TrainConfig:
       decay_at: the decay at a fraction of the run instead of a fixed step: after ``decay_at * max_steps``
       steps or, under ``max_minutes``, ``decay_at`` of the time budget, whichever comes first; the step it
       happens at is saved with the schedule, so a resumed run keeps it (``oft.train.schedule``).
+      ema_decay: None (the paper's), or checkpoints serve an exponential moving average of the trainable
+        weights, ``ema <- ema_decay * ema + (1 - ema_decay) * weights`` after every update (about the last
+        ``1 / (1 - ema_decay)`` updates; openpi's pi0 runs use 0.99); ``--resume`` continues from the
+        optimizer's own weights, kept in ``trainer_state.pt`` (``oft.train.ema``).
       batch_size is per process; the global batch is batch_size * grad_accum * world size.
       max_steps counts optimizer updates; max_minutes (None: no limit) stops earlier by wall clock.
     Data
@@ -123,6 +127,7 @@ class TrainConfig:
     decay_factor: float = 0.1
     warmup_steps: int = 0
     grad_clip: float | None = None
+    ema_decay: float | None = None
     batch_size: int = 8
     grad_accum: int = 1
     max_steps: int = 1000
@@ -301,6 +306,8 @@ def _check_ranges(cfg: TrainConfig) -> None:
         raise _bad("lr", cfg.lr, "a learning rate in (0, 1), e.g. 5e-4")
     if cfg.decay_at is not None and not (0 < cfg.decay_at <= 1):
         raise _bad("decay_at", cfg.decay_at, "a fraction of the run in (0, 1], e.g. 0.75, or None")
+    if cfg.ema_decay is not None and not (0 < cfg.ema_decay < 1):
+        raise _bad("ema_decay", cfg.ema_decay, "a number in (0, 1), e.g. 0.999, or None (no average)")
     if not (0 < cfg.decay_factor <= 1):
         raise _bad("decay_factor", cfg.decay_factor, "a factor in (0, 1], e.g. 0.1 for the paper's 10x decay")
     if not (0 <= cfg.lora_dropout < 1):
@@ -397,6 +404,7 @@ RESUME_APPLIED = (
     "grad_clip",
     "grad_accum",
     "lora_dropout",
+    "ema_decay",  # None -> x: the average starts at the resumed weights; x -> None: the average is dropped
 )
 # budgets and bookkeeping: free to change, they do not change the updates
 RESUME_FREE = (

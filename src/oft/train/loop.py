@@ -34,6 +34,7 @@ from oft.train.checkpoint import (
     write_trainer_state,
 )
 from oft.train.config import RESUME_APPLIED, TrainConfig, resume_changes
+from oft.train.ema import RAW_WEIGHTS, WeightEMA, restore_raw_weights
 from oft.train.feedback import TrainFeedback, plot_loss_curve
 from oft.train.presets import check_dataset_robot
 from oft.train.schedule import (
@@ -76,6 +77,7 @@ class _State:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     loader: object
     step: int = 0
+    ema: WeightEMA | None = None  # the average the checkpoints serve (cfg.ema_decay), None: the weights
 
 
 def train(
@@ -226,7 +228,11 @@ def _make_state(cfg: TrainConfig, policy, dataset, spec: RobotSpec, info: D.Dist
     # the policy records the size of the frames it was trained on: simulators render at it (oft eval asks)
     policy.config.frame_sizes = {c: list(hw) for c, hw in loader.frame_sizes.items()}
     model = D.wrap_ddp(policy, info)
-    return _State(policy=policy, model=model, optimizer=optimizer, scheduler=scheduler, loader=loader)
+    # on a resume the policy holds the checkpoint's weights, the average if it kept one: the average goes on
+    # from there and _restore puts the optimizer's own weights back
+    ema = None if cfg.ema_decay is None else WeightEMA(policy, cfg.ema_decay)
+    return _State(policy=policy, model=model, optimizer=optimizer, scheduler=scheduler, loader=loader,
+                  ema=ema)  # fmt: skip
 
 
 def make_loader(cfg: TrainConfig, dataset, spec: RobotSpec, pipeline, info: D.DistInfo):
@@ -344,6 +350,12 @@ def _restore(state: _State, path: Path, info: D.DistInfo) -> None:
     state.optimizer.load_state_dict(tensors["optimizer"])
     state.scheduler.load_state_dict(tensors["scheduler"])
     state.step = int(tensors["step"])
+    if RAW_WEIGHTS in tensors:  # an EMA run's checkpoint: the policy was loaded with the average
+        restore_raw_weights(state.policy, tensors[RAW_WEIGHTS])
+        if state.ema is None:
+            log.info("--resume: ema_decay=None: continuing from the optimizer's weights, the average dropped")
+    elif state.ema is not None and state.step > 0:
+        log.info("--resume: ema_decay=%g: the average starts at step %d", state.ema.decay, state.step)
     ranks = resume["ranks"]
     if len(ranks) != info.world_size:
         log.warning(
@@ -486,6 +498,8 @@ def train_step(cfg: TrainConfig, state: _State, batches, info: D.DistInfo) -> tu
     state.optimizer.step()
     state.scheduler.step()
     state.optimizer.zero_grad(set_to_none=True)
+    if state.ema is not None:
+        state.ema.update()
     return total, sums
 
 
@@ -525,9 +539,15 @@ def save_checkpoint(cfg: TrainConfig, state: _State, mgr: CheckpointManager, inf
     if info.is_main:
 
         def write(tmp: Path) -> None:
-            state.policy.save(tmp)
+            extra = None
+            if state.ema is None:
+                state.policy.save(tmp)
+            else:  # the checkpoint serves the average; --resume continues from the optimizer's weights
+                with state.ema.applied():
+                    state.policy.save(tmp)
+                extra = {RAW_WEIGHTS: state.ema.raw_weights()}
             cfg.save(tmp / TRAIN_CONFIG)
-            write_trainer_state(tmp, state.step, state.optimizer, state.scheduler, rank_states)
+            write_trainer_state(tmp, state.step, state.optimizer, state.scheduler, rank_states, extra)
 
         path = mgr.save(state.step, write)
     D.barrier(info)
