@@ -13,7 +13,12 @@ from oft.train.loop import train
 
 from .conftest import make_episodes, tiny_config
 
-STEPS, DECAY = 4, 0.5
+STEPS, DECAY = 4, 0.2  # the warm-up's decays 0.1, 0.18, then the cap 0.2: both rules run
+FROZEN = {"freeze_token_embeddings": True}  # a weight that does not train, so is not averaged
+
+
+def _decay(updates: int) -> float:
+    return min(DECAY, (1 + updates) / (10 + updates))
 
 
 def _data():
@@ -23,7 +28,7 @@ def _data():
 
 
 def _run(out, steps=STEPS, resume=False, **settings):
-    cfg = tiny_config(max_steps=steps, save_every=1, keep_last=10, **settings)
+    cfg = tiny_config(max_steps=steps, save_every=1, keep_last=10, **FROZEN, **settings)
     return train(cfg, out, resume=resume, dataset=_data())
 
 
@@ -31,9 +36,12 @@ def _served(out, step):
     return load_file(str(CheckpointManager(out).path_for(step) / "model.safetensors"))
 
 
+def _ema_state(out, step):
+    return torch.load(CheckpointManager(out).path_for(step) / "trainer_state.pt", weights_only=True)
+
+
 def _raw(out, step):
-    state = torch.load(CheckpointManager(out).path_for(step) / "trainer_state.pt", weights_only=True)
-    return state[RAW_WEIGHTS]
+    return _ema_state(out, step)[RAW_WEIGHTS]
 
 
 def test_weight_ema_averages_trainable_weights_and_lends_them_only_inside_applied():
@@ -44,13 +52,35 @@ def test_weight_ema_averages_trainable_weights_and_lends_them_only_inside_applie
     start = module[0].weight.detach().clone()
     with torch.no_grad():
         module[0].weight.add_(4.0)
-    ema.update()
-    torch.testing.assert_close(ema.average[0], start + 1.0)  # 0.75 * w0 + 0.25 * (w0 + 4)
+    ema.update()  # warm-up: decay 1/10 at the first update
+    torch.testing.assert_close(ema.average[0], start + 3.6)  # 0.1 * w0 + 0.9 * (w0 + 4)
     with ema.applied():
-        torch.testing.assert_close(module[0].weight, start + 1.0)
+        torch.testing.assert_close(module[0].weight, start + 3.6)
     torch.testing.assert_close(module[0].weight, start + 4.0)
+    decays = []
+    for _ in range(30):
+        decays.append(ema.current_decay())
+        ema.update()
+    assert decays[0] == pytest.approx(2 / 11) and max(decays) == 0.75 and decays == sorted(decays)
     with pytest.raises(ValueError, match=r"ema decay=1\.0 .*\(0, 1\)"):
         WeightEMA(module, decay=1.0)
+
+
+def test_a_bf16_model_is_averaged_in_float32():
+    """(1 - decay) * (w - ema) is far below a bf16 rounding step: a bf16 average would never move."""
+    module = torch.nn.Linear(4, 4).to(torch.bfloat16)
+    with torch.no_grad():
+        module.weight.fill_(0.5)
+    ema = WeightEMA(module, decay=0.999)
+    with torch.no_grad():
+        module.weight.fill_(0.625)
+    for _ in range(2000):
+        ema.update()
+    moved = float(ema.average[0].mean())
+    assert ema.average[0].dtype == torch.float32 and 0.6 < moved < 0.625, moved
+    with ema.applied():
+        assert module.weight.dtype == torch.bfloat16
+        assert float(module.weight.detach().float().mean()) == pytest.approx(moved, abs=4e-3)
 
 
 def test_checkpoints_serve_the_average_of_the_weights_training_follows(tmp_path):
@@ -58,18 +88,20 @@ def test_checkpoints_serve_the_average_of_the_weights_training_follows(tmp_path)
     _run(plain)
     _run(averaged, ema_decay=DECAY)
     raw_names = set(_raw(averaged, 1))
-    assert raw_names, "no trainable weights were kept"
+    frozen = [n for n in _served(plain, 1) if "embed_tokens" in n]
+    assert raw_names and frozen and not raw_names & set(frozen), (sorted(raw_names)[:3], frozen)
     for step in range(1, STEPS + 1):
         weights, raw, served = _served(plain, step), _raw(averaged, step), _served(averaged, step)
         for name, value in raw.items():  # the average does not change what the optimizer does
             assert torch.equal(value, weights[name]), f"{name} at step {step}: EMA changed training"
-        for name in weights.keys() - raw_names:  # what does not train is served as it is
+        for name in weights.keys() - raw_names:  # what does not train (and buffers) is served as it is
             assert torch.equal(served[name], weights[name]), name
+        assert torch.equal(_ema_state(averaged, step)["ema_updates"], torch.tensor(step))
         if step == 1:
             continue
-        before = _served(averaged, step - 1)
-        for name in raw_names:  # served(s) = decay * served(s - 1) + (1 - decay) * weights(s)
-            expected = DECAY * before[name] + (1 - DECAY) * weights[name]
+        before, d = _served(averaged, step - 1), _decay(step - 1)
+        for name in raw_names:  # served(s) = d * served(s - 1) + (1 - d) * weights(s)
+            expected = d * before[name] + (1 - d) * weights[name]
             torch.testing.assert_close(served[name], expected, msg=f"{name} at step {step}")
     assert any(not torch.equal(_served(averaged, STEPS)[n], _raw(averaged, STEPS)[n]) for n in raw_names)
 
@@ -78,7 +110,8 @@ def test_checkpoints_serve_the_average_of_the_weights_training_follows(tmp_path)
     policy = load_policy(CheckpointManager(averaged).latest())  # what oft eval / serve read: the average
     loaded = dict(policy.named_parameters())
     served = _served(averaged, STEPS)
-    assert all(torch.equal(loaded[n].detach(), served[n]) for n in raw_names if n in loaded)
+    assert raw_names <= loaded.keys()
+    assert all(torch.equal(loaded[n].detach(), served[n]) for n in raw_names)
 
 
 def test_resume_continues_the_optimizer_weights_and_the_average(tmp_path):
@@ -103,3 +136,17 @@ def test_resume_without_ema_continues_from_the_optimizer_weights_not_the_average
         assert torch.equal(b[name], value), f"{name}: resumed from the average instead of the weights"
     state = torch.load(CheckpointManager(switched).path_for(STEPS) / "trainer_state.pt", weights_only=True)
     assert RAW_WEIGHTS not in state
+
+
+def test_ema_turned_on_at_a_resume_starts_at_the_resumed_weights(tmp_path):
+    plain, switched = tmp_path / "plain", tmp_path / "switched"
+    _run(plain)
+    _run(switched, steps=2)
+    _run(switched, resume=True, ema_decay=DECAY)
+    resumed_at, weights = _served(plain, 2), _served(plain, 3)
+    for name, value in _raw(switched, STEPS).items():  # training is the plain run's
+        assert torch.equal(value, _served(plain, STEPS)[name]), name
+    served = _served(switched, 3)  # one update of an average that starts at step 2's weights
+    for name in _raw(switched, 3):
+        expected = _decay(0) * resumed_at[name] + (1 - _decay(0)) * weights[name]
+        torch.testing.assert_close(served[name], expected, msg=name)

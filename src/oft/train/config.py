@@ -70,9 +70,10 @@ class TrainConfig:
       steps or, under ``max_minutes``, ``decay_at`` of the time budget, whichever comes first; the step it
       happens at is saved with the schedule, so a resumed run keeps it (``oft.train.schedule``).
       ema_decay: None (the paper's), or checkpoints serve an exponential moving average of the trainable
-        weights, ``ema <- ema_decay * ema + (1 - ema_decay) * weights`` after every update (about the last
-        ``1 / (1 - ema_decay)`` updates; openpi's pi0 runs use 0.99); ``--resume`` continues from the
-        optimizer's own weights, kept in ``trainer_state.pt`` (``oft.train.ema``).
+        weights, ``ema <- d * ema + (1 - d) * weights`` after every update with ``d`` warming up to
+        ``ema_decay`` (about the last ``1 / (1 - ema_decay)`` updates; openpi's full fine-tuning uses 0.99 and
+        turns it off for LoRA); ``--resume`` continues from the optimizer's own weights and the float32
+        average, kept in ``trainer_state.pt`` (``oft.train.ema``).
       batch_size is per process; the global batch is batch_size * grad_accum * world size.
       max_steps counts optimizer updates; max_minutes (None: no limit) stops earlier by wall clock.
     Data

@@ -352,7 +352,9 @@ def _restore(state: _State, path: Path, info: D.DistInfo) -> None:
     state.step = int(tensors["step"])
     if RAW_WEIGHTS in tensors:  # an EMA run's checkpoint: the policy was loaded with the average
         restore_raw_weights(state.policy, tensors[RAW_WEIGHTS])
-        if state.ema is None:
+        if state.ema is not None:
+            state.ema.load_state_dict(tensors)  # the float32 average, not the rounded one the policy holds
+        else:
             log.info("--resume: ema_decay=None: continuing from the optimizer's weights, the average dropped")
     elif state.ema is not None and state.step > 0:
         log.info("--resume: ema_decay=%g: the average starts at step %d", state.ema.decay, state.step)
@@ -545,7 +547,7 @@ def save_checkpoint(cfg: TrainConfig, state: _State, mgr: CheckpointManager, inf
             else:  # the checkpoint serves the average; --resume continues from the optimizer's weights
                 with state.ema.applied():
                     state.policy.save(tmp)
-                extra = {RAW_WEIGHTS: state.ema.raw_weights()}
+                extra = {RAW_WEIGHTS: state.ema.raw_weights(), **state.ema.state_dict()}
             cfg.save(tmp / TRAIN_CONFIG)
             write_trainer_state(tmp, state.step, state.optimizer, state.scheduler, rank_states, extra)
 
