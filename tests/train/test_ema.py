@@ -3,6 +3,8 @@ follow the optimizer's own weights, so the average changes what is served and no
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -114,9 +116,11 @@ def test_checkpoints_serve_the_average_of_the_weights_training_follows(tmp_path)
     assert all(torch.equal(loaded[n].detach(), served[n]) for n in raw_names)
 
 
-def test_resume_continues_the_optimizer_weights_and_the_average(tmp_path):
+def test_resume_continues_the_optimizer_weights_and_the_average(tmp_path, caplog):
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    _run(straight, ema_decay=DECAY)
+    with caplog.at_level(logging.INFO, logger="oft.train.loop"):
+        _run(straight, ema_decay=DECAY)
+    assert f"ema_decay={DECAY:g}: checkpoints serve the average" in caplog.text  # the user sees it is on
     _run(resumed, steps=2, ema_decay=DECAY)
     _run(resumed, resume=True, ema_decay=DECAY)
     for name, value in _raw(straight, STEPS).items():

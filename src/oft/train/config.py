@@ -73,7 +73,7 @@ class TrainConfig:
         weights, ``ema <- d * ema + (1 - d) * weights`` after every update with ``d`` warming up to
         ``ema_decay`` (about the last ``1 / (1 - ema_decay)`` updates; openpi's full fine-tuning uses 0.99 and
         turns it off for LoRA); ``--resume`` continues from the optimizer's own weights and the float32
-        average, kept in ``trainer_state.pt`` (``oft.train.ema``).
+        average, kept in ``trainer_state.pt`` (``oft.train.ema``); ``--set ema_decay=none`` turns it off.
       batch_size is per process; the global batch is batch_size * grad_accum * world size.
       max_steps counts optimizer updates; max_minutes (None: no limit) stops earlier by wall clock.
     Data

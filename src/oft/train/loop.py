@@ -231,6 +231,9 @@ def _make_state(cfg: TrainConfig, policy, dataset, spec: RobotSpec, info: D.Dist
     # on a resume the policy holds the checkpoint's weights, the average if it kept one: the average goes on
     # from there and _restore puts the optimizer's own weights back
     ema = None if cfg.ema_decay is None else WeightEMA(policy, cfg.ema_decay)
+    if ema is not None:
+        log.info("ema_decay=%g: checkpoints serve the average of %d trainable tensors; trainer_state.pt "
+                 "keeps the optimizer's weights", cfg.ema_decay, len(ema.params))  # fmt: skip
     return _State(policy=policy, model=model, optimizer=optimizer, scheduler=scheduler, loader=loader,
                   ema=ema)  # fmt: skip
 
