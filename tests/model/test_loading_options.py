@@ -144,3 +144,55 @@ def test_several_datasets_without_unnorm_key_is_one_clean_error(command, two_dat
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert key in err and "--unnorm-key KEY" in err and "Traceback" not in err
+
+
+@pytest.fixture
+def training_run(bf16_checkpoint, tmp_path) -> Path:
+    """An ``oft train`` run directory: two checkpoints, the newest step 4."""
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    for step in (2, 4):
+        (run / "checkpoints" / f"step_{step:07d}").symlink_to(bf16_checkpoint)
+    return run
+
+
+def test_a_run_directory_is_loaded_as_its_newest_step_and_says_so(training_run, caplog):
+    from oft.model.loading import load_policy
+
+    with caplog.at_level("INFO", logger="oft.model.loading"):
+        policy = load_policy(training_run)
+    newest = training_run / "checkpoints" / "step_0000004"
+    assert policy.checkpoint_dir == newest
+    assert "is a training run: loading its newest checkpoint checkpoints/step_0000004" in caplog.text
+    assert load_policy(newest).checkpoint_dir == newest
+
+
+def test_every_command_records_the_step_a_run_directory_stood_for(training_run, monkeypatch, tmp_path):
+    """``oft eval --checkpoint RUN`` wrote RUN as its policy, so a results.json never said which step it
+    measured; ``oft serve`` reported the run's name, ``oft bench`` the directory given."""
+    import oft.sim.evaluate as evaluate_module
+    from oft.bench.commands import load_base
+    from oft.model.commands import loaded_source
+    from oft.serve.commands import _checkpoint_name, load
+
+    sources = []
+
+    def no_rollouts(policy, *args, policy_source=None, **kwargs):
+        sources.append(policy_source)
+        row = {"successes": 0, "episodes": 0, "success_rate": 0.0, "ci95": [0.0, 1.0]}
+        return {"tasks": {"t": row}, "overall": row, "wall_s": 0.0, "env_steps_per_s": 0.0,
+                "episodes_per_s": 0.0, "workers": 1}  # fmt: skip
+
+    monkeypatch.setattr(evaluate_module, "evaluate", no_rollouts)
+    out = ["--env", "metaworld", "--tasks", "t", "--out", str(tmp_path / "ev")]
+    assert main(["eval", "--checkpoint", str(training_run), *out]) == 0
+    newest = training_run / "checkpoints" / "step_0000004"
+    assert sources == [str(newest)]
+
+    argv = ["serve", str(training_run)]
+    served = load(build_parser(argv).parse_args(argv))
+    assert _checkpoint_name(served, str(training_run)) == "run/checkpoints/step_0000004"
+    assert _checkpoint_name(served, str(newest)) == newest.resolve().name  # a step given: as before
+
+    argv = ["bench", str(training_run), "--device", "cpu"]
+    assert loaded_source(load_base(build_parser(argv).parse_args(argv)), training_run) == str(newest)

@@ -111,6 +111,10 @@ def run(args: argparse.Namespace) -> int:
         from oft.bench.arch import bench_prompt
 
         options = BenchOptions(args.warmup, args.iters, args.compile, instruction=bench_prompt())
+    if checkpoint:
+        from oft.model.commands import loaded_source
+
+        checkpoint = loaded_source(base, checkpoint)  # a run directory: the step it stood for
     source = checkpoint or f"arch={args.arch}" + ("" if args.arch == "bench" else f" spec={args.spec}")
     layout = base.vla.config.action_slots
     if checkpoint and args.action_slots not in (None, layout):

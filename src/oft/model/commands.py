@@ -62,6 +62,17 @@ def load_from_args(args: argparse.Namespace, checkpoint, device="cpu") -> Policy
         raise
 
 
+def loaded_source(policy: Policy, checkpoint) -> str:
+    """What a result should name as its policy: the checkpoint directory ``load_policy`` read (an ``oft
+    train`` run directory becomes ``<run>/checkpoints/step_XXXXXXX``, so the step is on record), or
+    ``checkpoint`` itself for a Hub id or a policy with no directory."""
+    from oft.hub import is_hub_id
+
+    if policy.checkpoint_dir is None or is_hub_id(checkpoint):
+        return str(checkpoint)
+    return str(policy.checkpoint_dir)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", nargs="?", help="checkpoint directory (oft, OpenVLA or OpenVLA-OFT)")
     parser.add_argument("--arch", choices=["openvla-7b"], help="describe a named architecture (meta device)")

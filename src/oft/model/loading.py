@@ -107,7 +107,10 @@ def load_policy(
     """
     from oft.hub import resolve
 
-    path = _latest_training_checkpoint(resolve(path, "model"))  # a Hub id -> its cached snapshot
+    given = resolve(path, "model")  # a Hub id -> its cached snapshot
+    path = _latest_training_checkpoint(given)
+    if path != given:
+        log.info("%s is a training run: loading its newest checkpoint %s", given, path.relative_to(given))
     if not path.is_dir():
         raise FileNotFoundError(f"checkpoint directory {path} does not exist")
     if verify:
@@ -128,6 +131,7 @@ def load_policy(
     if center_crop is not None:
         policy.config.center_crop = bool(center_crop)
     policy.vla.set_attn_implementation(attn_implementation)
+    policy.checkpoint_dir = path
     return policy.eval()
 
 

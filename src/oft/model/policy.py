@@ -96,6 +96,9 @@ class Policy(nn.Module):
     (OpenVLA's ``norm_stats`` dict; key: the dataset's name); ``unnorm_key`` says which of them
     ``norm_stats`` is. In training, a batch whose ``norm_keys`` name each sample's dataset is normalized per
     sample with that dataset's entry (a mixture trained with ``mixture_stats="per_dataset"``).
+    ``checkpoint_dir``: the directory :func:`oft.load_policy` read the weights from (for an ``oft train`` run
+    directory, the newest ``checkpoints/step_XXXXXXX`` it stood for); None for a policy built in memory.
+    Commands that load a policy record it, so a result names the step it measured.
     """
 
     def __init__(self, config: PolicyConfig, vla: VLA, head: ActionHead, norm_stats: NormStats) -> None:
@@ -106,6 +109,7 @@ class Policy(nn.Module):
         self.norm_stats = norm_stats
         self.dataset_stats: dict[str, NormStats] = {}
         self.unnorm_key: str | None = None
+        self.checkpoint_dir: Path | None = None
         self._queue: collections.deque[np.ndarray] = collections.deque()
         _check_stats(config.spec, norm_stats)
 

@@ -84,6 +84,18 @@ def _config(args: argparse.Namespace):
     )
 
 
+def _checkpoint_name(policy, checkpoint: str) -> str:
+    """The served checkpoint as clients see it (``/info``, the websocket metadata): the directory's name, and
+    for an ``oft train`` run directory the step it stood for (``train/checkpoints/step_0008000``), never the
+    server's full path."""
+    from oft.model.commands import loaded_source
+
+    source, given = Path(loaded_source(policy, checkpoint)), Path(checkpoint)
+    if source != given and source.is_relative_to(given):
+        return str(given.resolve().name / source.relative_to(given))
+    return given.resolve().name if given.exists() else str(checkpoint)
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -107,7 +119,7 @@ def run(args: argparse.Namespace) -> int:
     if not _is_loopback(args.host) and not config.api_key:
         logger.warning("serving on %s without an API key: anyone who can reach this port can drive the robot",
                        args.host)  # fmt: skip
-    info = {"checkpoint": str(Path(args.checkpoint).resolve().name), "device": args.device}
+    info = {"checkpoint": _checkpoint_name(policy, args.checkpoint), "device": args.device}
     serve_forever(policy, config, policy_info=info)
     return 0
 

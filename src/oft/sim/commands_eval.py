@@ -15,7 +15,7 @@ import logging
 import os
 from pathlib import Path
 
-from oft.model.commands import add_loading_arguments, load_from_args
+from oft.model.commands import add_loading_arguments, load_from_args, loaded_source
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
         progress=True,
         workers=args.workers,
         batch=args.batch_policy,
-        policy_source="expert" if args.expert else str(args.checkpoint),
+        policy_source="expert" if args.expert else loaded_source(policy, args.checkpoint),
     )
     _print_table(results)
     print(f"results: {args.out / 'results.json'}")
