@@ -60,6 +60,16 @@ def test_unknown_field_and_preset_get_did_you_mean():
         apply_overrides(TrainConfig(), ["batch_size"])
 
 
+@pytest.mark.parametrize("override", ["ema_decay=", "max_minutes= ", "cameras=", "lr=", "wandb_project="])
+def test_an_empty_value_is_refused_not_read_as_none(override):
+    """``--set max_minutes=$BUDGET`` with the variable unset used to mean no time limit (None), and
+    ``cameras=`` an empty camera list: an empty value is now an error naming the field."""
+    name = override.partition("=")[0]
+    with pytest.raises(ValueError, match=rf"has no value; expected TrainConfig\.{name}="):
+        apply_overrides(TrainConfig(), [override])
+    assert apply_overrides(TrainConfig(), ["ema_decay=none", "max_minutes=None"]).max_minutes is None
+
+
 def test_overrides_parse_by_type_and_round_trip(tmp_path):
     cfg = apply_overrides(
         TrainConfig(),

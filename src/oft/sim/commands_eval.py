@@ -71,8 +71,10 @@ def run(args: argparse.Namespace) -> int:
     env_kwargs = {}
     if args.image_size is not None:
         env_kwargs["image_size"] = args.image_size
-    if args.cameras:
-        env_kwargs["cameras"] = tuple(c.strip() for c in args.cameras.split(",") if c.strip())
+    if args.cameras is not None:
+        from oft.sim.commands_collect import camera_list
+
+        env_kwargs["cameras"] = camera_list(args.cameras)
     if args.expert:
         policy = ExpertPolicy
     else:

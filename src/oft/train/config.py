@@ -463,7 +463,8 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | tuple[str, ...]) ->
     """Apply ``field=value`` strings (``--set lr=1e-4``).
 
     Values are parsed by the field's type: ints, floats, ``true``/``false``, ``none``, and comma-separated
-    lists for tuple fields (``cameras=corner,gripperPOV``).
+    lists for tuple fields (``cameras=corner,gripperPOV``). ValueError for an unknown field, an item without
+    ``=``, or an empty value (``ema_decay=``: None is written ``none``).
     """
     changes: dict = {}
     hints = typing.get_type_hints(TrainConfig)
@@ -474,6 +475,12 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | tuple[str, ...]) ->
             raise ValueError(f"override {item!r} is not of the form field=value")
         if name not in hints:
             raise ValueError(unknown_name_message("TrainConfig field", name, hints))
+        if not raw.strip():  # an unset shell variable ($BUDGET) must not quietly mean None or ()
+            none = type(None) in typing.get_args(hints[name])
+            raise ValueError(
+                f"override {item!r} has no value; expected TrainConfig.{name}=<value>"
+                + (f" ({name}=none for None)" if none else "")
+            )
         changes[name] = _parse_typed(name, raw, hints[name])
     # decay_step and decay_at are one rule: setting one replaces the preset's other
     for name, other in (("decay_step", "decay_at"), ("decay_at", "decay_step")):
@@ -502,7 +509,7 @@ def _parse_scalar(raw: str):
 def _parse_typed(name: str, raw: str, tp):
     args = [a for a in typing.get_args(tp) if a is not type(None)]
     optional = type(None) in typing.get_args(tp)
-    if optional and raw.strip().lower() in ("none", "null", ""):
+    if optional and raw.strip().lower() in ("none", "null"):
         return None
     core = args[0] if optional and len(args) == 1 else tp
     if typing.get_origin(core) is tuple:
