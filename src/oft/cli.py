@@ -33,6 +33,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+def comma_list(text: str, flag: str, convert=str) -> tuple:
+    """``"a, b,c"`` -> ("a", "b", "c"), each item through ``convert`` (``int`` for steps).
+
+    ValueError naming ``flag`` and the text when an item does not convert or when nothing is named: an empty
+    value (``--cameras "$CAMS"`` with the variable unset) is refused rather than read as the default.
+    """
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise ValueError(f"{flag} {text!r} names nothing; expected a comma-separated list")
+    try:
+        return tuple(convert(t) for t in items)
+    except ValueError:
+        kind = getattr(convert, "__name__", "value")
+        raise ValueError(f"{flag} {text!r}: expected comma-separated {kind} values") from None
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oft", description="Optimized Fine-Tuning for VLA robot policies.")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

@@ -206,16 +206,3 @@ def test_cli_temporal_ensembling_conflict_named_before_loading(tmp_path, capsys)
     )
     assert code == 2
     assert "open_loop_steps must be None or 1 with it, got 8" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("command", ["eval", "collect"])
-@pytest.mark.parametrize("cameras", ["", " , "])
-def test_a_camera_list_that_names_none_is_refused(command, cameras, tmp_path, capsys):
-    """``--cameras ""`` (an unset shell variable) meant the default cameras, ``--cameras ,`` an empty
-    tuple that failed later: both are an error naming the value before anything runs or is written."""
-    out = tmp_path / "out"
-    where = ["--env", "metaworld", "--expert"] if command == "eval" else ["metaworld", "--episodes", "1"]
-    args = [command, *where, "--tasks", "drawer-open-v3", "--out", str(out), "--cameras", cameras]
-    assert main(args) == 2
-    assert f"--cameras {cameras!r} names no camera" in capsys.readouterr().err
-    assert not out.exists()

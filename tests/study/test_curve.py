@@ -74,7 +74,14 @@ def test_choosing_points_and_errors(run_dir, tmp_path, capsys):
     assert main(_argv(run_dir, tmp_path / "c", "--steps", "5")) == 2
     assert "no checkpoint at step(s) [5]; it kept [3, 6]" in capsys.readouterr().err
     assert main(_argv(run_dir, tmp_path / "c", "--steps", "3,x")) == 2
-    assert "--steps must be comma-separated integers, got '3,x'" in capsys.readouterr().err
+    assert "--steps '3,x': expected comma-separated int values" in capsys.readouterr().err
+    # an empty --steps (an unset shell variable) and --every 0 were an IndexError / ZeroDivisionError
+    assert main(_argv(run_dir, tmp_path / "c", "--steps", "")) == 2
+    assert "--steps '' names nothing" in capsys.readouterr().err
+    assert main(_argv(run_dir, tmp_path / "c", "--every", "0")) == 2
+    assert "every must be >= 1" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="steps names no checkpoint"):
+        choose_checkpoints(run_dir, (), None)
     assert main(_argv(tmp_path, tmp_path / "c")) == 2
     assert "holds no complete checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()  # nothing written on a refused call

@@ -55,11 +55,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def parse_frames(text: str) -> list[int]:
     """``"0,25,50"`` -> [0, 25, 50]; ValueError naming the text otherwise."""
-    try:
-        frames = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        frames = []
-    if not frames or min(frames) < 0:
+    from oft.cli import comma_list
+
+    frames = list(comma_list(text, "--frames", int))
+    if min(frames) < 0:
         raise ValueError(f"--frames {text!r}: expected comma-separated frame indices >= 0, e.g. 0,25,50")
     return frames
 

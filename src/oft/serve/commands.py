@@ -111,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
     if not Path(args.checkpoint).exists() and not is_hub_id(args.checkpoint):  # Hub ids: load_policy fetches
         raise FileNotFoundError(f"checkpoint {args.checkpoint!r} does not exist")
     config = _config(args)
+    if args.benchmark:
+        _clients(args.clients)  # before the checkpoint is loaded
     policy = load(args)
     if args.benchmark:
         return _benchmark(args, policy, config)
@@ -124,11 +126,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _clients(text: str) -> tuple[int, ...]:
+    """``--clients 1,4,16`` -> (1, 4, 16); ValueError naming the text for anything else."""
+    from oft.cli import comma_list
+
+    clients = comma_list(text, "--clients", int)
+    if min(clients) < 1:
+        raise ValueError(f"--clients {text!r}: expected client counts >= 1")
+    return clients
+
+
 def _benchmark(args: argparse.Namespace, policy, config) -> int:
     from oft.serve.bench_serving import benchmark_serving, format_report
     from oft.serve.server import ServerConfig
 
-    clients = tuple(int(c) for c in args.clients.split(",") if c.strip())
+    clients = _clients(args.clients)
     bench_config = ServerConfig(**{**config.__dict__, "port": 0, "api_key": None})
     server_args = ["--device", args.device, "--max-message-mb", str(args.max_message_mb)]
     if args.dtype:

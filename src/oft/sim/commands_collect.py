@@ -69,22 +69,14 @@ def after_success_arg(text: str) -> int | None:
     return n
 
 
-def camera_list(text: str) -> tuple[str, ...]:
-    """``--cameras a,b`` -> ("a", "b"). ValueError when it names none (``--cameras ""`` from an unset shell
-    variable used to mean the default cameras)."""
-    names = tuple(c.strip() for c in text.split(",") if c.strip())
-    if not names:
-        raise ValueError(f"--cameras {text!r} names no camera; expected comma-separated camera names")
-    return names
-
-
 def run(args: argparse.Namespace) -> int:
+    from oft.cli import comma_list
     from oft.sim.collect import CollectConfig, collect
     from oft.sim.evaluate import resolve_tasks
     from oft.spec import get_spec
 
     tasks = resolve_tasks(args.env, args.tasks)
-    cameras = camera_list(args.cameras) if args.cameras is not None else get_spec(args.env).cameras
+    cameras = get_spec(args.env).cameras if args.cameras is None else comma_list(args.cameras, "--cameras")
     if args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     cfg = CollectConfig(

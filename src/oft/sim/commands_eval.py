@@ -72,9 +72,9 @@ def run(args: argparse.Namespace) -> int:
     if args.image_size is not None:
         env_kwargs["image_size"] = args.image_size
     if args.cameras is not None:
-        from oft.sim.commands_collect import camera_list
+        from oft.cli import comma_list
 
-        env_kwargs["cameras"] = camera_list(args.cameras)
+        env_kwargs["cameras"] = comma_list(args.cameras, "--cameras")
     if args.expert:
         policy = ExpertPolicy
     else:

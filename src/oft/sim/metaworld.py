@@ -148,7 +148,9 @@ def metaworld_tasks() -> list[str]:
 
 
 def resolve_tasks(spec: str | list[str]) -> list[str]:
-    """``"mt10"``, ``"mt50"``/``"all"``, or comma-separated task names -> validated task names."""
+    """``"mt10"``, ``"mt50"``/``"all"``, or comma-separated task names -> validated task names.
+
+    KeyError for an unknown name (with a did-you-mean), ValueError when ``spec`` names no task."""
     names = spec.split(",") if isinstance(spec, str) else list(spec)
     out: list[str] = []
     for raw in names:
@@ -161,6 +163,8 @@ def resolve_tasks(spec: str | list[str]) -> list[str]:
             if name not in INSTRUCTIONS:
                 raise KeyError(unknown_name_message("metaworld task", name, [*INSTRUCTIONS, "mt10", "mt50"]))
             out.append(name)
+    if not out:
+        raise ValueError(f"no metaworld tasks in {spec!r}; expected comma-separated names, 'mt10' or 'mt50'")
     return list(dict.fromkeys(out))  # dedupe, keep order
 
 

@@ -51,18 +51,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from oft.cli import comma_list
     from oft.study.run import DEFAULT_DEMOS, DEFAULT_PRESET, StudyConfig, run_study
     from oft.study.suites import get_suite
     from oft.study.variants import PAPER_VARIANTS
     from oft.train.quickstart import idle_cores
 
     suite = get_suite(args.suite)  # an unknown name fails before anything is written
-    variants = args.variants.split(",") if args.variants else (suite.variants or PAPER_VARIANTS)
+    variants = (
+        comma_list(args.variants, "--variants")
+        if args.variants is not None
+        else (suite.variants or PAPER_VARIANTS)
+    )
     config = StudyConfig(
         suite=args.suite,
         out=args.out,
         variants=tuple(v.strip() for v in variants if v.strip()),
-        tasks=None if args.tasks is None else tuple(t.strip() for t in args.tasks.split(",") if t.strip()),
+        tasks=None if args.tasks is None else comma_list(args.tasks, "--tasks"),
         preset=args.preset or suite.preset or DEFAULT_PRESET,
         overrides=tuple(args.overrides),
         budget_minutes=args.budget_minutes,

@@ -59,12 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _steps(text: str | None) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    try:
-        return tuple(int(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise ValueError(f"--steps must be comma-separated integers, got {text!r}") from None
+    from oft.cli import comma_list
+
+    return None if text is None else comma_list(text, "--steps", int)
 
 
 # what a study decides for its evaluation, so --study refuses them

@@ -81,9 +81,15 @@ class CurveConfig:
 def choose_checkpoints(run: Path, steps: tuple[int, ...] | None, every: int | None) -> list[tuple[int, Path]]:
     """The run's complete checkpoints to evaluate, as (step, path), oldest first.
 
-    Raises FileNotFoundError when the run kept none, KeyError naming the steps it does not have.
+    Raises FileNotFoundError when the run kept none, KeyError naming the steps it does not have, ValueError
+    for an empty ``steps`` or an ``every`` below 1.
     """
     from oft.train.checkpoint import CheckpointManager
+
+    if steps is not None and not steps:
+        raise ValueError("steps names no checkpoint; expected one or more steps (None: every kept one)")
+    if every is not None and every < 1:
+        raise ValueError(f"every must be >= 1 (checkpoints at multiples of it), got {every}")
 
     kept = CheckpointManager(run).checkpoints()
     if not kept:

@@ -72,12 +72,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from oft.sim.metaworld import resolve_tasks
+
+    tasks = resolve_tasks(args.tasks)  # an unknown or empty --tasks is refused before anything is written
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
     deadline = t_start + 60.0 * args.budget_minutes
     walls: dict[str, float] = {}
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
 
     args.threads = args.threads or idle_cores()
     log.info("using %d torch thread(s)", args.threads)
