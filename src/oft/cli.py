@@ -33,6 +33,31 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# options where an empty value means something: an instruction withheld (the language control)
+EMPTY_ALLOWED = frozenset({"--instruction"})
+
+
+def empty_argument(argv: list[str]) -> str | None:
+    """The option (or ``"a positional argument"``) given an empty value in ``argv``, or None.
+
+    ``--out "$DIR"`` with the variable unset is ``--out ""``: argparse takes it, and ``Path("")`` is the
+    current directory, ``--api-key ""`` turns authentication off, ``--preset ""`` means the default preset.
+    Only the options in :data:`EMPTY_ALLOWED` may be empty.
+    """
+    for i, token in enumerate(argv):
+        if token.startswith("--") and "=" in token:
+            flag, _, value = token.partition("=")
+            if not value.strip() and flag not in EMPTY_ALLOWED:
+                return flag
+        elif not token.strip():
+            before = argv[i - 1] if i else ""
+            if not (before.startswith("-") and "=" not in before):
+                return "a positional argument"
+            if before not in EMPTY_ALLOWED:
+                return before
+    return None
+
+
 def comma_list(text: str, flag: str, convert=str) -> tuple:
     """``"a, b,c"`` -> ("a", "b", "c"), each item through ``convert`` (``int`` for steps).
 
@@ -73,6 +98,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.command is None:
         parser.print_help()
+        return 2
+    empty = empty_argument(argv)
+    if empty is not None:
+        print(f"oft {args.command}: error: {empty} is empty; expected a value (an unset shell variable?)",
+              file=sys.stderr)  # fmt: skip
         return 2
     module = importlib.import_module(COMMANDS[args.command][0])
     try:

@@ -101,3 +101,31 @@ def test_stats_and_train_from_the_cache_offline(offline_cache, tmp_path):
     assert missing.returncode != 0
     assert "huggingface-cli download --repo-type dataset lerobot/absent" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+def test_a_hub_checkpoint_gets_its_own_dtype_and_statistics_key(offline_cache, tmp_path):
+    """``checkpoint_dtype`` and ``saved_unnorm_key`` read ``Path("org/name")``, which does not exist, so
+    every command loading a Hub id defaulted to float32 (a bf16 7B model in twice its memory)."""
+    import numpy as np
+    import torch
+    from huggingface_hub import constants
+
+    from oft.data.normalize import NormStats, Stats
+    from oft.model import build_policy
+    from oft.model.loading import checkpoint_dtype, saved_unnorm_key
+    from oft.spec import get_spec
+
+    spec = get_spec("libero")
+
+    def stats(dim: int) -> Stats:
+        o = np.ones(dim)
+        return Stats(mean=0 * o, std=o, min=-2 * o, max=2 * o, q01=-o, q99=o)
+
+    norm = NormStats(action=stats(spec.action_dim), proprio=stats(spec.proprio_dim))
+    policy = build_policy(spec, norm, ["pick up the block"], arch="tiny")
+    policy.set_dataset_stats({"my_data": norm}, "my_data")
+    policy.to(torch.bfloat16).save(tmp_path / "ckpt")
+    cache = _cache_with(tmp_path / "m", "someone/tiny-oft", tmp_path / "ckpt", repo_type="model")
+    constants.HF_HUB_CACHE = str(cache)  # restored by offline_cache's monkeypatch
+    assert checkpoint_dtype("someone/tiny-oft") == torch.bfloat16
+    assert saved_unnorm_key("someone/tiny-oft") == saved_unnorm_key(tmp_path / "ckpt") == "my_data"

@@ -167,15 +167,16 @@ def test_a_run_directory_is_loaded_as_its_newest_step_and_says_so(training_run, 
     assert load_policy(newest).checkpoint_dir == newest
 
 
-def test_every_command_records_the_step_a_run_directory_stood_for(training_run, monkeypatch, tmp_path):
+def test_every_command_records_the_step_a_run_directory_stood_for(
+    training_run, monkeypatch, tmp_path, capsys
+):
     """``oft eval --checkpoint RUN`` wrote RUN as its policy, so a results.json never said which step it
-    measured; ``oft serve`` reported the run's name, ``oft bench`` the directory given."""
+    measured; ``oft serve`` reported the run's name, ``oft bench`` and ``oft info`` the directory given."""
+    import oft.bench.commands as bench_commands
+    import oft.serve.server as server_module
     import oft.sim.evaluate as evaluate_module
-    from oft.bench.commands import load_base
-    from oft.model.commands import loaded_source
-    from oft.serve.commands import _checkpoint_name, load
 
-    sources = []
+    sources, served = [], {}
 
     def no_rollouts(policy, *args, policy_source=None, **kwargs):
         sources.append(policy_source)
@@ -189,10 +190,32 @@ def test_every_command_records_the_step_a_run_directory_stood_for(training_run, 
     newest = training_run / "checkpoints" / "step_0000004"
     assert sources == [str(newest)]
 
-    argv = ["serve", str(training_run)]
-    served = load(build_parser(argv).parse_args(argv))
-    assert _checkpoint_name(served, str(training_run)) == "run/checkpoints/step_0000004"
-    assert _checkpoint_name(served, str(newest)) == newest.resolve().name  # a step given: as before
+    monkeypatch.setattr(
+        server_module, "serve_forever", lambda policy, config, policy_info: served.update(policy_info)
+    )
+    assert main(["serve", str(training_run)]) == 0
+    assert served["checkpoint"] == "run/checkpoints/step_0000004"  # the step, not the server's full path
+    assert main(["serve", str(newest)]) == 0
+    assert served["checkpoint"] == newest.resolve().name  # a step given: its name, as before
 
-    argv = ["bench", str(training_run), "--device", "cpu"]
-    assert loaded_source(load_base(build_parser(argv).parse_args(argv)), training_run) == str(newest)
+    capsys.readouterr()
+    assert main(["info", str(training_run), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["checkpoint"] == str(newest)
+
+    monkeypatch.setattr(bench_commands, "_matmul", lambda args: 1.0)
+    monkeypatch.setattr(bench_commands, "system_rows", lambda *args: [])
+    assert main(["bench", str(training_run), "--device", "cpu", "--variants", ""]) == 2  # empty: refused
+    assert main(["bench", str(training_run), "--device", "cpu", "--variants", "bare_forward", "--warmup", "0",
+                 "--iters", "1", "--json", str(tmp_path / "b.json")]) == 0  # fmt: skip
+    assert f"oft bench: {newest} " in capsys.readouterr().out
+    assert {r["source"].split(" ")[0] for r in json.loads((tmp_path / "b.json").read_text())} == {str(newest)}
+
+
+def test_the_newest_step_is_the_highest_number(bf16_checkpoint, tmp_path):
+    from oft.model.loading import load_policy
+
+    run = tmp_path / "long"
+    (run / "checkpoints").mkdir(parents=True)
+    for step in (9_999_999, 10_000_000):  # by name, step_9999999 sorts last
+        (run / "checkpoints" / f"step_{step:07d}").symlink_to(bf16_checkpoint)
+    assert load_policy(run).checkpoint_dir.name == "step_10000000"

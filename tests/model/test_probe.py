@@ -156,6 +156,7 @@ def test_the_command_probes_a_saved_checkpoint_and_writes_json(tmp_path, capsys)
     assert main([*args, "--frames", "0,3", "--out", str(out)]) == 0
     saved = json.loads(out.read_text())
     assert saved["samples"] == 8 and saved["start_states"] == 2  # PNG frames decode to the bytes written
+    assert saved["checkpoint"] == str(ckpt)  # what was probed
     assert saved["swap_change"] > 0.0  # a random tiny model's tokens reach its actions
     assert "alignment" in capsys.readouterr().out
     assert main([*args, "--frames", "0,x"]) == 2

@@ -49,6 +49,7 @@ def test_study_runs_two_variants_and_resumes(tmp_path, capsys, monkeypatch):
         assert row["throughput_hz"] > 0 and row["latency_s"] > 0 and row["train_minutes"] > 0
         ev = json.loads((out / "variants" / name / "eval" / "results.json").read_text())
         assert ev["tasks"]["drawer-close-v3"]["seeds"] == [1_000_000]  # a layout no demonstration used
+        assert "/variants/" + name + "/train/checkpoints/step_" in ev["policy"]  # the step evaluated
     assert rows["ar_discrete"]["chunk_len"] == 1 and rows["pdac_l1"]["chunk_len"] == 8
     assert rows["pdac_l1"]["recipe"]["head"] == "l1" and not rows["pdac_l1"]["recipe"]["extra_inputs"]
     assert rows["pdac_l1"]["recipe"]["action_slots"] == "per_dimension"
@@ -94,4 +95,5 @@ def test_language_study_reports_following_and_the_withheld_control(tmp_path):
     assert set(row["withheld"]) == set(row["per_task"]) and 0.0 <= row["withheld_success_rate"] <= 1.0
     ev = json.loads((out / "variants" / "pdac_l1" / "eval" / "results.json").read_text())
     assert ev["instruction_swap"] and ev["overall"]["episodes"] == 4
+    assert ev["policy"].endswith("step_0000002") or "/checkpoints/step_" in ev["policy"]
     assert "Instruction withheld" in (out / "results.md").read_text()

@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
     if args.arch == "bench" and not checkpoint:
         print_reference_comparison(rows, system, matmul_s)
     if args.json:
-        write_json(rows, args.json)
+        write_json(rows, args.json, source=source)
         with open(args.json.removesuffix(".json") + ".system.json", "w") as f:
             json.dump([vars(r) for r in system] + [{"name": "matmul_1024", "seconds": matmul_s}], f, indent=2)
         print(f"wrote {args.json}")

@@ -91,5 +91,8 @@ def format_table(rows: list[BenchRow], reference: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def write_json(rows: list[BenchRow], path: str | Path) -> None:
-    Path(path).write_text(json.dumps([r.to_json() for r in rows], indent=2) + "\n")
+def write_json(rows: list[BenchRow], path: str | Path, source: str | None = None) -> None:
+    """One JSON object per row; with ``source`` (what was benched: a checkpoint's step directory, or the
+    named architecture), each row records it as ``"source"``."""
+    extra = {} if source is None else {"source": source}
+    Path(path).write_text(json.dumps([{**r.to_json(), **extra} for r in rows], indent=2) + "\n")

@@ -90,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         raise ValueError("oft info needs a checkpoint directory or --arch")
     info = describe(policy)
+    if args.checkpoint:
+        info = {"checkpoint": loaded_source(policy, args.checkpoint), **info}
     print(json.dumps(info, indent=2) if args.json else format_info(info))
     return 0
 
@@ -142,7 +144,8 @@ def _short_count(n: int) -> str:
 def format_info(info: dict) -> str:
     p = info["parameters"]
     film = f"{info['film']} ({info['film_input']})" if info["film"] else str(info["film"])
-    lines = [
+    lines = [f"checkpoint: {info['checkpoint']}"] if "checkpoint" in info else []
+    lines += [
         f"source: {info['source']}   head: {info['head']}   FiLM: {film}   dtype: {info['dtype']}   "
         f"center crop: {info['center_crop']}",
         "vision: " + " + ".join(f"ViT(d={v['embed_dim']}, depth={v['depth']}, patch={v['patch_size']}, "

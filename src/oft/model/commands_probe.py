@@ -77,7 +77,10 @@ def run(args: argparse.Namespace) -> int:
     print(format_probe(result))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result.to_dict(), indent=2))
+        from oft.model.commands import loaded_source
+
+        record = {"checkpoint": loaded_source(policy, args.checkpoint), **result.to_dict()}
+        args.out.write_text(json.dumps(record, indent=2))
         log.info("wrote %s", args.out)
     return 0
 

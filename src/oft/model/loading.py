@@ -136,11 +136,13 @@ def load_policy(
 
 
 def _latest_training_checkpoint(path: Path) -> Path:
-    """An ``oft train`` run directory (or its ``checkpoints/``) stands for its newest complete checkpoint."""
+    """An ``oft train`` run directory (or its ``checkpoints/``) stands for its newest complete checkpoint:
+    the highest step (by number: ``step_10000000`` is newer than ``step_9999999``) holding a policy."""
     for root in (path / "checkpoints", path):
-        steps = sorted(p for p in root.glob("step_*") if p.is_dir() and (p / CONFIG_FILE).is_file())
+        steps = [p for p in root.glob("step_*") if p.is_dir() and (p / CONFIG_FILE).is_file()]
+        steps = [p for p in steps if p.name.removeprefix("step_").isdigit()]
         if steps and not (path / CONFIG_FILE).is_file():
-            return steps[-1]
+            return max(steps, key=lambda p: int(p.name.removeprefix("step_")))
     return path
 
 
@@ -156,7 +158,9 @@ def checkpoint_dtype(path: str | Path) -> torch.dtype:
     OpenVLA / OpenVLA-OFT: the model config's ``torch_dtype`` (``dtype`` in newer transformers), in the top
     directory or ``base/``. float32 when nothing is recorded.
     """
-    path = _latest_training_checkpoint(Path(path))
+    from oft.hub import resolve
+
+    path = _latest_training_checkpoint(resolve(path, "model"))  # a Hub id: its cached snapshot's dtype
     if (path / CONFIG_FILE).is_file() and (path / WEIGHTS_FILE).is_file():
         counts: dict[torch.dtype, int] = {}
         with reading(path / WEIGHTS_FILE, "safetensors file"), _open_safetensors(path / WEIGHTS_FILE) as f:
@@ -235,7 +239,9 @@ def _choose_unnorm_key(path: Path, all_stats: dict[str, NormStats], unnorm_key: 
 
 def saved_unnorm_key(path: str | Path) -> str | None:
     """The statistics key an oft checkpoint was saved with (its first dataset's for a mixture), or None."""
-    path = _latest_training_checkpoint(Path(path))
+    from oft.hub import resolve
+
+    path = _latest_training_checkpoint(resolve(path, "model"))
     if not (path / CONFIG_FILE).is_file():
         return None
     key = read_json_object(path / CONFIG_FILE, "policy config").get("unnorm_key")

@@ -67,6 +67,11 @@ def load(args: argparse.Namespace):
 def _config(args: argparse.Namespace):
     from oft.serve.server import ServerConfig
 
+    if args.api_key is not None and not args.api_key.strip():  # from the environment; --api-key "" is refused
+        raise ValueError(  # by oft.cli before this
+            "OFT_API_KEY is set but empty, which would serve without authentication; set a key, or unset "
+            "OFT_API_KEY to serve without one"
+        )
     return ServerConfig(
         host=args.host,
         port=args.port,
@@ -92,7 +97,7 @@ def _checkpoint_name(policy, checkpoint: str) -> str:
 
     source, given = Path(loaded_source(policy, checkpoint)), Path(checkpoint)
     if source != given and source.is_relative_to(given):
-        return str(given.resolve().name / source.relative_to(given))
+        return (given.resolve().name / source.relative_to(given)).as_posix()
     return given.resolve().name if given.exists() else str(checkpoint)
 
 
@@ -151,10 +156,13 @@ def _benchmark(args: argparse.Namespace, policy, config) -> int:
         server_args += ["--unnorm-key", args.unnorm_key]
     if args.center_crop is not None:
         server_args.append("--center-crop" if args.center_crop else "--no-center-crop")
+    from oft.model.commands import loaded_source
+
+    source = loaded_source(policy, args.checkpoint)  # the server process loads this same step
     result = benchmark_serving(
         policy,
         bench_config,
-        checkpoint=args.checkpoint,
+        checkpoint=source,
         image_size=args.image_size,
         n=args.requests,
         clients=clients,
@@ -163,6 +171,6 @@ def _benchmark(args: argparse.Namespace, policy, config) -> int:
     )
     print(format_report(result))
     if args.json:
-        args.json.write_text(json.dumps(result.to_dict(), indent=2))
+        args.json.write_text(json.dumps({"checkpoint": source, **result.to_dict()}, indent=2))
         print(f"wrote {args.json}")
     return 0

@@ -48,6 +48,7 @@ def evaluate_instruction_following(
     video_episodes: int = 0,
     workers: int = 1,
     progress: bool = False,
+    policy_source: str | None = None,
 ) -> dict:
     """Run every (scene, told) direction of ``tasks`` ``episodes`` times; returns an ``oft eval``-shaped dict.
 
@@ -56,7 +57,8 @@ def evaluate_instruction_following(
     ``results["withheld"]`` holds the same directions run with an empty instruction, and
     ``results["withheld_overall"]`` their pooled rate. ``out`` gets one ``oft eval`` directory per direction
     (``following/<scene>__<told>``, ``withheld/<scene>__<told>``), with ``videos/<told>/*.mp4`` of its first
-    ``video_episodes`` episodes (needs ``out``). workers: simulator processes (evaluate).
+    ``video_episodes`` episodes (needs ``out``). workers: simulator processes (evaluate). policy_source:
+    what was evaluated (a checkpoint directory), recorded in every results dict as ``"policy"``.
     """
     if len(tasks) < 2:
         raise ValueError(f"instruction following needs at least two tasks to swap, got {tasks}")
@@ -81,11 +83,13 @@ def evaluate_instruction_following(
                     video_episodes=video_episodes,
                     workers=workers,
                     progress=progress,
+                    policy_source=policy_source,
                 )
                 found[kind][direction_name(scene, told)] = _counts(res, told) | {"scene": scene, "told": told}
     following = found["following"]
     results = {
         "env": env_name,
+        "policy": policy_source,
         "episodes_per_task": episodes,
         "seed": seed,
         "instruction_swap": True,

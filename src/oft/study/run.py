@@ -310,6 +310,7 @@ def evaluate_variant(ctx: _Context, policy, out: Path) -> dict:
         max_steps=cfg.eval_max_steps,
         workers=cfg.eval_workers,
         progress=cfg.progress,
+        policy_source=None if getattr(policy, "checkpoint_dir", None) is None else str(policy.checkpoint_dir),
     )
     env, tasks = ctx.suite.env, ctx.tasks
     if ctx.suite.instructions:
@@ -344,7 +345,7 @@ def evaluate_per_instruction(ctx: _Context, policy, out: Path, common: dict) -> 
     for task in (t for t in ctx.tasks if t in per_task):
         res = evaluate_instructions(policy, ctx.suite.env, [task], per_task[task], cfg.episodes, **kw)
         results["tasks"].update(res["tasks"])
-    results["env"] = ctx.suite.env
+    results["env"], results["policy"] = ctx.suite.env, common.get("policy_source")
     results["overall"] = pooled_rate(results["tasks"]) | followed_counts(list(results["tasks"].values()))
     write_results(results, out)  # every row: the plain tasks' and each instruction's
     return results

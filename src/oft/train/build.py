@@ -54,6 +54,7 @@ def _resume(cfg: TrainConfig, resume_from: Path):
     dtype = checkpoint_dtype(resume_from)
     # the key only picks the inference statistics: training normalizes each sample by its own dataset
     policy = load_policy(resume_from, dtype=dtype, unnorm_key=saved_unnorm_key(resume_from))
+    policy.checkpoint_dir = None  # it trains on: what it saves goes elsewhere
     log.info("resuming %s in %s", resume_from, str(dtype).removeprefix("torch."))
     set_lora_dropout(policy, cfg.lora_dropout)
     return policy
@@ -161,6 +162,7 @@ def _continue_from(cfg: TrainConfig, spec: RobotSpec, base: Path, dataset):
 
         # keeps training in the dtype it has, and its statistics (new datasets of a mixture add theirs)
         policy = load_policy(base, dtype=checkpoint_dtype(base), unnorm_key=saved_unnorm_key(base))
+        policy.checkpoint_dir = None  # it trains on: what it saves goes elsewhere
         if cfg.base_stats == "dataset":
             key, all_stats = training_stats(dataset, cfg.mixture_stats)
             log.info("continuing %s with the training data's statistics %s (base_stats=dataset)", base,

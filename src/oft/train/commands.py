@@ -72,10 +72,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         log.info("--resume: starting from the run's own config %s", saved)
     else:
         cfg = get_preset(args.preset or default_preset(args.dataset))
-    if args.base is not None and (Path(args.base) / "oft_config.json").is_file():
-        from oft.train.build import checkpoint_model_fields
+    if args.base is not None:
+        from oft.hub import resolve
 
-        cfg = cfg.replace(**checkpoint_model_fields(args.base))
+        base = resolve(args.base, "model")  # a Hub id: its cached snapshot
+        if (base / "oft_config.json").is_file():
+            from oft.train.build import checkpoint_model_fields
+
+            cfg = cfg.replace(**checkpoint_model_fields(base))
     overrides = list(args.overrides)
     if args.steps is not None:
         overrides.append(f"max_steps={args.steps}")
