@@ -137,3 +137,15 @@ def test_export_refuses_a_film_input_the_papers_code_does_not_compute(tmp_path, 
     with pytest.raises(ValueError, match=rf"film_input='{film_input}'.*plain mean prompt embedding"):
         export_reference(policy, tmp_path / "x")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_mixtures_export_refuses_an_unnorm_key_it_does_not_have(tmp_path):
+    """A misspelled key used to fall back silently to the policy's own dataset's statistics."""
+    policy = _policy()
+    stats = policy.norm_stats
+    policy.set_dataset_stats({"drawer_data": stats, "faucet_data": stats}, "drawer_data")
+    with pytest.raises(KeyError, match=r"'faucet_dta' is not one of the policy's datasets \['drawer_data'"):
+        export_reference(policy, tmp_path / "x", unnorm_key="faucet_dta")
+    assert list(tmp_path.iterdir()) == []
+    out = export_reference(policy, tmp_path / "ok", unnorm_key="faucet_data")
+    assert json.loads((out / EXPORT_SIDECAR).read_text())["unnorm_key"] == "faucet_data"

@@ -71,11 +71,15 @@ def export_reference(
 
     unnorm_key: the dataset-statistics key (the paper's ``--unnorm_key``); default the robot spec's name.
         A mixture trained with per-dataset statistics exports every dataset's, under its name; unnorm_key
-        (one of them; default the policy's) is the one recorded as the export's own.
+        (one of them; default the policy's) is the one recorded as the export's own: KeyError listing them
+        for any other name, before anything is written.
     mode: "merged" (LoRA folded into the weights) or "adapter" (``base/`` + ``lora_adapter/``).
     """
     if mode not in EXPORT_MODES:
         raise ValueError(f"export mode {mode!r} is invalid: expected one of {EXPORT_MODES}")
+    mixture = getattr(policy, "dataset_stats", {}) if len(getattr(policy, "dataset_stats", {})) > 1 else {}
+    if mixture and unnorm_key is not None and unnorm_key not in mixture:
+        raise KeyError(f"unnorm_key {unnorm_key!r} is not one of the policy's datasets {sorted(mixture)}")
     cfg = policy.vla.config
     problem = reference_incompatibility(cfg.action_slots, cfg.use_film, cfg.film_input)
     if problem is not None:
@@ -84,8 +88,7 @@ def export_reference(
     tmp = out.with_name(f".tmp-{out.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    mixture = getattr(policy, "dataset_stats", {}) if len(getattr(policy, "dataset_stats", {})) > 1 else {}
-    key = (unnorm_key if unnorm_key in mixture else policy.unnorm_key) if mixture else unnorm_key
+    key = (unnorm_key or policy.unnorm_key) if mixture else unnorm_key
     key = key or policy.spec.name
     vla = copy.deepcopy(policy.vla).float().cpu()
     has_lora = any(".lora_" in n for n, _ in vla.named_parameters())
