@@ -37,12 +37,15 @@ COMMANDS: dict[str, tuple[str, str]] = {
 EMPTY_ALLOWED = frozenset({"--instruction"})
 
 
-def empty_argument(argv: list[str]) -> str | None:
-    """The option (or ``"a positional argument"``) given an empty value in ``argv``, or None.
+def empty_argument(
+    argv: list[str], no_value: frozenset[str] = frozenset(), positional: str = ""
+) -> str | None:
+    """The option (or ``"the positional argument"``) given an empty value in ``argv``, or None.
 
     ``--out "$DIR"`` with the variable unset is ``--out ""``: argparse takes it, and ``Path("")`` is the
     current directory, ``--api-key ""`` turns authentication off, ``--preset ""`` means the default preset.
-    Only the options in :data:`EMPTY_ALLOWED` may be empty.
+    Only the options in :data:`EMPTY_ALLOWED` may be empty. no_value: the flags that take no value (an empty
+    string after ``--json`` is a positional); positional: the name to give a positional (``"checkpoint"``).
     """
     for i, token in enumerate(argv):
         if token.startswith("--") and "=" in token:
@@ -51,8 +54,8 @@ def empty_argument(argv: list[str]) -> str | None:
                 return flag
         elif not token.strip():
             before = argv[i - 1] if i else ""
-            if not (before.startswith("-") and "=" not in before):
-                return "a positional argument"
+            if not (before.startswith("-") and "=" not in before) or before in no_value:
+                return f"the positional argument{f' ({positional})' if positional else ''}"
             if before not in EMPTY_ALLOWED:
                 return before
     return None
@@ -61,12 +64,15 @@ def empty_argument(argv: list[str]) -> str | None:
 def comma_list(text: str, flag: str, convert=str) -> tuple:
     """``"a, b,c"`` -> ("a", "b", "c"), each item through ``convert`` (``int`` for steps).
 
-    ValueError naming ``flag`` and the text when an item does not convert or when nothing is named: an empty
-    value (``--cameras "$CAMS"`` with the variable unset) is refused rather than read as the default.
+    ValueError naming ``flag`` and the text when an item does not convert, when nothing is named, or when an
+    item is empty: ``--cameras "$CAMS"`` or ``--tasks "a,$B"`` with a variable unset is refused rather than
+    read as the default or as half the list.
     """
-    items = [t.strip() for t in text.split(",") if t.strip()]
-    if not items:
+    items = [t.strip() for t in text.split(",")]
+    if not any(items):
         raise ValueError(f"{flag} {text!r} names nothing; expected a comma-separated list")
+    if not all(items):  # "a,$B" with B unset: half the list, silently
+        raise ValueError(f"{flag} {text!r} has an empty item; expected a comma-separated list without gaps")
     try:
         return tuple(convert(t) for t in items)
     except ValueError:
@@ -87,6 +93,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _flag_kinds(parser: argparse.ArgumentParser, command: str) -> tuple[frozenset[str], str]:
+    """(the flags of ``command`` that take no value, the names of its positionals joined by '/')."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    no_value = frozenset(o for a in sub._actions if a.nargs == 0 for o in a.option_strings)
+    return no_value, "/".join(a.dest for a in sub._actions if not a.option_strings)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(argv)
@@ -99,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    empty = empty_argument(argv)
+    empty = empty_argument(argv, *_flag_kinds(parser, args.command))
     if empty is not None:
         print(f"oft {args.command}: error: {empty} is empty; expected a value (an unset shell variable?)",
               file=sys.stderr)  # fmt: skip

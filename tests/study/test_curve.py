@@ -44,7 +44,7 @@ def test_curve_evaluates_each_checkpoint_and_resumes(run_dir, tmp_path, capsys, 
     assert minutes[1] == pytest.approx(seconds_trained(run_dir, 4, up_to_step=6) / 60.0)
     for p in curve["points"]:
         ev = json.loads((out / f"step_{p['step']:07d}" / "results.json").read_text())
-        assert ev["policy"].endswith(f"step_{p['step']:07d}")
+        assert ev["policy"].endswith(f"step_{p['step']:07d}") and ev["policy_step"] == p["step"]
         assert ev["tasks"]["drawer-open-v3"]["seeds"] == [1_000_000]  # a layout no demonstration used
         assert ev["max_steps"] == 8 and p["episodes"] == 1
         lo, hi = p["ci95"]
@@ -77,7 +77,7 @@ def test_choosing_points_and_errors(run_dir, tmp_path, capsys):
     assert "--steps '3,x': expected comma-separated int values" in capsys.readouterr().err
     # an empty --steps (an unset shell variable) and --every 0 were an IndexError / ZeroDivisionError
     assert main(_argv(run_dir, tmp_path / "c", "--steps", "")) == 2
-    assert "--steps '' names nothing" in capsys.readouterr().err
+    assert "--steps is empty" in capsys.readouterr().err
     assert main(_argv(run_dir, tmp_path / "c", "--every", "0")) == 2
     assert "every must be >= 1" in capsys.readouterr().err
     with pytest.raises(ValueError, match="steps names no checkpoint"):

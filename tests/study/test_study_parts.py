@@ -31,8 +31,12 @@ def test_variants_are_the_bench_rows_in_the_papers_order():
     assert [v.name for v in resolve_variants("pdac_l1, ar_discrete,pdac_l1")] == ["pdac_l1", "ar_discrete"]
     with pytest.raises(KeyError, match="Did you mean 'pdac_l1'"):
         resolve_variants("pdac_l2")
-    with pytest.raises(ValueError, match="no variants"):
+    with pytest.raises(ValueError, match="names nothing"):
         resolve_variants(" , ")
+    with pytest.raises(ValueError, match="no variants"):
+        resolve_variants([])
+    with pytest.raises(ValueError, match="has an empty item"):
+        resolve_variants("pdac_l1,")
 
 
 @pytest.mark.parametrize("name", list(PAPER_VARIANTS))

@@ -50,6 +50,7 @@ def test_study_runs_two_variants_and_resumes(tmp_path, capsys, monkeypatch):
         ev = json.loads((out / "variants" / name / "eval" / "results.json").read_text())
         assert ev["tasks"]["drawer-close-v3"]["seeds"] == [1_000_000]  # a layout no demonstration used
         assert "/variants/" + name + "/train/checkpoints/step_" in ev["policy"]  # the step evaluated
+        assert ev["policy_step"] == 3
     assert rows["ar_discrete"]["chunk_len"] == 1 and rows["pdac_l1"]["chunk_len"] == 8
     assert rows["pdac_l1"]["recipe"]["head"] == "l1" and not rows["pdac_l1"]["recipe"]["extra_inputs"]
     assert rows["pdac_l1"]["recipe"]["action_slots"] == "per_dimension"

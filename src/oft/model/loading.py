@@ -125,14 +125,25 @@ def load_policy(
         policy = _load_openvla(path, device, dtype, unnorm_key, spec)
     else:
         raise FileNotFoundError(
-            f"{path} is not a checkpoint: expected {CONFIG_FILE} (oft), action_head--*.pt (OpenVLA-OFT) "
-            "or config.json (OpenVLA)"
+            f"{path} is not a checkpoint: expected {CONFIG_FILE} (oft), action_head--*.pt (OpenVLA-OFT), "
+            f"config.json (OpenVLA) or an oft train run directory (checkpoints/step_XXXXXXX){_hint(path)}"
         )
     if center_crop is not None:
         policy.config.center_crop = bool(center_crop)
     policy.vla.set_attn_implementation(attn_implementation)
     policy.checkpoint_dir = path
     return policy.eval()
+
+
+def _hint(path: Path) -> str:
+    """What a directory that is not a checkpoint probably is, for the error that says so."""
+    if (path / "checkpoints").is_dir():
+        return "; this run has no complete checkpoint yet"
+    if (path / "study.json").is_file():
+        return f"; this is an oft study: give one variant's run, {path / 'variants' / '<name>' / 'train'}"
+    if (path / "train" / "checkpoints").is_dir():
+        return f"; did you mean {path / 'train'}?"
+    return ""
 
 
 def _latest_training_checkpoint(path: Path) -> Path:

@@ -65,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
     from oft.sim.rollout import ExpertPolicy, check_execution
 
     check_execution(args.open_loop_steps, args.temporal_ensemble_coeff)  # before a checkpoint is loaded
+    for flag, value in (("--episodes", args.episodes), ("--workers", args.workers)):
+        if value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
     if args.instruction is not None:
         check_takes_instruction(args.env)  # before a checkpoint is loaded
 
@@ -106,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
         policy_source="expert" if args.expert else loaded_source(policy, args.checkpoint),
     )
     _print_table(results)
+    if results.get("policy_step") is not None:
+        print(f"checkpoint: {results['policy']} (step {results['policy_step']})")
     print(f"results: {args.out / 'results.json'}")
     return 0
 

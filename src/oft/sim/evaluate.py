@@ -36,6 +36,13 @@ PolicyOrFactory = ChunkPolicy | Callable[[SimEnv], ChunkPolicy]
 VIDEO_FPS = 30
 
 
+def checkpoint_step(source: str | Path | None) -> int | None:
+    """The training step of a checkpoint path ending in ``step_XXXXXXX`` (what ``oft train`` writes), else
+    None: recorded as ``results["policy_step"]`` so a result keeps its step after the run prunes the path."""
+    m = re.search(r"step_(\d+)$", str(source or "").rstrip("/\\"))
+    return int(m.group(1)) if m else None
+
+
 def resolve_tasks(env_name: str, tasks: str | list[str]) -> list[str]:
     """Task names from ``"a,b"``, a list, ``"all"``, or a group: MetaWorld ``"mt10"``, or the prefix of
     ``group/name`` tasks (LIBERO ``"libero_spatial"`` = ``libero_spatial/0`` ... ``libero_spatial/9``)."""
@@ -44,7 +51,11 @@ def resolve_tasks(env_name: str, tasks: str | list[str]) -> list[str]:
 
         return resolve_metaworld(tasks)
     known = list_tasks(env_name)
-    names = [t.strip() for t in (tasks.split(",") if isinstance(tasks, str) else tasks) if t.strip()]
+    if isinstance(tasks, str):
+        from oft.cli import comma_list
+
+        tasks = comma_list(tasks, "tasks")
+    names = [t.strip() for t in tasks if t.strip()]
     out: list[str] = []
     for name in names:
         group = [t for t in known if t.startswith(name + "/")]
@@ -298,6 +309,7 @@ def evaluate(
         "env": env_name,
         "env_options": json.loads(json.dumps(env_kwargs, default=str)),  # what was rendered, as JSON
         "policy": policy_source,
+        "policy_step": checkpoint_step(policy_source),
         "episodes_per_task": episodes,
         "seed": seed,
         "open_loop_steps": open_loop_steps,
@@ -416,6 +428,7 @@ def evaluate_instructions(
     results = {
         "env": env_name,
         "policy": policy_source,
+        "policy_step": checkpoint_step(policy_source),
         "episodes_per_task": episodes,
         "seed": first["seed"],
         "open_loop_steps": first["open_loop_steps"],
@@ -487,4 +500,12 @@ def _progress(total: int, enabled: bool):
     return tqdm(total=total, unit="ep", desc="eval")
 
 
-__all__ = ["EpisodeJob", "RolloutSettings", "evaluate", "render_size_arg", "resolve_tasks", "run_episode"]
+__all__ = [
+    "EpisodeJob",
+    "RolloutSettings",
+    "checkpoint_step",
+    "evaluate",
+    "render_size_arg",
+    "resolve_tasks",
+    "run_episode",
+]

@@ -150,8 +150,14 @@ def metaworld_tasks() -> list[str]:
 def resolve_tasks(spec: str | list[str]) -> list[str]:
     """``"mt10"``, ``"mt50"``/``"all"``, or comma-separated task names -> validated task names.
 
-    KeyError for an unknown name (with a did-you-mean), ValueError when ``spec`` names no task."""
-    names = spec.split(",") if isinstance(spec, str) else list(spec)
+    KeyError for an unknown name (with a did-you-mean), ValueError when ``spec`` names no task or has an empty
+    item."""
+    if isinstance(spec, str):
+        from oft.cli import comma_list
+
+        names = list(comma_list(spec, "tasks"))  # ValueError for "" or "a,,b"
+    else:
+        names = list(spec)
     out: list[str] = []
     for raw in names:
         name = raw.strip()

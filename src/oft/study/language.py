@@ -19,7 +19,7 @@ import logging
 from pathlib import Path
 
 from oft.sim.eval_stats import pooled_rate
-from oft.sim.evaluate import PolicyOrFactory, evaluate
+from oft.sim.evaluate import PolicyOrFactory, checkpoint_step, evaluate
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,7 @@ def evaluate_instruction_following(
     results = {
         "env": env_name,
         "policy": policy_source,
+        "policy_step": checkpoint_step(policy_source),
         "episodes_per_task": episodes,
         "seed": seed,
         "instruction_swap": True,

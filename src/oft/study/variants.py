@@ -92,7 +92,11 @@ def resolve_variants(names: str | list[str] | tuple[str, ...] | None) -> list[St
     """``"a,b"`` or a list -> variants in the order given; None -> all, in the paper's order."""
     if names is None:
         return list(VARIANTS.values())
-    items = [n.strip() for n in (names.split(",") if isinstance(names, str) else names) if n.strip()]
+    if isinstance(names, str):
+        from oft.cli import comma_list
+
+        names = comma_list(names, "variants")
+    items = [n.strip() for n in names if n.strip()]
     if not items:
         raise ValueError(f"no variants given; expected comma-separated names among {', '.join(VARIANTS)}")
     for n in items:

@@ -513,7 +513,9 @@ def _parse_typed(name: str, raw: str, tp):
         return None
     core = args[0] if optional and len(args) == 1 else tp
     if typing.get_origin(core) is tuple:
-        items = tuple(p.strip() for p in raw.split(",") if p.strip())
+        items = tuple(p.strip() for p in raw.split(","))
+        if not all(items):  # cameras=corner,$CAM with CAM unset
+            raise ValueError(f"TrainConfig.{name}={raw!r} has an empty item; expected a comma-separated list")
         if typing.get_args(core)[:1] == (float,):
             try:
                 return tuple(float(p) for p in items)
