@@ -72,10 +72,11 @@ def load_base(args: argparse.Namespace):
     """The policy whose trunk every row shares: a checkpoint, or a randomly initialized named arch."""
     checkpoint = getattr(args, "checkpoint", None) or getattr(args, "checkpoint_opt", None)
     if checkpoint:
-        from oft.model.loading import checkpoint_dtype, load_policy
+        from oft.model.loading import checkpoint_dtype, load_policy, resolve_checkpoint
 
-        dtype = DTYPES[args.dtype] if args.dtype else checkpoint_dtype(checkpoint)
-        return load_policy(checkpoint, device=args.device, dtype=dtype)
+        path = resolve_checkpoint(checkpoint)  # once: dtype and weights from the same step
+        dtype = DTYPES[args.dtype] if args.dtype else checkpoint_dtype(path)
+        return load_policy(path, device=args.device, dtype=dtype)
     dtype = DTYPES[args.dtype or "float32"]
     if args.arch == "bench":
         from oft.bench.arch import bench_policy

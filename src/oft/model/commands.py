@@ -46,13 +46,14 @@ def resolve_dtype(name: str | None, checkpoint) -> torch.dtype:
 
 def load_from_args(args: argparse.Namespace, checkpoint, device="cpu") -> Policy:
     """``load_policy`` with the options of :func:`add_loading_arguments`."""
-    from oft.model.loading import load_policy
+    from oft.model.loading import load_policy, resolve_checkpoint
 
+    path = resolve_checkpoint(checkpoint)  # once: dtype and weights from the same step of a training run
     try:
         return load_policy(
-            checkpoint,
+            path,
             device=device,
-            dtype=resolve_dtype(args.dtype, checkpoint),
+            dtype=resolve_dtype(args.dtype, path),
             unnorm_key=args.unnorm_key,
             center_crop=args.center_crop,
         )

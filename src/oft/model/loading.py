@@ -105,12 +105,7 @@ def load_policy(
     (its ``config.json`` ``norm_stats`` are the *base* model's datasets) unless ``unnorm_key`` names one of
     those on purpose. A corrupt or wrongly typed file raises :class:`~oft.files.CorruptFileError` naming it.
     """
-    from oft.hub import resolve
-
-    given = resolve(path, "model")  # a Hub id -> its cached snapshot
-    path = _latest_training_checkpoint(given)
-    if path != given:
-        log.info("%s is a training run: loading its newest checkpoint %s", given, path.relative_to(given))
+    path = resolve_checkpoint(path)
     if not path.is_dir():
         raise FileNotFoundError(f"checkpoint directory {path} does not exist")
     if verify:
@@ -146,14 +141,30 @@ def _hint(path: Path) -> str:
     return ""
 
 
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The directory ``load_policy(path)`` reads: a Hub id's cached snapshot, an ``oft train`` run directory's
+    newest complete checkpoint (logged), else ``path``. Commands resolve once and pass the result on, so the
+    dtype, the statistics key and the weights come from one step even while the run saves new ones."""
+    from oft.hub import resolve
+
+    given = resolve(path, "model")
+    found = _latest_training_checkpoint(given)
+    if found != given:
+        log.info("%s is a training run: loading its newest checkpoint %s", given, found.relative_to(given))
+    return found
+
+
 def _latest_training_checkpoint(path: Path) -> Path:
     """An ``oft train`` run directory (or its ``checkpoints/``) stands for its newest complete checkpoint:
-    the highest step (by number: ``step_10000000`` is newer than ``step_9999999``) holding a policy."""
+    the highest step (by number: ``step_10000000`` is newer than ``step_9999999``) holding a policy. Unlike
+    :meth:`CheckpointManager.checkpoints` (which needs the trainer state to resume), a policy is enough."""
+    from oft.train.checkpoint import checkpoint_step
+
     for root in (path / "checkpoints", path):
-        steps = [p for p in root.glob("step_*") if p.is_dir() and (p / CONFIG_FILE).is_file()]
-        steps = [p for p in steps if p.name.removeprefix("step_").isdigit()]
+        steps = [(checkpoint_step(p), p) for p in root.glob("step_*") if (p / CONFIG_FILE).is_file()]
+        steps = [(s, p) for s, p in steps if s is not None]
         if steps and not (path / CONFIG_FILE).is_file():
-            return max(steps, key=lambda p: int(p.name.removeprefix("step_")))
+            return max(steps)[1]
     return path
 
 
@@ -169,9 +180,7 @@ def checkpoint_dtype(path: str | Path) -> torch.dtype:
     OpenVLA / OpenVLA-OFT: the model config's ``torch_dtype`` (``dtype`` in newer transformers), in the top
     directory or ``base/``. float32 when nothing is recorded.
     """
-    from oft.hub import resolve
-
-    path = _latest_training_checkpoint(resolve(path, "model"))  # a Hub id: its cached snapshot's dtype
+    path = resolve_checkpoint(path)  # a Hub id: its cached snapshot's dtype
     if (path / CONFIG_FILE).is_file() and (path / WEIGHTS_FILE).is_file():
         counts: dict[torch.dtype, int] = {}
         with reading(path / WEIGHTS_FILE, "safetensors file"), _open_safetensors(path / WEIGHTS_FILE) as f:
@@ -250,9 +259,7 @@ def _choose_unnorm_key(path: Path, all_stats: dict[str, NormStats], unnorm_key: 
 
 def saved_unnorm_key(path: str | Path) -> str | None:
     """The statistics key an oft checkpoint was saved with (its first dataset's for a mixture), or None."""
-    from oft.hub import resolve
-
-    path = _latest_training_checkpoint(resolve(path, "model"))
+    path = resolve_checkpoint(path)
     if not (path / CONFIG_FILE).is_file():
         return None
     key = read_json_object(path / CONFIG_FILE, "policy config").get("unnorm_key")

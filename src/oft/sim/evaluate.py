@@ -29,18 +29,12 @@ import numpy as np
 from oft.sim.base import SimEnv, list_tasks, make_env
 from oft.sim.rollout import ChunkPolicy, EpisodeResult, check_execution, rollout
 from oft.spec import unknown_name_message
+from oft.train.checkpoint import checkpoint_step  # results["policy_step"]: kept when the run prunes the path
 
 log = logging.getLogger(__name__)
 
 PolicyOrFactory = ChunkPolicy | Callable[[SimEnv], ChunkPolicy]
 VIDEO_FPS = 30
-
-
-def checkpoint_step(source: str | Path | None) -> int | None:
-    """The training step of a checkpoint path ending in ``step_XXXXXXX`` (what ``oft train`` writes), else
-    None: recorded as ``results["policy_step"]`` so a result keeps its step after the run prunes the path."""
-    m = re.search(r"step_(\d+)$", str(source or "").rstrip("/\\"))
-    return int(m.group(1)) if m else None
 
 
 def resolve_tasks(env_name: str, tasks: str | list[str]) -> list[str]:
@@ -503,7 +497,6 @@ def _progress(total: int, enabled: bool):
 __all__ = [
     "EpisodeJob",
     "RolloutSettings",
-    "checkpoint_step",
     "evaluate",
     "render_size_arg",
     "resolve_tasks",

@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     config = StudyConfig(
         suite=args.suite,
         out=args.out,
-        variants=tuple(v.strip() for v in variants if v.strip()),
+        variants=tuple(variants),
         tasks=None if args.tasks is None else comma_list(args.tasks, "--tasks"),
         preset=args.preset or suite.preset or DEFAULT_PRESET,
         overrides=tuple(args.overrides),

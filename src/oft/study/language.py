@@ -19,7 +19,8 @@ import logging
 from pathlib import Path
 
 from oft.sim.eval_stats import pooled_rate
-from oft.sim.evaluate import PolicyOrFactory, checkpoint_step, evaluate
+from oft.sim.evaluate import PolicyOrFactory, evaluate
+from oft.train.checkpoint import checkpoint_step
 
 log = logging.getLogger(__name__)
 

@@ -38,9 +38,9 @@ def build_from_config(cfg: TrainConfig, spec: RobotSpec, dataset, resume_from: P
     elif is_architecture(cfg.base):
         policy = _build_from_scratch(cfg, spec, dataset)
     else:
-        from oft.hub import resolve
+        from oft.model.loading import resolve_checkpoint
 
-        policy = _continue_from(cfg, spec, resolve(cfg.base, "model"), dataset)
+        policy = _continue_from(cfg, spec, resolve_checkpoint(cfg.base), dataset)  # once: one step
     set_trainable(policy, cfg)
     return policy.train()
 

@@ -37,6 +37,13 @@ RESUME_STATE = "resume_state.json"
 TRAIN_CONFIG = "train_config.json"
 
 
+def checkpoint_step(path: str | Path | None) -> int | None:
+    """The step of a checkpoint directory named as :class:`CheckpointManager` names them (``step_0008000``
+    -> 8000), else None (an export, a Hub snapshot, ``"expert"``)."""
+    m = _STEP_DIR.match(Path(path).name) if path else None
+    return int(m.group(1)) if m else None
+
+
 # --------------------------------------------------------------------------- RNG state
 def capture_rng_state() -> dict:
     """Python, numpy and torch (CPU + CUDA) generator states as JSON-safe values."""
@@ -114,9 +121,9 @@ class CheckpointManager:
             return []
         found = []
         for p in self.root.iterdir():
-            m = _STEP_DIR.match(p.name)
-            if m and p.is_dir() and (p / TRAINER_STATE).is_file():
-                found.append((int(m.group(1)), p))
+            step = checkpoint_step(p)
+            if step is not None and p.is_dir() and (p / TRAINER_STATE).is_file():
+                found.append((step, p))
         return sorted(found)
 
     def latest(self) -> Path | None:
@@ -197,6 +204,7 @@ __all__ = [
     "TRAIN_CONFIG",
     "CheckpointManager",
     "capture_rng_state",
+    "checkpoint_step",
     "from_jsonable",
     "read_trainer_state",
     "restore_rng_state",
