@@ -12,6 +12,8 @@ import importlib
 import logging
 import sys
 
+from oft.progress import bars_and_logs
+
 # name -> (module, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "quickstart": ("oft.train.quickstart", "collect demos, train a small OFT policy on the CPU, evaluate it"),
@@ -119,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
-        return int(module.run(args) or 0)
+        with bars_and_logs():  # a log line printed under a progress bar starts its own line
+            return int(module.run(args) or 0)
     except (ValueError, FileNotFoundError, KeyError) as e:
         # user errors: one clear line, no traceback (use -v for it)
         if args.verbose:

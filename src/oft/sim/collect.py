@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from oft.data.episode import Episode
+from oft.progress import progress_bar
 from oft.sim.base import SimEnv, make_env
 from oft.sim.evaluate import check_instructions
 from oft.sim.rollout import ExpertPolicy, check_after_success, rollout
@@ -301,7 +302,13 @@ def collect(
     scene = _scene_options(cfg.env_kwargs)  # what the sidecar checks and records: computed once
     done = _load_sidecar(out, writer.num_episodes, env_name, scene, instructions, cfg.after_success)
     summary = {"env": env_name, "out": str(out), "tasks": {}, "resumed_from": len(done)}
-    bar = _progress(len(tasks) * episodes_per_task * max(1, len(instructions)), len(done), progress)
+    bar = progress_bar(
+        len(tasks) * episodes_per_task * max(1, len(instructions)),
+        desc="collect",
+        unit="demo",
+        initial=len(done),
+        enabled=progress,
+    )
     runner = _Runner(cfg.workers, cfg.after_success)
     t0 = time.perf_counter()
     try:
@@ -388,22 +395,6 @@ def _collect_task(runner, writer, done, env_name, task, n, env_kwargs, scene, cf
             break
     count = sum(e["task"] == task for e in done)
     return dict(start_states=n, episodes=count, tried=tried, failures=failures, env_steps=env_steps)
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, initial: int, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, unit="demo", desc="collect")
 
 
 __all__ = ["CollectConfig", "collect", "demo_episode", "recorded_scene"]

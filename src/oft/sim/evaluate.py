@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from oft.progress import progress_bar
 from oft.sim.base import SimEnv, list_tasks, make_env
 from oft.sim.rollout import ChunkPolicy, EpisodeResult, check_execution, rollout
 from oft.spec import unknown_name_message
@@ -279,7 +280,7 @@ def evaluate(
     if out is None and video_episodes:
         raise ValueError("video_episodes needs an output directory (out=...)")
     jobs = [EpisodeJob(t, i, seed, i < video_episodes) for t in task_names for i in range(episodes)]
-    bar = _progress(len(jobs), progress)
+    bar = progress_bar(len(jobs), desc="eval", unit="ep", enabled=progress)
     records: dict[str, list[dict]] = {t: [None] * episodes for t in task_names}  # type: ignore[list-item]
     t0, env_steps = time.perf_counter(), 0
     env_kwargs = _env_kwargs(policy, env_kwargs, env_name)
@@ -473,25 +474,6 @@ def write_results(results: dict, out: Path) -> None:
     title = f"{results['env']}: {o['successes']}/{o['episodes']} successes ({ci})"
     plot_success(rates, o["success_rate"], out / "success.png", title, intervals=intervals)
     log.info("wrote %s and %s", out / "results.json", out / "success.png")
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def set_postfix(self, **kw) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _progress(total: int, enabled: bool):
-    if not enabled:
-        return _NoBar()
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="ep", desc="eval")
 
 
 __all__ = [

@@ -15,6 +15,8 @@ import logging
 import time
 from pathlib import Path
 
+from oft.progress import progress_bar
+
 log = logging.getLogger(__name__)
 
 
@@ -43,9 +45,9 @@ class TrainFeedback:
         self._last_samples = 0
         if not enabled:
             return
-        from tqdm.auto import tqdm
-
-        self.bar = tqdm(total=total_steps, initial=start_step, desc="train", unit="step", dynamic_ncols=True)
+        self.bar = progress_bar(
+            total_steps, desc="train", unit="step", initial=start_step, dynamic_ncols=True
+        )
         self.metrics_file = open(self.out_dir / "metrics.jsonl", "a")  # noqa: SIM115 (closed in close())
         self.writer = _tensorboard_writer(self.out_dir / "tb")
         if wandb:
