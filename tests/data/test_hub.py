@@ -129,3 +129,23 @@ def test_a_hub_checkpoint_gets_its_own_dtype_and_statistics_key(offline_cache, t
     constants.HF_HUB_CACHE = str(cache)  # restored by offline_cache's monkeypatch
     assert checkpoint_dtype("someone/tiny-oft") == torch.bfloat16
     assert saved_unnorm_key("someone/tiny-oft") == saved_unnorm_key(tmp_path / "ckpt") == "my_data"
+
+
+def test_every_option_that_takes_a_hub_id_keeps_its_text():
+    """`oft eval --checkpoint` and `oft probe-instructions --checkpoint` parsed with ``type=Path``, which on
+    Windows turns ``openvla/openvla-7b`` into ``openvla\\openvla-7b``, no longer a Hub id. Every checkpoint,
+    base or dataset argument of every command keeps the text as given."""
+    import argparse
+
+    from oft.cli import COMMANDS, build_parser
+
+    checked = []
+    for command in COMMANDS:
+        parser = build_parser([command])
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+        for action in sub._actions:
+            if action.dest in ("checkpoint", "base", "dataset"):
+                assert action.type is None, f"oft {command} {action.dest}: type {action.type}"
+                checked.append(f"{command} {action.dest}")
+    expected = {"eval checkpoint", "probe-instructions checkpoint", "serve checkpoint", "train base"}
+    assert expected <= set(checked)

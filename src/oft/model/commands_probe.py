@@ -36,7 +36,9 @@ EPILOG = """what it prints (normalized action units, mean over the chunk):
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EPILOG
     p.formatter_class = argparse.RawDescriptionHelpFormatter
-    p.add_argument("--checkpoint", type=Path, required=True, help="checkpoint directory (oft.load_policy)")
+    p.add_argument(  # a str: Path would turn a Hub id's '/' into '\\' on Windows
+        "--checkpoint", required=True, help="checkpoint directory, training run or Hub id (oft.load_policy)"
+    )
     p.add_argument("--dataset", required=True, help="dataset directory (any format oft train reads)")
     p.add_argument("--format", default=None, help="dataset format (default: detected)")
     p.add_argument(

@@ -24,7 +24,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--env", default="metaworld", help="simulator suite (metaworld, aloha, libero)")
     p.add_argument("--tasks", required=True, help="comma-separated task names, 'all', or 'mt10' (metaworld)")
     who = p.add_mutually_exclusive_group(required=True)
-    who.add_argument("--checkpoint", type=Path, help="checkpoint directory (oft.load_policy)")
+    who.add_argument(  # a str: Path would turn a Hub id's '/' into '\\' on Windows
+        "--checkpoint", help="checkpoint directory, training run or Hub id (oft.load_policy)"
+    )
     who.add_argument("--expert", action="store_true", help="evaluate the env's scripted expert")
     p.add_argument("--episodes", type=int, default=10, help="episodes per task")
     p.add_argument("--out", type=Path, required=True, help="directory for results.json, success.png, videos/")
@@ -83,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         from oft.hub import is_hub_id
 
-        if not args.checkpoint.exists() and not is_hub_id(args.checkpoint):  # Hub ids: load_policy fetches
+        # a Hub id: load_policy fetches it
+        if not Path(args.checkpoint).exists() and not is_hub_id(args.checkpoint):
             raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
         policy = load_from_args(args, args.checkpoint, device=args.device)
         policy.eval()
