@@ -231,3 +231,23 @@ def test_after_success_flag_names_a_bad_value(text):
 
     with pytest.raises(argparse.ArgumentTypeError, match=rf"steps >= 0 or 'end', got {text!r}"):
         after_success_arg(text)
+
+
+def test_the_bar_counts_the_request_not_the_dataset(tmp_path, monkeypatch):
+    """Topping up a dataset that holds another task's episodes, or more of a task than asked, starts the bar
+    at what counts toward this request (it started at the dataset's size: 800 of 500, with no ETA)."""
+    import oft.sim.collect as collect_module
+
+    bars = []
+    real = collect_module.progress_bar
+
+    def recording(total, **kw):
+        bars.append((total, kw["initial"]))
+        return real(total, **kw)
+
+    monkeypatch.setattr(collect_module, "progress_bar", recording)
+    out = tmp_path / "ds"
+    collect("metaworld", ["reach-v3"], 2, out, _cfg())
+    summary = collect("metaworld", ["reach-v3", "drawer-close-v3"], 1, out, _cfg(), progress=True)
+    assert bars[-1] == (2, 1)  # reach's 2 count as its 1; drawer-close's one is to come
+    assert summary["num_episodes"] == 3

@@ -302,13 +302,10 @@ def collect(
     scene = _scene_options(cfg.env_kwargs)  # what the sidecar checks and records: computed once
     done = _load_sidecar(out, writer.num_episodes, env_name, scene, instructions, cfg.after_success)
     summary = {"env": env_name, "out": str(out), "tasks": {}, "resumed_from": len(done)}
-    bar = progress_bar(
-        len(tasks) * episodes_per_task * max(1, len(instructions)),
-        desc="collect",
-        unit="demo",
-        initial=len(done),
-        enabled=progress,
-    )
+    per_task = episodes_per_task * max(1, len(instructions))
+    # the bar counts this request: episodes of other tasks, or past a task's count, are not progress on it
+    counted = sum(min(sum(e["task"] == t for e in done), per_task) for t in tasks)
+    bar = progress_bar(len(tasks) * per_task, desc="collect", unit="demo", initial=counted, enabled=progress)
     runner = _Runner(cfg.workers, cfg.after_success)
     t0 = time.perf_counter()
     try:
