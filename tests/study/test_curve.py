@@ -67,6 +67,44 @@ def test_curve_evaluates_each_checkpoint_and_resumes(run_dir, tmp_path, capsys, 
         main(_argv(other_run, out))
 
 
+def test_curve_of_a_run_removing_checkpoints_while_evaluated(run_dir, tmp_path, monkeypatch, caplog):
+    """A run still training removes its oldest checkpoints (keep_last) after eval-curve listed them: the curve
+    skips them, names them and keeps the rest (it stopped on FileNotFoundError)."""
+    import oft.study.curve as curve_mod
+
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    evaluate_one = curve_mod._point_results
+
+    def prune_the_next(config, checkpoint, point_dir):
+        results = evaluate_one(config, checkpoint, point_dir)
+        shutil.rmtree(run / "checkpoints" / "step_0000006")  # removed before its turn
+        return results
+
+    monkeypatch.setattr(curve_mod, "_point_results", prune_the_next)
+    out = tmp_path / "curve"
+    assert main(_argv(run, out)) == 0
+    curve = json.loads((out / "curve.json").read_text())
+    assert [p["step"] for p in curve["points"]] == [3] and curve["pruned_steps"] == [6]
+    assert "step_0000006 was removed before it was evaluated" in caplog.text
+    assert "removed by the run before their turn): steps [6]" in (out / "curve.md").read_text()
+
+    # removed while its turn began (the loader finds no directory): the same; none left: a clear error
+    run2 = tmp_path / "run2"
+    shutil.copytree(run_dir, run2)
+
+    def removed_on_load(config, checkpoint, point_dir):
+        shutil.rmtree(checkpoint)
+        return evaluate_one(config, checkpoint, point_dir)
+
+    monkeypatch.setattr(curve_mod, "_point_results", removed_on_load)
+    config = curve_mod.CurveConfig(
+        run=run2, env="metaworld", tasks="drawer-open-v3", episodes=1, out=tmp_path / "c2", max_steps=8
+    )
+    with pytest.raises(FileNotFoundError, match=r"every chosen checkpoint .* \(steps \[3, 6\]\) was removed"):
+        curve_mod.evaluate_curve(config)
+
+
 def test_choosing_points_and_errors(run_dir, tmp_path, capsys):
     assert [s for s, _ in choose_checkpoints(run_dir, None, 6)] == [6]
     assert [s for s, _ in choose_checkpoints(run_dir, None, 4)] == [6]  # the last is always a point

@@ -13,9 +13,11 @@ tasks, episodes and seeds, and places each on the minutes axis with the run's ow
 
 Writes ``out/curve.json`` (``{"run", "env", "tasks", "episodes", "seed", "points": [{"step",
 "train_minutes", "successes", "episodes", "success_rate", "ci95", "per_task": {task: {"successes",
-"episodes", "success_rate", "ci95"}}, "eval"}]}``), ``out/curve.md`` and ``out/curve.png``; each point's
-``oft eval`` output stays in ``out/step_XXXXXXX/``. Resumable: a point whose ``results.json`` exists for the
-same checkpoint, tasks, episodes, seed and episode limits is read back, not rerun.
+"episodes", "success_rate", "ci95"}}, "eval"}], "pruned_steps"}``), ``out/curve.md`` and ``out/curve.png``;
+each point's ``oft eval`` output stays in ``out/step_XXXXXXX/``. Resumable: a point whose ``results.json``
+exists for the same checkpoint, tasks, episodes, seed and episode limits is read back, not rerun. A run may
+still be training: a listed checkpoint that its ``keep_last`` removes before its turn is skipped with a
+warning and named in ``pruned_steps`` (FileNotFoundError only when every chosen one went).
 """
 
 from __future__ import annotations
@@ -180,13 +182,28 @@ def _evaluate_points(run: Path, chosen: list[tuple[int, Path]], point, out: Path
     from oft.train.feedback import seconds_trained
 
     per_step = samples_per_step(run, chosen[-1][1])
-    points = []
+    points, pruned = [], []
     for step, ckpt in chosen:
-        results = point(ckpt, out / f"step_{step:07d}")
+        # a run still training removes its oldest checkpoints (keep_last), perhaps after they were listed
+        try:
+            results = point(ckpt, out / f"step_{step:07d}") if ckpt.is_dir() else None
+        except FileNotFoundError:
+            if ckpt.is_dir():
+                raise
+            results = None
+        if results is None:
+            log.warning("%s was removed before it was evaluated (the run's keep_last); skipped", ckpt)
+            pruned.append(step)
+            continue
         minutes = seconds_trained(run, per_step, up_to_step=step) / 60.0
         points.append(_point(step, minutes, results, out / f"step_{step:07d}"))
         log.info("step %d (%.1f min): %.1f%% success", step, minutes, 100 * points[-1]["success_rate"])
-    curve = {**head, "tasks": sorted(points[-1]["per_task"]), "points": points}
+    if not points:
+        raise FileNotFoundError(
+            f"every chosen checkpoint of {run} (steps {pruned}) was removed before it was evaluated; "
+            "evaluate a run that keeps them (keep_last) or after it finished"
+        )
+    curve = {**head, "tasks": sorted(points[-1]["per_task"]), "points": points, "pruned_steps": pruned}
     write_curve(curve, out)
     return curve
 
@@ -289,6 +306,8 @@ def format_curve(curve: dict) -> str:
         lo, hi = p["ci95"]
         overall = f"{100 * p['success_rate']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
         lines.append(f"| {p['train_minutes']:.1f} | {p['step']} | " + " | ".join(cells) + f" | {overall} |")
+    if curve.get("pruned_steps"):
+        lines += ["", f"Not evaluated (removed by the run before their turn): steps {curve['pruned_steps']}."]
     return "\n".join(lines) + "\n"
 
 
