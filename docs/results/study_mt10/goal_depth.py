@@ -1,4 +1,4 @@
-"""Can the cameras tell where reach's goal is? Geometry only, no policy. A diagnostic, not part of the package.
+"""Can the cameras tell where reach's goal is? Geometry only, no policy; a diagnostic, not in the package.
 
 Reach-v3 (and pick-place-v3) put the goal sphere in the air, anywhere in a box 20 x 10 x 25 cm. One camera
 sees a point only up to its depth along the viewing ray. This samples goals uniformly in the task's goal box,
@@ -55,6 +55,7 @@ for cams in (("corner",), ("gripperPOV",), ("corner", "behindGripper"), ("corner
     dist = np.linalg.norm(g[pairs[:, 0]] - g[pairs[:, 1]], axis=1) if len(pairs) else np.zeros(1)
     print(
         f"{'+'.join(cams):22s} goals in view {seen.mean():5.0%}; pairs within 1 px: {len(pairs):8d}, "
-        f"3D distance max {100 * dist.max():4.1f} cm, 90th percentile {100 * np.percentile(dist, 90):4.1f} cm, "
+        f"3D distance max {100 * dist.max():4.1f} cm, "
+        f"90th percentile {100 * np.percentile(dist, 90):4.1f} cm, "
         f"over 5 cm {(dist > 0.05).mean():4.0%}"
     )
