@@ -49,6 +49,15 @@ ARCHITECTURES: dict[str, dict] = {
         "llm": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4),
         "head": dict(hidden_dim=128),
     },
+    # "small" with a spatial-softmax token per camera (oft.model.vision.SpatialSoftmax, robomimic's 32
+    # keypoints): expected patch coordinates, a readout made for positions, beside the 64 patch tokens
+    "small-keypoints": {
+        "vit": dict(
+            img_size=64, patch_size=8, embed_dim=128, depth=3, num_heads=4, mlp_ratio=2.0, keypoints=32
+        ),
+        "llm": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4),
+        "head": dict(hidden_dim=128),
+    },
     "base": {
         "vit": dict(img_size=128, patch_size=16, embed_dim=256, depth=4, num_heads=4, mlp_ratio=4.0),
         "llm": dict(hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=4),

@@ -81,8 +81,8 @@ def fixed_sequence_tokens(policy: Any) -> int | None:
     n_cameras = policy.spec.num_cameras
     proprio = 1 if vla.config.proprio_dim > 0 else 0
     extra = int(getattr(getattr(policy, "head", None), "num_extra_tokens", 0))
-    # [BOS] is counted with the prompt ids; patches, proprio, extra, K*D slots and </s> are fixed
-    return n_cameras * vla.vision_backbone.num_patches + proprio + extra + vla.num_action_slots + 1
+    # [BOS] is counted with the prompt ids; image tokens, proprio, extra, K*D slots and </s> are fixed
+    return n_cameras * vla.vision_backbone.num_tokens + proprio + extra + vla.num_action_slots + 1
 
 
 def max_positions(policy: Any) -> int | None:

@@ -51,12 +51,15 @@ class ViTConfig:
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     stem: str = "patch"  # "patch" (timm: one linear projection per patch) or "conv" (:class:`ConvStem`)
+    keypoints: int = 0  # > 0: a :class:`SpatialSoftmax` token of this many keypoints after the patches
 
     def __post_init__(self) -> None:
         if self.stem not in STEMS:
             raise ValueError(f"ViT stem must be one of {list(STEMS)}, got {self.stem!r}")
         if self.stem == "conv":
             ConvStem.widths(self.patch_size, self.embed_dim)  # raises on a patch size it cannot make
+        if self.keypoints < 0:
+            raise ValueError(f"ViT keypoints must be >= 0 (0: no keypoint token), got {self.keypoints}")
 
     @property
     def mlp_hidden(self) -> int:
@@ -69,6 +72,11 @@ class ViTConfig:
     @property
     def num_prefix_tokens(self) -> int:
         return int(self.class_token) + self.num_reg_tokens
+
+    @property
+    def num_tokens(self) -> int:
+        """Tokens the ViT returns per image: its patches, and the keypoint token if it has one."""
+        return self.num_patches + int(self.keypoints > 0)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -158,6 +166,36 @@ class ConvStem(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
+
+
+class SpatialSoftmax(nn.Module):
+    """Keypoints read from the patch grid: (B, P, C) patch features -> (B, C), one more token per image.
+
+    Each of ``keypoints`` linear maps scores every patch; a softmax over the P patches turns the scores into
+    a distribution whose expected patch-centre coordinates (x, y in [-1, 1], row-major grid) is the keypoint.
+    The 2 * keypoints coordinates are projected to one token of width C. An expectation over the grid varies
+    continuously with the scores, so a keypoint can lie between patch centres. The readout of Levine, Finn
+    et al. 2016 ("End-to-End Training of Deep Visuomotor Policies") that robomimic (``SpatialSoftmax``, 32
+    keypoints) and Diffusion Policy put over conv features; here over the ViT's patch features, for targets
+    a pixel or two wide whose position decides the action (MetaWorld's goals and pucks at 64 px).
+    """
+
+    def __init__(self, grid: int, dim: int, keypoints: int) -> None:
+        super().__init__()
+        self.grid = grid
+        self.score = nn.Linear(dim, keypoints)
+        self.proj = nn.Linear(2 * keypoints, dim)
+
+    def coords(self, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """(P, 2) patch-centre (x, y) in [-1, 1], row-major; made here, not held (no checkpoint entry)."""
+        c = torch.linspace(-1.0, 1.0, self.grid, device=device, dtype=dtype)
+        ys, xs = torch.meshgrid(c, c, indexing="ij")
+        return torch.stack([xs.flatten(), ys.flatten()], -1)
+
+    def forward(self, patches: torch.Tensor) -> torch.Tensor:
+        weights = self.score(patches).softmax(dim=1)  # (B, P, keypoints): a distribution over patches each
+        xy = torch.einsum("bpk,pc->bkc", weights, self.coords(weights.device, weights.dtype))
+        return self.proj(xy.flatten(1))  # (B, keypoints, 2) -> (B, C)
 
 
 class Attention(nn.Module):
@@ -266,6 +304,8 @@ class VisionTransformer(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=cfg.ln_eps)  # unused by OpenVLA, kept for checkpoint keys
         if cfg.attn_pool:
             self.attn_pool = AttentionPoolLatent(cfg)
+        if cfg.keypoints:
+            self.spatial_softmax = SpatialSoftmax(cfg.img_size // cfg.patch_size, dim, cfg.keypoints)
         self.apply(_init_weights)
         for block in self.blocks:
             block.reset_film()
@@ -280,7 +320,8 @@ class VisionTransformer(nn.Module):
         return out
 
     def forward(self, pixels: torch.Tensor, lang: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, 3, H, W) normalized pixels [+ (B, llm_dim) mean language embedding] -> (B, N, C)."""
+        """(B, 3, H, W) normalized pixels [+ (B, llm_dim) mean language embedding] -> (B, T, C): the patch
+        features, then the keypoint token if ``cfg.keypoints`` (T = ``cfg.num_tokens``)."""
         x = self.patch_embed(pixels)
         if self.cfg.no_embed_class:
             x = torch.cat([*self._prefix(x), x + self.pos_embed], dim=1)
@@ -288,7 +329,10 @@ class VisionTransformer(nn.Module):
             x = torch.cat([*self._prefix(x), x], dim=1) + self.pos_embed
         for block in list(self.blocks)[: len(self.blocks) - 1]:  # the last block's output is never read
             x = block(x, lang)
-        return x[:, self.cfg.num_prefix_tokens :]
+        x = x[:, self.cfg.num_prefix_tokens :]
+        if self.cfg.keypoints:
+            x = torch.cat([x, self.spatial_softmax(x).unsqueeze(1)], dim=1)
+        return x
 
 
 def _init_weights(m: nn.Module) -> None:
@@ -310,8 +354,8 @@ class VisionBackbone(nn.Module):
         super().__init__()
         if len(vits) not in (1, 2):
             raise ValueError(f"a vision backbone has 1 or 2 ViTs, got {len(vits)}")
-        if len({(v.img_size, v.patch_size) for v in vits}) != 1:
-            raise ValueError(f"fused ViTs must share image and patch size, got {vits}")
+        if len({(v.img_size, v.patch_size, v.num_tokens) for v in vits}) != 1:
+            raise ValueError(f"fused ViTs must share image size, patch size and keypoint token, got {vits}")
         self.configs = list(vits)
         self.featurizer = VisionTransformer(vits[0], film_dim)
         if len(vits) == 2:
@@ -326,11 +370,16 @@ class VisionBackbone(nn.Module):
         return self.configs[0].num_patches
 
     @property
+    def num_tokens(self) -> int:
+        """Tokens per image: the patches, and the keypoint token of a ViT with keypoints."""
+        return self.configs[0].num_tokens
+
+    @property
     def image_size(self) -> int:
         return self.configs[0].img_size
 
     def forward(self, pixels: torch.Tensor, lang: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, N, 3*n_vits, H, W) -> (B, N * num_patches, embed_dim)."""
+        """(B, N, 3*n_vits, H, W) -> (B, N * num_tokens, embed_dim)."""
         B, N = pixels.shape[:2]
         flat = pixels.flatten(0, 1)  # (B*N, C, H, W)
         lang_rep = None if lang is None else lang.repeat_interleave(N, dim=0)  # (B*N, llm_dim)
