@@ -131,6 +131,15 @@ def test_cli_bench(tmp_path, capsys):
     assert "one slot per action dimension run with K*D slots: pdac_discrete" in text
 
 
+def test_arch_help_names_every_architecture():
+    from oft.model.build import ARCHITECTURES
+
+    parser = argparse.ArgumentParser()
+    commands.add_arguments(parser)
+    text = " ".join(parser.format_help().split())
+    assert all(f"{name}," in text for name in ARCHITECTURES)  # it missed one added later (small-keypoints)
+
+
 def test_unknown_variant_is_a_clear_error(capsys):
     with pytest.raises(KeyError, match="pdac_l1"):
         check_rows(["pdac_l2"])

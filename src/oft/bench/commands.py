@@ -33,11 +33,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint", dest="checkpoint_opt", metavar="PATH", help="a trained policy to bench"
     )
+    from oft.model.build import ARCHITECTURES
+
     parser.add_argument(
         "--arch", default="small",
-        help="named architecture built from scratch: tiny, small, small-128, small-128-conv, base, or "
-        "'bench' (the paper's bench architecture with random weights, compared with the reference's times) "
-        "(default small)",
+        help=f"named architecture built from scratch: {', '.join(ARCHITECTURES)}, or 'bench' (the paper's "
+        "bench architecture with random weights, compared with the reference's times) (default small)",
     )  # fmt: skip
     parser.add_argument("--spec", default="libero", help="robot preset for --arch (default libero: K=8, D=7)")
     parser.add_argument(
