@@ -20,6 +20,7 @@ from oft.bench.latency import (
 )
 from oft.bench.system import REFERENCE, SYSTEM_ROWS, SystemRow, format_system
 from oft.bench.timing import format_table, write_json
+from oft.model.build import ARCHITECTURES
 from oft.model.heads import get_head_class
 from oft.model.vla import ACTION_SLOT_LAYOUTS
 
@@ -33,8 +34,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint", dest="checkpoint_opt", metavar="PATH", help="a trained policy to bench"
     )
-    from oft.model.build import ARCHITECTURES
-
     parser.add_argument(
         "--arch", default="small",
         help=f"named architecture built from scratch: {', '.join(ARCHITECTURES)}, or 'bench' (the paper's "
