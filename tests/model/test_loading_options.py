@@ -219,3 +219,36 @@ def test_the_newest_step_is_the_highest_number(bf16_checkpoint, tmp_path):
     for step in (9_999_999, 10_000_000):  # by name, step_9999999 sorts last
         (run / "checkpoints" / f"step_{step:07d}").symlink_to(bf16_checkpoint)
     assert load_policy(run).checkpoint_dir.name == "step_10000000"
+
+
+def test_a_relative_checkpoint_is_recorded_so_it_can_be_found_from_anywhere(
+    training_run, monkeypatch, tmp_path
+):
+    """``oft eval --checkpoint runs/x`` recorded ``runs/x/checkpoints/...`` relative to the directory the
+    command ran in: a results.json read from elsewhere (eval-compare, a notebook) named no checkpoint. The
+    recorded directory is absolute; symlinks are kept, so the step's name stays on record; the served name
+    still says the step a relative run directory stood for."""
+    import oft.serve.server as server_module
+    import oft.sim.evaluate as evaluate_module
+    from oft.model.loading import load_policy
+
+    monkeypatch.chdir(training_run.parent)
+    newest = training_run / "checkpoints" / "step_0000004"
+    assert load_policy("run").checkpoint_dir == newest  # absolute, and not resolved to the symlink's target
+
+    sources, served = [], {}
+
+    def no_rollouts(policy, *args, policy_source=None, **kwargs):
+        sources.append(policy_source)
+        row = {"successes": 0, "episodes": 0, "success_rate": 0.0, "ci95": [0.0, 1.0]}
+        return {"tasks": {"t": row}, "overall": row, "wall_s": 0.0, "env_steps_per_s": 0.0,
+                "episodes_per_s": 0.0, "workers": 1}  # fmt: skip
+
+    monkeypatch.setattr(evaluate_module, "evaluate", no_rollouts)
+    assert main(["eval", "--checkpoint", "run", "--env", "metaworld", "--tasks", "t", "--out", "ev"]) == 0
+    assert sources == [str(newest)]
+    monkeypatch.setattr(
+        server_module, "serve_forever", lambda policy, config, policy_info: served.update(policy_info)
+    )
+    assert main(["serve", "run"]) == 0
+    assert served["checkpoint"] == "run/checkpoints/step_0000004"

@@ -126,7 +126,7 @@ def load_policy(
     if center_crop is not None:
         policy.config.center_crop = bool(center_crop)
     policy.vla.set_attn_implementation(attn_implementation)
-    policy.checkpoint_dir = path
+    policy.checkpoint_dir = path.absolute()  # results name it: valid from any working directory
     return policy.eval()
 
 

@@ -96,8 +96,9 @@ class Policy(nn.Module):
     (OpenVLA's ``norm_stats`` dict; key: the dataset's name); ``unnorm_key`` says which of them
     ``norm_stats`` is. In training, a batch whose ``norm_keys`` name each sample's dataset is normalized per
     sample with that dataset's entry (a mixture trained with ``mixture_stats="per_dataset"``).
-    ``checkpoint_dir``: the directory :func:`oft.load_policy` read the weights from (for an ``oft train`` run
-    directory, the newest ``checkpoints/step_XXXXXXX`` it stood for); None for a policy built in memory.
+    ``checkpoint_dir``: the directory :func:`oft.load_policy` read the weights from, as an absolute path
+    (symlinks kept; for an ``oft train`` run directory, the newest ``checkpoints/step_XXXXXXX`` it stood
+    for); None for a policy built in memory.
     Commands that load a policy record it, so a result names the step it measured.
     """
 

@@ -95,7 +95,7 @@ def _checkpoint_name(policy, checkpoint: str) -> str:
     server's full path."""
     from oft.model.commands import loaded_source
 
-    source, given = Path(loaded_source(policy, checkpoint)), Path(checkpoint)
+    source, given = Path(loaded_source(policy, checkpoint)), Path(checkpoint).absolute()
     if source != given and source.is_relative_to(given):
         return (given.resolve().name / source.relative_to(given)).as_posix()
     return given.resolve().name if given.exists() else str(checkpoint)
