@@ -13,7 +13,9 @@ tasks, episodes and seeds, and places each on the minutes axis with the run's ow
 
 Writes ``out/curve.json`` (``{"run", "env", "tasks", "episodes", "seed", "points": [{"step",
 "train_minutes", "successes", "episodes", "success_rate", "ci95", "per_task": {task: {"successes",
-"episodes", "success_rate", "ci95"}}, "eval"}], "pruned_steps"}``), ``out/curve.md`` and ``out/curve.png``;
+"episodes", "success_rate", "ci95"}, and where ``oft eval`` reports them "stages" (reward stages reached) and
+"followed", "followed_rate", "followed_ci95" (instruction-following)}, "eval"}], "pruned_steps"}``),
+``out/curve.md`` (the success table, then a table of each for the tasks that have it) and ``out/curve.png``;
 each point's ``oft eval`` output stays in ``out/step_XXXXXXX/``. Resumable: a point whose ``results.json``
 exists for the same checkpoint, tasks, episodes, seed and episode limits is read back, not rerun. A run may
 still be training: a listed checkpoint that its ``keep_last`` removes before its turn is skipped with a
@@ -30,6 +32,10 @@ from pathlib import Path
 from oft.sim.eval_stats import error_bars
 
 log = logging.getLogger(__name__)
+
+# what `oft eval` reports beside success where the task has it, carried into each point's per_task: the reward
+# stages episodes reached (ALOHA) and how often the instruction was followed (oft.sim.evaluate)
+_DIAGNOSTICS = ("stages", "followed", "followed_rate", "followed_ci95")
 
 # what must match for an existing point's results.json to be reused
 _SAME_EVAL = ("env", "episodes_per_task", "seed", "open_loop_steps", "max_steps", "temporal_ensemble_coeff")
@@ -266,8 +272,8 @@ def _point_results(config: CurveConfig, checkpoint: Path, point_dir: Path) -> di
 
 def _point(step: int, minutes: float, results: dict, point_dir: Path) -> dict:
     o = results["overall"]
-    keys = ("successes", "episodes", "success_rate", "ci95")
-    per_task = {t: {k: r[k] for k in keys} for t, r in results["tasks"].items()}
+    keys = ("successes", "episodes", "success_rate", "ci95", *_DIAGNOSTICS)
+    per_task = {t: {k: r[k] for k in keys if k in r} for t, r in results["tasks"].items()}
     return {
         "step": step,
         "train_minutes": minutes,
@@ -306,9 +312,53 @@ def format_curve(curve: dict) -> str:
         lo, hi = p["ci95"]
         overall = f"{100 * p['success_rate']:.1f}% [{100 * lo:.1f}, {100 * hi:.1f}]"
         lines.append(f"| {p['train_minutes']:.1f} | {p['step']} | " + " | ".join(cells) + f" | {overall} |")
+    lines += _stage_table(curve) + _followed_table(curve)
     if curve.get("pruned_steps"):
         lines += ["", f"Not evaluated (removed by the run before their turn): steps {curve['pruned_steps']}."]
     return "\n".join(lines) + "\n"
+
+
+def _stage_table(curve: dict) -> list[str]:
+    """Where success is still rare, how far the episodes got: per task, the episodes that reached each of its
+    reward stages (ALOHA's, the stages ACT reports), one row per checkpoint; [] when no task has stages."""
+    names = {}  # task: its stage names, from the points that counted them
+    for p in curve["points"]:
+        for task, row in p["per_task"].items():
+            if row.get("stages"):
+                names.setdefault(task, list(row["stages"]))
+    columns = [
+        (f"{t}: {s}" if len(names) > 1 else s, t, lambda row, s=s: row.get("stages", {}).get(s))
+        for t in curve["tasks"]
+        for s in names.get(t, [])
+    ]
+    return _count_table(curve, "Episodes that reached each reward stage:", columns)
+
+
+def _followed_table(curve: dict) -> list[str]:
+    """Instruction-following per checkpoint (episodes that did what they were told, per row); [] when no row
+    counts it."""
+    columns = [
+        (t, t, lambda row: row.get("followed"))
+        for t in curve["tasks"]
+        if any("followed" in p["per_task"][t] for p in curve["points"])
+    ]
+    return _count_table(curve, "Episodes that followed their instruction:", columns)
+
+
+def _count_table(curve: dict, title: str, columns: list) -> list[str]:
+    """A markdown table under ``title``, one row per checkpoint; ``columns``: (heading, task, count) with
+    ``count(per_task[task])`` an episode count or None ("–"), shown out of that task's episodes."""
+    if not columns:
+        return []
+    heads = " | ".join(h for h, _, _ in columns)
+    lines = ["", title, "", f"| minutes | step | {heads} |", "|---:|---:|" + "---:|" * len(columns)]
+    for p in curve["points"]:
+        cells = []
+        for _, task, count in columns:
+            row = p["per_task"][task]
+            cells.append("–" if count(row) is None else f"{count(row)}/{row['episodes']}")
+        lines.append(f"| {p['train_minutes']:.1f} | {p['step']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def plot_curve(curve: dict, path: Path) -> Path:
