@@ -241,3 +241,30 @@ def test_study_curve_errors_and_the_run_of_a_study_warned(language_study, tmp_pa
     with caplog.at_level("WARNING", logger="oft.study.commands_curve"):
         assert main(argv) == 0
     assert f"--study {study} --variant pdac_l1 evaluates it as the study did" in caplog.text
+
+
+def test_a_curve_from_relative_paths_records_absolute_ones_and_reads_old_points(
+    run_dir, tmp_path, monkeypatch
+):
+    """``oft eval-curve --run runs/x --out c`` recorded ``runs/x`` and each point's checkpoint relative to the
+    directory it ran in; read from anywhere else, curve.json named nothing. Points recorded that way before
+    are still read back, not evaluated again."""
+    shutil.copytree(run_dir, tmp_path / "run")
+    monkeypatch.chdir(tmp_path)
+    assert main(_argv("run", "curve", "--steps", "6")) == 0
+    curve = json.loads((tmp_path / "curve" / "curve.json").read_text())
+    assert curve["run"] == str(tmp_path / "run") and curve["points"][0]["eval"] == str(
+        tmp_path / "curve" / "step_0000006"
+    )
+    done = tmp_path / "curve" / "step_0000006" / "results.json"
+    ev = json.loads(done.read_text())
+    assert ev["policy"] == str(tmp_path / "run" / "checkpoints" / "step_0000006")
+
+    ev["policy"] = "run/checkpoints/step_0000006"  # as a curve written before recorded it
+    done.write_text(json.dumps(ev))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an evaluated point was evaluated again")
+
+    monkeypatch.setattr("oft.sim.evaluate.evaluate", refuse)
+    assert main(_argv("run", "curve", "--steps", "6")) == 0

@@ -128,7 +128,7 @@ def samples_per_step(run: Path, checkpoint: Path) -> int:
 def evaluate_curve(config: CurveConfig) -> dict:
     """Evaluate the chosen checkpoints of ``config.run``; returns and writes the curve (module docstring)."""
     config.validate()
-    run = Path(config.run)
+    run = Path(config.run).absolute()  # what curve.json and each point record: valid from any directory
     if not (run / "train_config.json").is_file():
         raise FileNotFoundError(f"{run}/train_config.json does not exist; expected a training run directory")
     chosen = choose_checkpoints(run, config.steps, config.every)
@@ -137,7 +137,7 @@ def evaluate_curve(config: CurveConfig) -> dict:
         return _point_results(config, checkpoint, point_dir)
 
     head = {"run": str(run), "env": config.env, "episodes": config.episodes, "seed": config.seed}
-    return _evaluate_points(run, chosen, point, Path(config.out), head)
+    return _evaluate_points(run, chosen, point, Path(config.out).absolute(), head)
 
 
 def evaluate_study_curve(
@@ -164,10 +164,11 @@ def evaluate_study_curve(
     """
     from oft.study.run import study_context
 
+    study = Path(study).absolute()  # what curve.json and each point record: valid from any directory
     ctx = study_context(study, eval_workers=workers, progress=True)
-    run = Path(study) / "variants" / variant / "train"
+    run = study / "variants" / variant / "train"
     if not (run / "train_config.json").is_file():
-        runs = (Path(study) / "variants").glob("*/train/train_config.json")
+        runs = (study / "variants").glob("*/train/train_config.json")
         trained = sorted(p.parent.parent.name for p in runs)
         raise FileNotFoundError(
             f"{run}/train_config.json does not exist: study {study} has no training run of variant "
@@ -180,7 +181,7 @@ def evaluate_study_curve(
 
     head = {"run": str(run), "study": str(study), "variant": variant, "env": ctx.suite.env,
             "episodes": ctx.config.episodes, "seed": ctx.config.seed}  # fmt: skip
-    return _evaluate_points(run, chosen, point, Path(out), head)
+    return _evaluate_points(run, chosen, point, Path(out).absolute(), head)
 
 
 def _evaluate_points(run: Path, chosen: list[tuple[int, Path]], point, out: Path, head: dict) -> dict:
@@ -222,7 +223,7 @@ def _study_point_results(ctx, checkpoint: Path, point_dir: Path, device: str, lo
     record = point_dir / "study_point.json"
     if record.is_file():
         old = json.loads(record.read_text())
-        if old.get("checkpoint") == str(checkpoint):
+        if _same_checkpoint(old.get("checkpoint"), checkpoint):
             log.info("%s: evaluated before, reusing %s", checkpoint.name, record)
             return old["results"]
     policy = load_policy(checkpoint, device=device, **(load_kwargs or {}))
@@ -247,8 +248,8 @@ def _point_results(config: CurveConfig, checkpoint: Path, point_dir: Path) -> di
     done = point_dir / "results.json"
     if done.is_file():
         old = json.loads(done.read_text())
-        same = all(old.get(k) == wanted[k] for k in _SAME_EVAL) and old.get("policy") == str(checkpoint)
-        if same and old.get("instructions") == instructions and set(old["tasks"]) == set(rows):
+        same = all(old.get(k) == wanted[k] for k in _SAME_EVAL) and old.get("instructions") == instructions
+        if same and _same_checkpoint(old.get("policy"), checkpoint) and set(old["tasks"]) == set(rows):
             log.info("%s: evaluated before, reusing %s", checkpoint.name, done)
             return old
         log.info("%s: earlier results differ in settings; evaluating again", checkpoint.name)
@@ -268,6 +269,12 @@ def _point_results(config: CurveConfig, checkpoint: Path, point_dir: Path) -> di
     if instructions is not None:
         return evaluate_instructions(policy, config.env, tasks, instructions, config.episodes, **common)
     return evaluate(policy, config.env, tasks, config.episodes, **common)
+
+
+def _same_checkpoint(recorded: str | None, checkpoint: Path) -> bool:
+    """Whether an earlier point's record names ``checkpoint`` (absolute); a relative record (curves written
+    before paths were recorded absolute) is read against the working directory, as it was written."""
+    return recorded is not None and Path(recorded).absolute() == checkpoint
 
 
 def _point(step: int, minutes: float, results: dict, point_dir: Path) -> dict:
