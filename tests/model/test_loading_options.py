@@ -167,6 +167,18 @@ def test_a_run_directory_is_loaded_as_its_newest_step_and_says_so(training_run, 
     assert load_policy(newest).checkpoint_dir == newest
 
 
+def _no_rollouts(sources: list):
+    """An ``evaluate`` stand-in that runs no episodes and appends the ``policy_source`` it was given."""
+
+    def no_rollouts(policy, *args, policy_source=None, **kwargs):
+        sources.append(policy_source)
+        row = {"successes": 0, "episodes": 0, "success_rate": 0.0, "ci95": [0.0, 1.0]}
+        return {"tasks": {"t": row}, "overall": row, "wall_s": 0.0, "env_steps_per_s": 0.0,
+                "episodes_per_s": 0.0, "workers": 1}  # fmt: skip
+
+    return no_rollouts
+
+
 def test_every_command_records_the_step_a_run_directory_stood_for(
     training_run, monkeypatch, tmp_path, capsys
 ):
@@ -178,13 +190,7 @@ def test_every_command_records_the_step_a_run_directory_stood_for(
 
     sources, served = [], {}
 
-    def no_rollouts(policy, *args, policy_source=None, **kwargs):
-        sources.append(policy_source)
-        row = {"successes": 0, "episodes": 0, "success_rate": 0.0, "ci95": [0.0, 1.0]}
-        return {"tasks": {"t": row}, "overall": row, "wall_s": 0.0, "env_steps_per_s": 0.0,
-                "episodes_per_s": 0.0, "workers": 1}  # fmt: skip
-
-    monkeypatch.setattr(evaluate_module, "evaluate", no_rollouts)
+    monkeypatch.setattr(evaluate_module, "evaluate", _no_rollouts(sources))
     out = ["--env", "metaworld", "--tasks", "t", "--out", str(tmp_path / "ev")]
     assert main(["eval", "--checkpoint", str(training_run), *out]) == 0
     newest = training_run / "checkpoints" / "step_0000004"
@@ -238,13 +244,7 @@ def test_a_relative_checkpoint_is_recorded_so_it_can_be_found_from_anywhere(
 
     sources, served = [], {}
 
-    def no_rollouts(policy, *args, policy_source=None, **kwargs):
-        sources.append(policy_source)
-        row = {"successes": 0, "episodes": 0, "success_rate": 0.0, "ci95": [0.0, 1.0]}
-        return {"tasks": {"t": row}, "overall": row, "wall_s": 0.0, "env_steps_per_s": 0.0,
-                "episodes_per_s": 0.0, "workers": 1}  # fmt: skip
-
-    monkeypatch.setattr(evaluate_module, "evaluate", no_rollouts)
+    monkeypatch.setattr(evaluate_module, "evaluate", _no_rollouts(sources))
     assert main(["eval", "--checkpoint", "run", "--env", "metaworld", "--tasks", "t", "--out", "ev"]) == 0
     assert sources == [str(newest)]
     monkeypatch.setattr(

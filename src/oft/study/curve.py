@@ -363,7 +363,8 @@ def _count_table(curve: dict, title: str, columns: list) -> list[str]:
         cells = []
         for _, task, count in columns:
             row = p["per_task"][task]
-            cells.append("–" if count(row) is None else f"{count(row)}/{row['episodes']}")
+            n = count(row)
+            cells.append("–" if n is None else f"{n}/{row['episodes']}")
         lines.append(f"| {p['train_minutes']:.1f} | {p['step']} | " + " | ".join(cells) + " |")
     return lines
 
