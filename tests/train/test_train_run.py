@@ -109,6 +109,40 @@ def test_resume_starts_from_the_runs_own_config(tiny_dataset_dir, tmp_path, caps
     assert "TrainConfig.batch_size: 2 -> 4" in capsys.readouterr().err
 
 
+def test_recorded_paths_are_absolute_so_a_run_resumes_anywhere(tiny_dataset_dir, tmp_path, monkeypatch):
+    """`--dataset` and `--base` given relative were recorded as given, so the run's `train_config.json` named
+    other (or no) data once read from another directory. Now they are recorded absolute; a record written
+    the old way still resumes from the directory it was started in."""
+    import os
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    data = os.path.relpath(tiny_dataset_dir, work)
+    assert _train(data, "first", "--base", "tiny", "--set", "batch_size=2", "--steps", "1") == 0
+    ckpt = os.path.join("first", "checkpoints", "step_0000001")
+    assert _train(data, "second", "--base", ckpt, "--set", "batch_size=2", "--steps", "1") == 0
+    saved = json.loads((work / "second" / "train_config.json").read_text())
+    assert saved["datasets"] == [str(work / data)]  # absolute, ".." kept as Path.absolute keeps it
+    assert saved["base"] == str(work / ckpt)  # the symlink-keeping absolute path, not resolved
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["train", "--out", str(work / "second"), "--resume", "--steps", "2",
+                 "--set", "num_threads=1", "--set", "save_every=100"]) == 0  # fmt: skip
+    assert [s for s, _ in CheckpointManager(work / "second").checkpoints()][-1] == 2
+
+    # a run recorded before: its paths as given, resumed from where it started, with the same arguments
+    monkeypatch.chdir(work)
+    last = CheckpointManager(work / "second").latest()
+    for path in (work / "second" / "train_config.json", last / "train_config.json"):
+        old = json.loads(path.read_text())
+        path.write_text(json.dumps({**old, "datasets": [data], "base": ckpt}))
+    assert _train(data, "second", "--base", ckpt, "--set", "batch_size=2", "--steps", "3", "--resume") == 0
+    assert [s for s, _ in CheckpointManager(work / "second").checkpoints()][-1] == 3
+
+
 def test_continuing_a_checkpoint_keeps_its_model(tiny_dataset_dir, tmp_path):
     """`--base <checkpoint>` takes the checkpoint's model fields (FiLM, action slots, ...); a different one
     asked for explicitly is refused with the fix, where FiLM, proprio, decoding and LoRA rank were ignored."""

@@ -157,6 +157,17 @@ class TrainConfig:
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
 
+    def with_absolute_paths(self) -> TrainConfig:
+        """This config with its local paths (``datasets`` that exist, a ``base`` directory) made absolute.
+
+        What a run records in ``train_config.json``, so the record names the same data and model from any
+        working directory (``--resume``, ``oft eval-curve``). ``Path.absolute`` keeps symlinks and ``..``:
+        collapsing them by text could name another directory. Architecture names and Hub ids are kept.
+        """
+        datasets = tuple(str(Path(p).absolute()) if os.path.exists(p) else p for p in self.datasets)
+        base = str(Path(self.base).absolute()) if os.path.isdir(self.base) else self.base
+        return self.replace(datasets=datasets, base=base)
+
     # ----------------------------------------------------------------- (de)serialization
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -452,9 +463,15 @@ def resume_changes(saved: TrainConfig, cfg: TrainConfig) -> dict[str, tuple]:
 
 
 def _normalized(name: str, value):
-    """Dataset paths compare as absolute paths (``data/x`` and ``./data/x`` are the same data)."""
+    """Dataset and base paths compare as absolute paths (``data/x`` and ``./data/x`` are the same data).
+
+    Runs record them absolute (:meth:`TrainConfig.with_absolute_paths`); a record written before that, with
+    the path as given, still compares equal when resumed from the directory it was started in.
+    """
     if name == "datasets":
         return tuple(os.path.abspath(p) for p in value)
+    if name == "base":  # an architecture name or Hub id is made absolute on both sides alike
+        return os.path.abspath(value)
     return value
 
 

@@ -90,10 +90,10 @@ def train(
     """Train ``cfg`` into ``out_dir``; ``resume`` continues from the latest checkpoint there.
 
     ``dataset`` (an ``oft.data`` dataset) replaces ``cfg.datasets`` — tests and the quickstart pass episodes
-    they already hold in memory.
+    they already hold in memory. Local paths are recorded absolute (:meth:`TrainConfig.with_absolute_paths`).
     """
     t0 = time.perf_counter()
-    cfg.validate(check_paths=dataset is None)
+    cfg = cfg.validate(check_paths=dataset is None).with_absolute_paths()  # the record reads from anywhere
     if info is not None:
         return _train(cfg, Path(out_dir), resume, dataset, info, t0)
     info = D.init_distributed(train_device(cfg))
