@@ -116,8 +116,9 @@ def test_choosing_points_and_errors(run_dir, tmp_path, capsys):
     # an empty --steps (an unset shell variable) and --every 0 were an IndexError / ZeroDivisionError
     assert main(_argv(run_dir, tmp_path / "c", "--steps", "")) == 2
     assert "--steps is empty" in capsys.readouterr().err
-    assert main(_argv(run_dir, tmp_path / "c", "--every", "0")) == 2
-    assert "every must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(_argv(run_dir, tmp_path / "c", "--every", "0"))
+    assert "argument --every: expected an integer >= 1, got '0'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="steps names no checkpoint"):
         choose_checkpoints(run_dir, (), None)
     assert main(_argv(tmp_path, tmp_path / "c")) == 2

@@ -33,9 +33,12 @@ def test_other_suites_keep_the_study_defaults(study_cli_config):
     assert (config.preset, config.demos) == ("metaworld-tiny", run.DEFAULT_DEMOS)
 
 
-def test_zero_demos_is_refused_not_replaced_by_the_default(study_cli_config):
-    with pytest.raises(ValueError, match="demos must be >= 1, got 0"):
-        study_cli_config(["--suite", "language", "--out", "x", "--demos", "0"]).validate()
+def test_zero_demos_is_refused_not_replaced_by_the_default(study_cli_config, capsys):
+    with pytest.raises(SystemExit):  # the flag's range, while parsing
+        study_cli_config(["--suite", "language", "--out", "x", "--demos", "0"])
+    assert "argument --demos: expected an integer >= 1, got '0'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="demos must be >= 1, got 0"):  # and the library's own check
+        run.StudyConfig(suite="language", out="x", demos=0).validate()
 
 
 def test_language_preset_is_metaworld_tiny_with_centered_film_a_fixed_token_table_and_a_weight_average():

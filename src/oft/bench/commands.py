@@ -20,6 +20,7 @@ from oft.bench.latency import (
 )
 from oft.bench.system import REFERENCE, SYSTEM_ROWS, SystemRow, format_system
 from oft.bench.timing import format_table, write_json
+from oft.cli import COUNT, COUNT_OR_ZERO
 from oft.model.build import ARCHITECTURES
 from oft.model.heads import get_head_class
 from oft.model.vla import ACTION_SLOT_LAYOUTS
@@ -51,9 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--system", nargs="*", default=list(SYSTEM_ROWS), metavar="NAME",
         help=f"system rows (default all; none: --system): {' '.join(SYSTEM_ROWS)}",
     )  # fmt: skip
-    parser.add_argument("--train-batch", type=int, default=None, help="training-step batch (default 4 / 8)")
+    parser.add_argument("--train-batch", type=COUNT, default=None, help="training-step batch (default 4 / 8)")
     parser.add_argument(
-        "--lora-rank", type=int, default=None,
+        "--lora-rank", type=COUNT_OR_ZERO, default=None,
         help="LoRA rank of the training step (default 32 for --arch bench, else 0: full)",
     )  # fmt: skip
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -62,9 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="model dtype (default: the checkpoint's weights / config torch_dtype; float32 for --arch)",
     )  # fmt: skip
     parser.add_argument("--compile", action="store_true", help="torch.compile the vision backbone and LLM")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed calls per row (default 3)")
-    parser.add_argument("--iters", type=int, default=20, help="timed calls per row (default 20)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--warmup", type=COUNT_OR_ZERO, default=3, help="untimed calls per row (default 3)")
+    parser.add_argument("--iters", type=COUNT, default=20, help="timed calls per row (default 20)")
+    parser.add_argument("--threads", type=COUNT, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--json", metavar="FILE", help="write one JSON row per variant to FILE")
 
 

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 
+from oft.cli import COUNT, POSITIVE
 from oft.data.formats import open_dataset
 from oft.data.stats import dataset_stats, save_stats
 
@@ -21,11 +22,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--memory-mb",
-        type=float,
+        type=POSITIVE,
         default=256,
         help="memory for exact quantiles; beyond it a histogram is used (default 256)",
     )
-    parser.add_argument("--bins", type=int, default=65536, help="histogram bins when over the memory budget")
+    parser.add_argument(
+        "--bins", type=COUNT, default=65536, help="histogram bins when over the memory budget"
+    )
 
 
 def _table(name: str, stats: dict[str, np.ndarray]) -> str:

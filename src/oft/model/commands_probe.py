@@ -15,6 +15,7 @@ import json
 import logging
 from pathlib import Path
 
+from oft.cli import COUNT
 from oft.model.commands import add_loading_arguments, load_from_args
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", required=True, help="dataset directory (any format oft train reads)")
     p.add_argument("--format", default=None, help="dataset format (default: detected)")
     p.add_argument(
-        "--episodes", type=int, default=20,
+        "--episodes", type=COUNT, default=20,
         help="episodes probed: whole shared start states first, spread over the dataset (default 20)",
     )  # fmt: skip
     p.add_argument(
@@ -70,8 +71,6 @@ def run(args: argparse.Namespace) -> int:
     from oft.model.probe import check_probe_dataset, probe_instructions
 
     frames = parse_frames(args.frames)
-    if args.episodes < 1:
-        raise ValueError(f"--episodes must be >= 1, got {args.episodes}")
     dataset = open_dataset(args.dataset, format=args.format)
     check_probe_dataset(dataset)  # before loading a checkpoint that may take minutes
     policy = load_from_args(args, args.checkpoint, device=args.device)

@@ -9,6 +9,7 @@ import logging
 import os
 from pathlib import Path
 
+from oft.cli import COUNT, NONNEGATIVE, POSITIVE, Bounded
 from oft.model.commands import add_loading_arguments, load_from_args
 
 logger = logging.getLogger(__name__)
@@ -17,40 +18,49 @@ logger = logging.getLogger(__name__)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="policy checkpoint directory (oft, OpenVLA or OpenVLA-OFT)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback; 0.0.0.0 for all)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=Bounded(int, ge=0, le=65535), default=8000)
     p.add_argument(
         "--api-key",
         default=os.environ.get("OFT_API_KEY"),
         help="require this key ('Authorization: Bearer KEY', 'X-API-Key' or ?api_key=); default $OFT_API_KEY",
     )
-    p.add_argument("--max-batch", type=int, default=8, help="most concurrent requests run as one batch")
-    p.add_argument("--batch-wait-ms", type=float, default=0.0, help="wait this long for a batch to fill")
-    p.add_argument("--max-message-mb", type=float, default=16.0, help="largest request accepted")
+    p.add_argument("--max-batch", type=COUNT, default=8, help="most concurrent requests run as one batch")
+    p.add_argument(
+        "--batch-wait-ms", type=NONNEGATIVE, default=0.0, help="wait this long for a batch to fill"
+    )
+    p.add_argument(
+        "--max-message-mb", type=Bounded(float, ge=0.001), default=16.0, help="largest request accepted"
+    )
     limits = p.add_argument_group("limits a client can hit (see oft.serve.server.ServerConfig)")
-    limits.add_argument("--max-prompt-tokens", type=int, default=256, help="prompt tokens per request")
-    limits.add_argument("--max-connections", type=int, default=256, help="open connections; more get 503")
+    limits.add_argument("--max-prompt-tokens", type=COUNT, default=256, help="prompt tokens per request")
+    limits.add_argument("--max-connections", type=COUNT, default=256, help="open connections; more get 503")
     limits.add_argument(
-        "--idle-timeout", type=float, default=30.0,
+        "--idle-timeout", type=POSITIVE, default=30.0,
         help="s until an HTTP connection without a complete request head is closed (header + keep-alive)",
     )  # fmt: skip
-    limits.add_argument("--body-timeout", type=float, default=30.0, help="s to receive a request body")
-    limits.add_argument("--ws-idle-timeout", type=float, default=300.0, help="s of websocket silence")
-    limits.add_argument("--ws-heartbeat", type=float, default=20.0, help="websocket ping interval (0: off)")
+    limits.add_argument("--body-timeout", type=POSITIVE, default=30.0, help="s to receive a request body")
+    limits.add_argument("--ws-idle-timeout", type=POSITIVE, default=300.0, help="s of websocket silence")
+    limits.add_argument(
+        "--ws-heartbeat", type=NONNEGATIVE, default=20.0, help="websocket ping interval (0: off)"
+    )
     limits.add_argument(
         "--clip-actions", action="store_true",
         help="clamp actions to the policy's training [min, max] (replies count the clipped values)",
     )  # fmt: skip
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps ...")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=COUNT, default=None, help="torch CPU threads")
     add_loading_arguments(p)  # --dtype (default: the checkpoint's), --unnorm-key, --center-crop
     bench = p.add_argument_group("serving benchmark")
     bench.add_argument("--benchmark", action="store_true", help="measure serving overhead and throughput")
     bench.add_argument(
-        "--image-size", type=int, default=None, help="benchmark image side (default: what the policy renders)"
+        "--image-size",
+        type=COUNT,
+        default=None,
+        help="benchmark image side (default: what the policy renders)",
     )
-    bench.add_argument("--requests", type=int, default=50, help="latency samples per path")
+    bench.add_argument("--requests", type=COUNT, default=50, help="latency samples per path")
     bench.add_argument("--clients", default="1,4,16", help="concurrent clients for the throughput runs")
-    bench.add_argument("--seconds", type=float, default=5.0, help="duration of each throughput run")
+    bench.add_argument("--seconds", type=POSITIVE, default=5.0, help="duration of each throughput run")
     bench.add_argument("--json", type=Path, default=None, help="write the benchmark result as JSON")
 
 

@@ -13,6 +13,8 @@ import argparse
 import json
 from pathlib import Path
 
+from oft.cli import COUNT
+
 # suites with a scripted expert, and the cameras their adapters render besides the spec's default ones
 # (MetaWorld: oft.sim.metaworld's camera list; ALOHA: oft.sim.aloha.CAMERAS). Kept here so that --help does
 # not import the simulators.
@@ -34,13 +36,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("env", help=f"simulator suite with a scripted expert ({', '.join(EXPERT_SUITES)})")
     p.add_argument("--task", "--tasks", dest="tasks", required=True, help="tasks: a,b or mt10")
     p.add_argument(
-        "--episodes", type=int, required=True,
+        "--episodes", type=COUNT, required=True,
         help="successful episodes per task (with --instruction: start states, each once per instruction)",
     )  # fmt: skip
     p.add_argument("--out", type=Path, required=True, help="dataset directory (rerun to resume)")
-    p.add_argument("--workers", type=int, default=2, help="parallel simulator processes")
+    p.add_argument("--workers", type=COUNT, default=2, help="parallel simulator processes")
     p.add_argument("--cameras", default=None, help=cameras_help())
-    p.add_argument("--image-size", type=int, default=128, help="square image size in pixels")
+    p.add_argument("--image-size", type=COUNT, default=128, help="square image size in pixels")
     p.add_argument("--images", choices=("video", "png"), default="video", help="image storage: MP4 or PNG")
     p.add_argument(
         "--instruction", action="append", default=None, metavar="TEXT",
@@ -77,8 +79,6 @@ def run(args: argparse.Namespace) -> int:
 
     tasks = resolve_tasks(args.env, args.tasks)
     cameras = get_spec(args.env).cameras if args.cameras is None else comma_list(args.cameras, "--cameras")
-    if args.workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {args.workers}")
     cfg = CollectConfig(
         cameras=cameras,
         image_size=args.image_size,

@@ -14,13 +14,17 @@ import json
 import logging
 from pathlib import Path
 
+from oft.cli import Bounded
+
 log = logging.getLogger(__name__)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("a", type=Path, help="results.json of the first evaluation (oft eval --out DIR)")
     p.add_argument("b", type=Path, help="results.json of the second evaluation")
-    p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
+    p.add_argument(
+        "--alpha", type=Bounded(float, gt=0, lt=1), default=0.05, help="significance level (default 0.05)"
+    )
     p.add_argument("--out", type=Path, default=None, help="also write the comparison as JSON here")
 
 
@@ -38,8 +42,6 @@ def _load(path: Path) -> dict:
 def run(args: argparse.Namespace) -> int:
     from oft.sim.eval_stats import compare_results
 
-    if not 0.0 < args.alpha < 1.0:
-        raise ValueError(f"--alpha must be in (0, 1), got {args.alpha}")
     cmp = compare_results(_load(args.a), _load(args.b), alpha=args.alpha)
     print(format_comparison(cmp, str(args.a), str(args.b)))
     if args.out is not None:

@@ -15,6 +15,7 @@ import logging
 import os
 from pathlib import Path
 
+from oft.cli import COUNT, COUNT_OR_ZERO, Bounded
 from oft.model.commands import add_loading_arguments, load_from_args, loaded_source
 
 log = logging.getLogger(__name__)
@@ -28,14 +29,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--checkpoint", help="checkpoint directory, training run or Hub id (oft.load_policy)"
     )
     who.add_argument("--expert", action="store_true", help="evaluate the env's scripted expert")
-    p.add_argument("--episodes", type=int, default=10, help="episodes per task")
+    p.add_argument("--episodes", type=COUNT, default=10, help="episodes per task")
     p.add_argument("--out", type=Path, required=True, help="directory for results.json, success.png, videos/")
-    p.add_argument("--seed", type=int, default=0, help="episode i uses seed env.eval_seed_offset + seed + i")
-    p.add_argument("--video-episodes", type=int, default=1, help="record the first M episodes of each task")
-    p.add_argument("--open-loop-steps", type=int, default=None, help="actions run per chunk (default all)")
+    p.add_argument(
+        "--seed", type=COUNT_OR_ZERO, default=0, help="episode i uses seed env.eval_seed_offset + seed + i"
+    )
+    p.add_argument(
+        "--video-episodes", type=COUNT_OR_ZERO, default=1, help="record the first M episodes of each task"
+    )
+    p.add_argument("--open-loop-steps", type=COUNT, default=None, help="actions run per chunk (default all)")
     add_ensemble_argument(p)
-    p.add_argument("--max-steps", type=int, default=None, help="episode limit (default: the suite's)")
-    p.add_argument("--image-size", type=int, default=None, help="rendered image size (default adapter's)")
+    p.add_argument("--max-steps", type=COUNT, default=None, help="episode limit (default: the suite's)")
+    p.add_argument("--image-size", type=COUNT, default=None, help="rendered image size (default adapter's)")
     p.add_argument("--cameras", default=None, help="comma-separated cameras (default: the policy's)")
     p.add_argument(
         "--instruction", action="append", default=None, metavar="TEXT",
@@ -44,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
     p.add_argument("--device", default="cpu", help="device for --checkpoint")
     p.add_argument(
-        "--workers", type=int, default=os.cpu_count() or 1,
+        "--workers", type=COUNT, default=os.cpu_count() or 1,
         help="simulator processes in parallel (default: the number of cores); per-seed results equal 1's",
     )  # fmt: skip
     p.add_argument(
@@ -56,7 +61,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_ensemble_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--temporal-ensemble-coeff", type=float, default=None, metavar="COEFF",
+        "--temporal-ensemble-coeff", type=Bounded(float), default=None, metavar="COEFF",
         help="ACT's temporal ensembling: query every step and average the chunks' predictions for it, "
         "weights exp(-COEFF*i) from the oldest (ACT: 0.01); default off, chunks run open-loop",
     )  # fmt: skip
@@ -67,9 +72,6 @@ def run(args: argparse.Namespace) -> int:
     from oft.sim.rollout import ExpertPolicy, check_execution
 
     check_execution(args.open_loop_steps, args.temporal_ensemble_coeff)  # before a checkpoint is loaded
-    for flag, value in (("--episodes", args.episodes), ("--workers", args.workers)):
-        if value < 1:
-            raise ValueError(f"{flag} must be >= 1, got {value}")
     if args.instruction is not None:
         check_takes_instruction(args.env)  # before a checkpoint is loaded
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+from oft.cli import COUNT, COUNT_OR_ZERO, POSITIVE
 from oft.sim.commands_collect import after_success_arg
 
 log = logging.getLogger(__name__)
@@ -29,22 +30,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"comma-separated among {', '.join(VARIANTS)} (default: the suite's; else the "
                    "paper's rows, in order)")  # fmt: skip
     budget = p.add_mutually_exclusive_group()
-    budget.add_argument("--budget-minutes", type=float, default=None, help="training minutes per variant")
-    budget.add_argument("--steps", type=int, default=None, help="optimizer steps per variant")
-    p.add_argument("--demos", type=int, default=None,
+    budget.add_argument("--budget-minutes", type=POSITIVE, default=None, help="training minutes per variant")
+    budget.add_argument("--steps", type=COUNT, default=None, help="optimizer steps per variant")
+    p.add_argument("--demos", type=COUNT, default=None,
                    help=f"demonstrations per task (default: the suite's, else {DEFAULT_DEMOS})")  # fmt: skip
-    p.add_argument("--episodes", type=int, default=20, help="evaluation episodes per task (default 20)")
+    p.add_argument("--episodes", type=COUNT, default=20, help="evaluation episodes per task (default 20)")
     p.add_argument("--tasks", default=None, help="only these tasks of the suite (comma-separated)")
     p.add_argument("--preset", default=None,
                    help=f"training preset (default: the suite's; else {DEFAULT_PRESET})")  # fmt: skip
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="TrainConfig override for every variant (e.g. base=tiny, batch_size=16)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--eval-max-steps", type=int, default=None, help="episode step limit (default: the env's)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: idle cores, >= 1)")
-    p.add_argument("--collect-workers", type=int, default=2, help="processes collecting demonstrations")
-    p.add_argument("--eval-workers", type=int, default=1, help="simulator processes per evaluation")
-    p.add_argument("--videos", type=int, default=0, help="videos saved per task and variant")
+    p.add_argument("--seed", type=COUNT_OR_ZERO, default=0)
+    p.add_argument(
+        "--eval-max-steps", type=COUNT, default=None, help="episode step limit (default: the env's)"
+    )
+    p.add_argument("--threads", type=COUNT, default=None, help="torch threads (default: idle cores, >= 1)")
+    p.add_argument("--collect-workers", type=COUNT, default=2, help="processes collecting demonstrations")
+    p.add_argument("--eval-workers", type=COUNT, default=1, help="simulator processes per evaluation")
+    p.add_argument("--videos", type=COUNT_OR_ZERO, default=0, help="videos saved per task and variant")
     p.add_argument("--after-success", type=after_success_arg, default=0, metavar="N|end",
                    help="record each demonstration N steps past the expert's success, or to the step limit "
                    "('end'); default 0 (as `oft collect --after-success`)")  # fmt: skip

@@ -22,6 +22,7 @@ import logging
 import os
 from pathlib import Path
 
+from oft.cli import COUNT, COUNT_OR_ZERO
 from oft.model.commands import add_loading_arguments, resolve_dtype
 from oft.sim.commands_eval import add_ensemble_argument
 
@@ -39,22 +40,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--variant", default=None, help="with --study: the variant whose run to evaluate")
     p.add_argument("--env", default=None, help="simulator suite (metaworld (default), aloha, libero)")
     p.add_argument("--tasks", default=None, help="comma-separated task names, 'all', or 'mt10' (metaworld)")
-    p.add_argument("--episodes", type=int, default=None, help="episodes per task and checkpoint (default 10)")
+    p.add_argument(
+        "--episodes", type=COUNT, default=None, help="episodes per task and checkpoint (default 10)"
+    )
     p.add_argument("--out", type=Path, required=True, help="curve.json/.md/.png, one eval per step")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--steps", default=None, help="comma-separated checkpoint steps (default: all kept)")
-    which.add_argument("--every", type=int, default=None, help="checkpoints at multiples of N, and the last")
-    p.add_argument("--seed", type=int, default=None, help="episode i: seed eval_seed_offset + seed + i (0)")
-    p.add_argument("--open-loop-steps", type=int, default=None, help="actions run per chunk (default all)")
+    which.add_argument(
+        "--every", type=COUNT, default=None, help="checkpoints at multiples of N, and the last"
+    )
+    p.add_argument(
+        "--seed", type=COUNT_OR_ZERO, default=None, help="episode i: seed eval_seed_offset + seed + i (0)"
+    )
+    p.add_argument("--open-loop-steps", type=COUNT, default=None, help="actions run per chunk (default all)")
     add_ensemble_argument(p)
-    p.add_argument("--max-steps", type=int, default=None, help="episode limit (default: the suite's)")
+    p.add_argument("--max-steps", type=COUNT, default=None, help="episode limit (default: the suite's)")
     p.add_argument(
         "--instruction", action="append", default=None, metavar="TEXT",
         help="run every task under this instruction instead of its own (repeat: one row per task and "
         "instruction, the same start states each; as oft eval --instruction)",
     )  # fmt: skip
     p.add_argument("--device", default="cpu", help="device for the policies")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="simulator processes in parallel")
+    p.add_argument(
+        "--workers", type=COUNT, default=os.cpu_count() or 1, help="simulator processes in parallel"
+    )
     add_loading_arguments(p)  # --dtype, --unnorm-key, --center-crop/--no-center-crop
 
 

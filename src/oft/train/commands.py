@@ -12,6 +12,7 @@ import json
 import logging
 from pathlib import Path
 
+from oft.cli import COUNT
 from oft.train.checkpoint import TRAIN_CONFIG
 from oft.train.config import TrainConfig, apply_overrides
 from oft.train.presets import PRESETS, default_preset, get_preset
@@ -27,7 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--dataset", action="append", default=[], metavar="DIR", help="dataset directory (repeatable)"
     )
     p.add_argument("--out", required=True, metavar="DIR", help="run directory: checkpoints, logs, plots")
-    p.add_argument("--steps", type=int, default=None, help="max optimizer steps (overrides the preset)")
+    p.add_argument("--steps", type=COUNT, default=None, help="max optimizer steps (overrides the preset)")
     p.add_argument(
         "--base", default=None,
         help="architecture name, OpenVLA directory or oft checkpoint (continued with its own model fields)",

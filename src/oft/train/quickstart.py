@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 
+from oft.cli import COUNT, COUNT_OR_ZERO, POSITIVE
+
 log = logging.getLogger(__name__)
 
 # two visually large goals, and a pair that only the instruction tells apart (markers hidden)
@@ -46,21 +48,27 @@ def model_image_size(preset: str = PRESET) -> int:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
-    p.add_argument("--budget-minutes", type=float, default=30.0, help="total wall-clock budget (default 30)")
-    p.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="comma-separated MetaWorld tasks")
-    p.add_argument("--demos", type=int, default=50, help="expert demonstrations per task (default 50)")
-    p.add_argument("--eval-episodes", type=int, default=25, help="evaluation episodes per task (default 25)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: idle cores, >= 1)")
     p.add_argument(
-        "--train-minutes", type=float, default=None, help="training budget (default: what is left)"
+        "--budget-minutes", type=POSITIVE, default=30.0, help="total wall-clock budget (default 30)"
     )
-    p.add_argument("--steps", type=int, default=None, help="max optimizer steps (default: the preset's)")
+    p.add_argument("--tasks", default=",".join(DEFAULT_TASKS), help="comma-separated MetaWorld tasks")
+    p.add_argument("--demos", type=COUNT, default=50, help="expert demonstrations per task (default 50)")
+    p.add_argument(
+        "--eval-episodes", type=COUNT, default=25, help="evaluation episodes per task (default 25)"
+    )
+    p.add_argument("--threads", type=COUNT, default=None, help="torch threads (default: idle cores, >= 1)")
+    p.add_argument(
+        "--train-minutes", type=POSITIVE, default=None, help="training budget (default: what is left)"
+    )
+    p.add_argument("--steps", type=COUNT, default=None, help="max optimizer steps (default: the preset's)")
     p.add_argument("--head", default="l1", help="action head: l1 (OFT), diffusion, discrete")
     p.add_argument("--decode", default="parallel", help="parallel (OFT) or autoregressive (OpenVLA baseline)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE")
-    p.add_argument("--videos", type=int, default=2, help="videos saved per task")
-    p.add_argument("--eval-max-steps", type=int, default=None, help="episode step limit (default: the env's)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--videos", type=COUNT_OR_ZERO, default=2, help="videos saved per task")
+    p.add_argument(
+        "--eval-max-steps", type=COUNT, default=None, help="episode step limit (default: the env's)"
+    )
+    p.add_argument("--seed", type=COUNT_OR_ZERO, default=0)
     p.add_argument("--goal-markers", choices=("auto", "shown", "hidden"), default="auto",
                    help="MetaWorld's goal markers: auto hides them when no task needs one (drawers, "
                    "faucets...: faucet-open and -close then look alike but for the instruction)")  # fmt: skip
