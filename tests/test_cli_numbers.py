@@ -71,6 +71,9 @@ def test_describe_names_the_range():
     assert Bounded(float, gt=0, lt=1).describe() == "a number > 0 and < 1"
     assert Bounded(float).describe() == "a number"
     assert Bounded(float, gt=0)("1e-3") == 1e-3 and Bounded(int, ge=0)(" 7 ") == 7
+    assert Bounded(int, ge=0)("9" * 400) == int("9" * 400)  # too large for a float: was an OverflowError
+    with pytest.raises(argparse.ArgumentTypeError, match="expected a number, got '1e400'"):
+        Bounded(float)("1e400")
 
 
 @pytest.mark.parametrize(

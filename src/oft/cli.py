@@ -86,30 +86,40 @@ def comma_list(text: str, flag: str, convert=str) -> tuple:
 class Bounded:
     """An argparse ``type`` for a number flag that states its valid range, so a value outside it is refused
     while parsing, before any work, with argparse naming the flag:
-    ``oft eval: error: argument --episodes: expected an integer >= 1, got '0'``.
+    ``oft eval: error: argument --episodes: expected an integer >= 1, got '0'``. (Numbers in comma lists,
+    ``--clients 1,4``, are checked by the command before any work, through :func:`comma_list`.)
 
     kind: ``int`` or ``float``. ge / gt: the lowest value allowed / the bound it must exceed; le / lt: the
     same above (None: unbounded). nan and inf are always refused. ``__call__`` raises
     argparse.ArgumentTypeError. Library functions keep their own checks, named by their parameters.
     """
 
-    def __init__(self, kind: type = int, *, ge=None, gt=None, le=None, lt=None) -> None:
+    def __init__(
+        self,
+        kind: type = int,
+        *,
+        ge: float | None = None,
+        gt: float | None = None,
+        le: float | None = None,
+        lt: float | None = None,
+    ) -> None:
         self.kind, self.ge, self.gt, self.le, self.lt = kind, ge, gt, le, lt
         self.__name__ = kind.__name__  # argparse's fallback name for the type
 
     def describe(self) -> str:
-        """``"an integer >= 1"``, ``"a number in (0, 1)"``: what the flag expects."""
+        """``"an integer >= 1"``, ``"a number > 0 and < 1"``: what the flag expects."""
         what = "an integer" if self.kind is int else "a number"
         lo = f">= {self.ge}" if self.ge is not None else f"> {self.gt}" if self.gt is not None else None
         hi = f"<= {self.le}" if self.le is not None else f"< {self.lt}" if self.lt is not None else None
         return " ".join(x for x in (what, " and ".join(b for b in (lo, hi) if b)) if x)
 
-    def __call__(self, text: str):
+    def __call__(self, text: str) -> int | float:
         try:
             value = self.kind(text)
         except ValueError:
             value = None
-        ok = value is not None and math.isfinite(value)
+        # an int too large for a float would make isfinite raise OverflowError, a traceback through argparse
+        ok = value is not None and (self.kind is int or math.isfinite(value))
         ok = ok and (self.ge is None or value >= self.ge) and (self.gt is None or value > self.gt)
         ok = ok and (self.le is None or value <= self.le) and (self.lt is None or value < self.lt)
         if not ok:

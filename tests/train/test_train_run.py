@@ -119,7 +119,9 @@ def test_recorded_paths_are_absolute_so_a_run_resumes_anywhere(tiny_dataset_dir,
     work.mkdir()
     monkeypatch.chdir(work)
     data = os.path.relpath(tiny_dataset_dir, work)
+    (work / "tiny").mkdir()  # a directory named like the architecture: "tiny" still means the architecture
     assert _train(data, "first", "--base", "tiny", "--set", "batch_size=2", "--steps", "1") == 0
+    assert json.loads((work / "first" / "train_config.json").read_text())["base"] == "tiny"
     ckpt = os.path.join("first", "checkpoints", "step_0000001")
     assert _train(data, "second", "--base", ckpt, "--set", "batch_size=2", "--steps", "1") == 0
     saved = json.loads((work / "second" / "train_config.json").read_text())

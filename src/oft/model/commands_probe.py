@@ -15,7 +15,7 @@ import json
 import logging
 from pathlib import Path
 
-from oft.cli import COUNT
+from oft.cli import COUNT, comma_list
 from oft.model.commands import add_loading_arguments, load_from_args
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def parse_frames(text: str) -> list[int]:
     """``"0,25,50"`` -> [0, 25, 50]; ValueError naming the text otherwise."""
-    from oft.cli import comma_list
 
     frames = list(comma_list(text, "--frames", int))
     if min(frames) < 0:

@@ -9,7 +9,7 @@ import logging
 import os
 from pathlib import Path
 
-from oft.cli import COUNT, NONNEGATIVE, POSITIVE, Bounded
+from oft.cli import COUNT, NONNEGATIVE, POSITIVE, Bounded, comma_list
 from oft.model.commands import add_loading_arguments, load_from_args
 
 logger = logging.getLogger(__name__)
@@ -143,7 +143,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _clients(text: str) -> tuple[int, ...]:
     """``--clients 1,4,16`` -> (1, 4, 16); ValueError naming the text for anything else."""
-    from oft.cli import comma_list
 
     clients = comma_list(text, "--clients", int)
     if min(clients) < 1:

@@ -13,7 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from oft.cli import COUNT
+from oft.cli import COUNT, comma_list
 
 # suites with a scripted expert, and the cameras their adapters render besides the spec's default ones
 # (MetaWorld: oft.sim.metaworld's camera list; ALOHA: oft.sim.aloha.CAMERAS). Kept here so that --help does
@@ -72,7 +72,6 @@ def after_success_arg(text: str) -> int | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from oft.cli import comma_list
     from oft.sim.collect import CollectConfig, collect
     from oft.sim.evaluate import resolve_tasks
     from oft.spec import get_spec

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from oft.cli import COUNT, COUNT_OR_ZERO, POSITIVE
+from oft.cli import COUNT, COUNT_OR_ZERO, POSITIVE, comma_list
 from oft.sim.commands_collect import after_success_arg
 
 log = logging.getLogger(__name__)
@@ -54,7 +54,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from oft.cli import comma_list
     from oft.study.run import DEFAULT_DEMOS, DEFAULT_PRESET, StudyConfig, run_study
     from oft.study.suites import get_suite
     from oft.study.variants import PAPER_VARIANTS

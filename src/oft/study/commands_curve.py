@@ -22,7 +22,7 @@ import logging
 import os
 from pathlib import Path
 
-from oft.cli import COUNT, COUNT_OR_ZERO
+from oft.cli import COUNT, COUNT_OR_ZERO, comma_list
 from oft.model.commands import add_loading_arguments, resolve_dtype
 from oft.sim.commands_eval import add_ensemble_argument
 
@@ -68,7 +68,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _steps(text: str | None) -> tuple[int, ...] | None:
-    from oft.cli import comma_list
 
     return None if text is None else comma_list(text, "--steps", int)
 

@@ -161,11 +161,15 @@ class TrainConfig:
         """This config with its local paths (``datasets`` that exist, a ``base`` directory) made absolute.
 
         What a run records in ``train_config.json``, so the record names the same data and model from any
-        working directory (``--resume``, ``oft eval-curve``). ``Path.absolute`` keeps symlinks and ``..``:
-        collapsing them by text could name another directory. Architecture names and Hub ids are kept.
+        working directory (``--resume``). ``Path.absolute`` keeps symlinks and ``..``: collapsing them by text
+        could name another directory. Architecture names (even with a directory of that name at hand, which
+        ``oft train`` does not read either) and Hub ids are kept.
         """
+        from oft.model.build import ARCHITECTURES
+
         datasets = tuple(str(Path(p).absolute()) if os.path.exists(p) else p for p in self.datasets)
-        base = str(Path(self.base).absolute()) if os.path.isdir(self.base) else self.base
+        local = self.base not in ARCHITECTURES and os.path.isdir(self.base)
+        base = str(Path(self.base).absolute()) if local else self.base
         return self.replace(datasets=datasets, base=base)
 
     # ----------------------------------------------------------------- (de)serialization
