@@ -32,8 +32,9 @@ def _forbid(monkeypatch, *targets):
 
 @pytest.mark.slow
 def test_study_runs_two_variants_and_resumes(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # --out given relative: what the study records must hold from anywhere
+    assert main(_argv("study", "--variants", "pdac_l1,ar_discrete")) == 0
     out = tmp_path / "study"
-    assert main(_argv(out, "--variants", "pdac_l1,ar_discrete")) == 0
     printed = capsys.readouterr().out
     assert "**Table I: success rate (%)**" in printed and "| ar_discrete |" in printed
 
@@ -54,7 +55,13 @@ def test_study_runs_two_variants_and_resumes(tmp_path, capsys, monkeypatch):
     assert rows["ar_discrete"]["chunk_len"] == 1 and rows["pdac_l1"]["chunk_len"] == 8
     assert rows["pdac_l1"]["recipe"]["head"] == "l1" and not rows["pdac_l1"]["recipe"]["extra_inputs"]
     assert rows["pdac_l1"]["recipe"]["action_slots"] == "per_dimension"
-    cfg = json.loads((out / "variants" / "pdac_l1" / "train.json").read_text())["config"]
+    trained = json.loads((out / "variants" / "pdac_l1" / "train.json").read_text())
+    assert (
+        trained["checkpoint"].startswith(str(tmp_path))
+        and rows["pdac_l1"]["checkpoint"] == trained["checkpoint"]
+    )
+    cfg = trained["config"]
+    assert cfg["datasets"] == [str(out / "data")]
     assert cfg["cameras"] == ["corner"] and cfg["proprio"] is False and cfg["base"] == "tiny"
     assert (out / "results.md").read_text().startswith("# Study: mt10")
     assert (out / "results.png").stat().st_size > 0

@@ -109,7 +109,7 @@ def run_study(config: StudyConfig) -> dict:
     config.validate()
     suite = get_suite(config.suite)
     tasks = _tasks(suite, config.tasks)
-    out = Path(config.out)
+    out = Path(config.out).absolute()  # train.json and results.json name checkpoints valid from anywhere
     out.mkdir(parents=True, exist_ok=True)
     _check_settings(out, config)
     ctx = _Context(config, suite, tasks, out, out / "data")
@@ -170,7 +170,7 @@ def study_context(out: str | Path, eval_workers: int = 1, progress: bool = False
 
     Raises FileNotFoundError when ``out`` holds no ``study.json`` (not a directory ``oft study`` wrote).
     """
-    out = Path(out)
+    out = Path(out).absolute()
     path = out / "study.json"
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; expected a directory `oft study --out` wrote")
