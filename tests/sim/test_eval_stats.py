@@ -96,6 +96,12 @@ def test_compare_rates_flags_only_real_differences():
     far = compare_rates(20, 20, 5, 20)
     assert far["differ"] and far["p_value"] < 1e-5
     assert far["rate_a"] == 1.0 and far["rate_b"] == 0.25
+    # a significance level outside (0, 1) made every row "differ" (alpha=5) or none; only the CLI refused it
+    for alpha in (0.0, 1.0, 5.0, float("nan")):
+        with pytest.raises(ValueError, match=r"alpha .*must be in \(0, 1\)"):
+            compare_rates(9, 10, 8, 10, alpha=alpha)
+        with pytest.raises(ValueError, match="alpha"):
+            compare_results(_eval_result({"t": (9, 10)}), _eval_result({"t": (8, 10)}), alpha=alpha)
 
 
 def _eval_result(counts: dict[str, tuple[int, int]]) -> dict:

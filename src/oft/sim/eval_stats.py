@@ -106,11 +106,18 @@ def fisher_exact(table: tuple[tuple[int, int], tuple[int, int]] | list[list[int]
     return min(1.0, float(Fraction(tail, math.comb(n, col1))))
 
 
+def _check_alpha(alpha: float) -> None:
+    if not 0.0 < alpha < 1.0:  # also refuses nan
+        raise ValueError(f"alpha (significance level) must be in (0, 1), got {alpha}")
+
+
 def compare_rates(successes_a: int, n_a: int, successes_b: int, n_b: int, alpha: float = 0.05) -> dict:
     """Fisher's exact test of two success counts: ``{"p_value", "differ", "rate_a", "rate_b"}``.
 
     ``differ`` is True when p < alpha: the two rates differ beyond what chance explains at that level.
+    ValueError unless 0 < alpha < 1.
     """
+    _check_alpha(alpha)
     _check_counts(successes_a, n_a)
     _check_counts(successes_b, n_b)
     p = fisher_exact([[successes_a, n_a - successes_a], [successes_b, n_b - successes_b]])
@@ -160,8 +167,9 @@ def compare_results(a: dict, b: dict, alpha: float = 0.05) -> dict:
     "only_a": [...], "only_b": [...]}``; tasks evaluated in only one result are listed, not compared.
     The overall row pools the tasks both results share. When every shared row of both counts episodes whose
     instruction was followed (``followed``, see :class:`oft.sim.base.StepResult`), ``"followed"`` holds the
-    same comparison of those counts (``{"tasks", "overall"}``).
+    same comparison of those counts (``{"tasks", "overall"}``). ValueError unless 0 < alpha < 1.
     """
+    _check_alpha(alpha)
     if "tasks" not in a or "tasks" not in b:
         raise ValueError("compare_results expects two oft eval results (dicts with a 'tasks' entry)")
     shared = [t for t in a["tasks"] if t in b["tasks"]]
