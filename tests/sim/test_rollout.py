@@ -90,6 +90,15 @@ def test_temporal_ensembler_matches_act(coeff):
     np.testing.assert_allclose(got, _act_reference(chunks, coeff), rtol=1e-5, atol=1e-6)
 
 
+def test_temporal_ensembler_stays_finite_for_a_steep_weighting():
+    """exp(-coeff * i) overflowed to inf for a large negative coeff, and inf / inf made the action nan."""
+    from oft.sim.rollout import TemporalEnsembler
+
+    ens = TemporalEnsembler(-1000.0)  # all weight on the newest chunk
+    chunks = [np.full((4, 2), float(i)) for i in range(3)]
+    assert [ens.update(c)[0] for c in chunks] == [0.0, 1.0, 2.0]
+
+
 def test_temporal_ensembler_by_hand():
     from oft.sim.rollout import TemporalEnsembler
 

@@ -118,7 +118,8 @@ class TemporalEnsembler:
         # keep the chunks that still predict this step: age < K
         self.chunks = [(c, age) for c, age in self.chunks if age < c.shape[0]]
         preds = np.stack([c[age] for c, age in self.chunks])  # (n, D), oldest first
-        w = np.exp(-self.coeff * np.arange(len(preds)))
+        z = -self.coeff * np.arange(len(preds))
+        w = np.exp(z - z.max())  # the same weights after normalizing; no overflow to inf/inf for coeff << 0
         action = (w[:, None] * preds).sum(0) / w.sum()
         self.chunks = [(c, age + 1) for c, age in self.chunks]
         return action.astype(np.float32)
