@@ -15,7 +15,7 @@ import logging
 import os
 from pathlib import Path
 
-from oft.cli import COUNT, COUNT_OR_ZERO, Bounded
+from oft.cli import COUNT, COUNT_OR_ZERO, Bounded, comma_list
 from oft.model.commands import add_loading_arguments, load_from_args, loaded_source
 
 log = logging.getLogger(__name__)
@@ -79,8 +79,6 @@ def run(args: argparse.Namespace) -> int:
     if args.image_size is not None:
         env_kwargs["image_size"] = args.image_size
     if args.cameras is not None:
-        from oft.cli import comma_list
-
         env_kwargs["cameras"] = comma_list(args.cameras, "--cameras")
     if args.expert:
         policy = ExpertPolicy
