@@ -121,24 +121,41 @@ class ChunkLoader:
     # -- loading
 
     def _load(self, dataset: EpisodeDataset) -> None:
-        images, proprio, actions, lengths, self.instructions = [], [], [], [], []
+        """Decode every episode into one preallocated (F, N, H, W, 3) uint8 tensor: the peak is the frames
+        plus one decoded episode (concatenating per-episode copies would hold the frames twice)."""
+        if dataset.num_episodes == 0:
+            raise ValueError("the dataset has no episodes")
+        expected = dataset.episode_lengths()
+        self.images: torch.Tensor | None = None
+        proprio, actions, lengths, self.instructions = [], [], [], []
         self.frame_sizes: dict[str, tuple[int, int]] = {}
+        offset = 0
         for i in range(dataset.num_episodes):
             ep = dataset.episode(i)
             missing = [c for c in self.cameras if c not in ep.images]
             if missing:
                 raise ValueError(f"{dataset.where(i)} has no camera {missing}; it has {ep.cameras}")
             _check_frame_counts({c: ep.images[c] for c in self.cameras}, len(ep), dataset.where(i))
+            if len(ep) != expected[i]:
+                raise ValueError(
+                    f"{dataset.where(i)} decodes to {len(ep)} frames; its numeric columns have {expected[i]}"
+                )
             frames = [torch.from_numpy(np.ascontiguousarray(ep.images[c])) for c in self.cameras]
             self._record_frame_sizes(i, frames)
             if self.pipeline is not None:
                 frames = [self.pipeline.resize(f) for f in frames]
-            images.append(torch.stack(frames, 1))  # (T, N, H, W, 3)
+            if self.images is None:
+                self.images = torch.empty(
+                    (int(expected.sum()), len(frames), *frames[0].shape[1:]), dtype=torch.uint8
+                )
+            for n, f in enumerate(frames):
+                self.images[offset : offset + len(ep), n] = f  # (T, H, W, 3) into (F, N, H, W, 3)
+            offset += len(ep)
             actions.append(_checked(ep.actions, "actions", dataset, i, dataset.action_dim))
             proprio.append(_checked(ep.proprio, "proprio", dataset, i, ep.proprio.shape[1], len(ep)))
             lengths.append(len(ep))
             self.instructions.append(ep.instruction)
-        self.images = torch.cat(images)  # (F, N, H, W, 3) uint8
+            del frames, ep  # the decoded episode's buffers are reused by the next one
         self.proprio = torch.from_numpy(np.concatenate(proprio))  # (F, P)
         self.actions = torch.from_numpy(np.concatenate(actions))  # (F, D)
         self.lengths = np.asarray(lengths, np.int64)
