@@ -190,3 +190,18 @@ def test_train_config_start_repeat_reaches_either_loader(data_loader):
                       start_repeat=3, start_frames=2, pad=cfg.pad_chunks)  # fmt: skip
     for _ in range(mem.batches_per_epoch + 1):
         _same(next(mem), next(loader))
+
+
+def test_auto_loader_keeps_frames_in_memory_up_to_half_the_available_memory(monkeypatch):
+    """``data_loader=auto``: in memory while every local rank's decoded frames fit in half the available
+    memory (the memory loader holds them once), streamed beyond."""
+    from oft.spec import PRESETS
+    from oft.train import loop
+
+    data = ListDataset([synthetic_episode(length=10, seed=s) for s in range(4)])  # 40 frames
+    spec = PRESETS["metaworld"].replace(cameras=("corner", "wrist"))
+    need = 40 * 2 * 64 * 64 * 3  # frames x cameras x 64 px x 64 px x RGB bytes
+    cases = [(2.5, 1, "memory"), (2, 1, "memory"), (1.9, 1, "stream"), (2.5, 2, "stream"), (4, 2, "memory")]
+    for available, ranks, kind in cases:  # available memory in multiples of one rank's frames
+        monkeypatch.setattr(loop, "_available_memory", lambda a=available: int(a * need))
+        assert loop.choose_loader(data, spec, 64, ranks) == kind, (available, ranks)

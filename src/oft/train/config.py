@@ -100,7 +100,7 @@ class TrainConfig:
         values can never command past the old bounds).
       data_loader: "memory" decodes every frame once into RAM (fastest for small data, the quickstart),
         "stream" decodes per batch in ``num_workers`` worker processes (memory bounded whatever the dataset's
-        size), "auto" streams when the decoded frames would take more than a quarter of the available memory.
+        size), "auto" streams when the decoded frames would take more than half of the available memory.
         Both give the same batches, so a run may resume with the other. num_workers: None = one per CPU
         core beyond the first (at most 8), shared among the ranks of a node.
     """
