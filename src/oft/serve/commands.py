@@ -100,9 +100,9 @@ def _config(args: argparse.Namespace):
 
 
 def _checkpoint_name(policy, checkpoint: str) -> str:
-    """The served checkpoint as clients see it (``GET /metadata`` and the websocket handshake's metadata): the directory's name, and
-    for an ``oft train`` run directory the step it stood for (``train/checkpoints/step_0008000``), never the
-    server's full path."""
+    """The served checkpoint as clients see it (``GET /metadata`` and the websocket handshake's metadata): the
+    directory's name, and for an ``oft train`` run directory the step it stood for
+    (``train/checkpoints/step_0008000``), never the server's full path."""
     from oft.model.commands import loaded_source
 
     source, given = Path(loaded_source(policy, checkpoint)), Path(checkpoint).absolute()
