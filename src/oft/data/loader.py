@@ -127,7 +127,7 @@ class ChunkLoader:
             raise ValueError("the dataset has no episodes")
         expected = dataset.episode_lengths()
         self.images: torch.Tensor | None = None
-        proprio, actions, lengths, self.instructions = [], [], [], []
+        proprio, actions, self.instructions = [], [], []
         self.frame_sizes: dict[str, tuple[int, int]] = {}
         offset = 0
         for i in range(dataset.num_episodes):
@@ -153,18 +153,17 @@ class ChunkLoader:
             offset += len(ep)
             actions.append(_checked(ep.actions, "actions", dataset, i, dataset.action_dim))
             proprio.append(_checked(ep.proprio, "proprio", dataset, i, ep.proprio.shape[1], len(ep)))
-            lengths.append(len(ep))
             self.instructions.append(ep.instruction)
             del frames, ep  # the decoded episode's buffers are reused by the next one
         self.proprio = torch.from_numpy(np.concatenate(proprio))  # (F, P)
         self.actions = torch.from_numpy(np.concatenate(actions))  # (F, D)
-        self.lengths = np.asarray(lengths, np.int64)
+        self.lengths = np.asarray(expected, np.int64)  # each checked against its decoded episode above
         _, ends = episode_bounds(self.lengths)
-        self.frame_episode = np.repeat(np.arange(len(lengths)), self.lengths)
+        self.frame_episode = np.repeat(np.arange(len(self.lengths)), self.lengths)
         self.frame_end = ends[self.frame_episode]
         log.info(
             "ChunkLoader: %d episodes, %d frames, images %s (%.0f MB)",
-            len(lengths),
+            len(self.lengths),
             len(self.frame_episode),
             tuple(self.images.shape[1:]),
             self.images.numel() / 2**20,

@@ -280,7 +280,7 @@ def mixture_norm_keys(cfg: TrainConfig, dataset) -> list[str] | None:
 
 # "auto" keeps the decoded frames in RAM when all ranks' copies take at most this fraction of the available
 # memory. The memory loader holds the frames once (plus one decoded episode while loading): a 14.2 GB load of
-# 300 ALOHA episodes ran at 15.4 GB resident, and the streamed loader trained that model at 28 samples/s
+# 300 ALOHA episodes peaked at 15.5 GB resident, and the streamed loader trained that model at 28 samples/s
 # against 36-42 in memory.
 MEMORY_FRACTION = 0.5
 
