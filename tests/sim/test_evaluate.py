@@ -206,3 +206,64 @@ def test_cli_temporal_ensembling_conflict_named_before_loading(tmp_path, capsys)
     )
     assert code == 2
     assert "open_loop_steps must be None or 1 with it, got 8" in capsys.readouterr().err
+
+
+def test_seeds_past_an_envs_limit_are_refused_before_any_episode(monkeypatch):
+    """A run whose last seed lies past what the env accepts (LIBERO: 50 fixed initial states per task) is
+    refused up front, naming the seeds, the range and the episodes that fit; it used to run every episode up
+    to the limit and then lose their results to the reset that failed."""
+    from oft.observation import Observation
+    from oft.sim import base
+    from oft.sim.base import SimEnv, StepResult
+    from oft.spec import get_spec
+
+    built = []
+
+    class FixedStates(SimEnv):
+        spec = get_spec("metaworld")
+        instruction, max_steps = "hold still", 2
+
+        def __init__(self, task):
+            self.task = task
+            built.append(task)
+
+        @classmethod
+        def seed_limit(cls, task):
+            return 3
+
+        def reset(self, seed):
+            if seed >= 3:
+                raise ValueError(f"only 3 initial states, got seed {seed}")
+            return Observation(images=[], proprio=np.zeros(4, np.float32), instruction=self.instruction)
+
+        def step(self, action):
+            return StepResult(self.reset(0), success=True, done=True)
+
+        def expert_action(self):
+            return np.zeros(4, np.float32)
+
+    monkeypatch.setitem(base.ENVS, "fixed", FixedStates)
+    monkeypatch.setitem(base.SUITE_TASKS, "fixed", lambda: ["a", "b"])
+    with pytest.raises(ValueError) as err:
+        evaluate(ExpertPolicy, "fixed", ["a", "b"], episodes=4, seed=1)
+    msg = str(err.value)
+    assert "fixed task 'a' accepts reset seeds 0..2" in msg and "would use seeds 1..4" in msg
+    assert "seed + episodes <= 3 (at most 2 episodes from seed 1)" in msg
+    assert built == []  # refused before any env was built or episode run
+    res = evaluate(ExpertPolicy, "fixed", ["a", "b"], episodes=2, seed=1)  # seeds 1, 2: within the limit
+    assert res["tasks"]["b"]["seeds"] == [1, 2] and res["overall"]["successes"] == 4
+
+
+def test_cli_eval_seed_past_the_limit_named_before_loading(tmp_path, capsys):
+    """ALOHA draws layouts with 32-bit RandomState seeds: `oft eval` refuses a range past them before it
+    loads the checkpoint (which does not exist here) or runs an episode."""
+    pytest.importorskip("gym_aloha")
+    from oft.sim.aloha import EVAL_SEED_OFFSET as ALOHA_OFFSET
+
+    seed = 2**32 - ALOHA_OFFSET - 1  # the last seed that fits: one episode runs, two do not
+    args = ["eval", "--env", "aloha", "--tasks", "insertion", "--checkpoint", str(tmp_path / "none")]
+    code = main([*args, "--out", str(tmp_path), "--seed", str(seed), "--episodes", "2"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"accepts reset seeds {ALOHA_OFFSET}..{2**32 - 1}" in err and "(at most 1 episode from seed" in err
+    assert not (tmp_path / "results.json").exists()

@@ -56,6 +56,15 @@ def test_one_task_per_suite_resets_and_steps(suite):
             env.reset(50)
 
 
+def test_a_run_past_the_50_initial_states_is_refused_up_front():
+    from oft.sim.base import check_seeds
+
+    assert oft_libero.LiberoEnv.seed_limit("libero_spatial/0") == 50
+    check_seeds("libero", ["libero_spatial/0"], seed=40, episodes=10)  # states 40..49
+    with pytest.raises(ValueError, match=r"accepts reset seeds 0\.\.49.*at most 10 episodes from seed 40"):
+        check_seeds("libero", ["libero_spatial/0"], seed=40, episodes=11)
+
+
 def test_suite_names_expand_to_their_tasks_and_expert_is_refused():
     from oft.sim.evaluate import resolve_tasks
     from oft.sim.rollout import ExpertPolicy

@@ -410,6 +410,11 @@ class AlohaEnv(SimEnv):
     can_skip_render = True
     eval_seed_offset = EVAL_SEED_OFFSET
 
+    @classmethod
+    def seed_limit(cls, task: str) -> int:
+        """2**32: a layout is drawn with ``numpy.random.RandomState(seed)``, which takes 32-bit seeds."""
+        return 2**32
+
     def __init__(
         self,
         task: str,
@@ -460,7 +465,7 @@ class AlohaEnv(SimEnv):
 
     # -- SimEnv -----------------------------------------------------------------------------------------
     def reset(self, seed: int) -> Observation:
-        if not 0 <= int(seed) < 2**32:
+        if not 0 <= int(seed) < self.seed_limit(self.task):
             raise ValueError(f"seed must be in [0, 2**32) (numpy RandomState), got {seed}")
         self._object_pose = np.asarray(TASKS[self.task].sample_layout(int(seed)), dtype=np.float64)
         self._task.object_pose = self._object_pose

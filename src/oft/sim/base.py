@@ -54,6 +54,16 @@ class SimEnv(abc.ABC):
     # evaluation layouts are disjoint from the demos'; one with fixed initial states (LIBERO) keeps 0.
     eval_seed_offset: int = 0
 
+    @classmethod
+    def seed_limit(cls, task: str) -> int | None:
+        """One past the largest seed ``reset`` accepts for ``task``; None: any seed >= 0.
+
+        :func:`check_seeds` tests a whole run's seeds against it before the first episode, so a run that
+        would reach past it is refused up front instead of failing at that episode with the earlier
+        episodes' results lost (LIBERO: 50 fixed initial states per task).
+        """
+        return None
+
     @abc.abstractmethod
     def reset(self, seed: int) -> Observation: ...
 
@@ -108,6 +118,35 @@ def _import_adapters() -> None:
             if (e.name or "").startswith("oft") and e.name != mod:
                 raise  # our own bug, not a missing extra (an adapter module not written yet is skipped)
             continue
+
+
+def check_seeds(name: str, tasks: list[str], seed: int, episodes: int) -> None:
+    """Raise ValueError unless every task of env ``name`` accepts the seeds of episodes ``0 .. episodes - 1``
+    started from ``seed``: ``eval_seed_offset + seed + i`` (``oft eval --seed S --episodes N``).
+
+    The message names the task, the seeds the run would use, the range the task accepts and the largest
+    ``--episodes`` that fits (:meth:`SimEnv.seed_limit`). Checked by :func:`oft.sim.evaluate.evaluate`
+    before any episode and by ``oft eval`` before a checkpoint is loaded.
+    """
+    _import_adapters()
+    if name not in ENVS:
+        raise KeyError(unknown_name_message("environment", name, ENVS))
+    factory = ENVS[name]
+    offset = int(getattr(factory, "eval_seed_offset", 0))
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}")
+    limit_of = getattr(factory, "seed_limit", None)
+    first, last = offset + seed, offset + seed + episodes - 1
+    for task in tasks:
+        limit = limit_of(task) if limit_of is not None else None
+        if limit is not None and last >= limit:
+            fits = max(limit - first, 0)
+            hint = f" (at most {fits} episode{'s' * (fits != 1)} from seed {seed})" if fits else ""
+            raise ValueError(
+                f"{name} task {task!r} accepts reset seeds {offset}..{limit - 1} for evaluation; seed {seed} "
+                f"with {episodes} episodes would use seeds {first}..{last}. Expected seed + episodes <= "
+                f"{limit - offset}{hint}"
+            )
 
 
 def make_env(name: str, task: str, **kwargs) -> SimEnv:

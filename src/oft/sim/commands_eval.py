@@ -68,10 +68,12 @@ def add_ensemble_argument(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from oft.sim.evaluate import check_takes_instruction, evaluate, evaluate_instructions
+    from oft.sim.base import check_seeds
+    from oft.sim.evaluate import check_takes_instruction, evaluate, evaluate_instructions, resolve_tasks
     from oft.sim.rollout import ExpertPolicy, check_execution
 
     check_execution(args.open_loop_steps, args.temporal_ensemble_coeff)  # before a checkpoint is loaded
+    check_seeds(args.env, resolve_tasks(args.env, args.tasks), args.seed, args.episodes)  # likewise
     if args.instruction is not None:
         check_takes_instruction(args.env)  # before a checkpoint is loaded
 

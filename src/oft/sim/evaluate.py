@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from oft.progress import progress_bar
-from oft.sim.base import SimEnv, list_tasks, make_env
+from oft.sim.base import SimEnv, check_seeds, list_tasks, make_env
 from oft.sim.rollout import ChunkPolicy, EpisodeResult, check_execution, rollout
 from oft.spec import unknown_name_message
 from oft.train.checkpoint import checkpoint_step  # results["policy_step"]: kept when the run prunes the path
@@ -276,6 +276,7 @@ def evaluate(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     task_names = resolve_tasks(env_name, tasks)
+    check_seeds(env_name, task_names, seed, episodes)  # before any episode: none of their results is lost
     out = Path(out) if out is not None else None
     if out is None and video_episodes:
         raise ValueError("video_episodes needs an output directory (out=...)")

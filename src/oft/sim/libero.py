@@ -105,6 +105,13 @@ class LiberoEnv(SimEnv):
         self._raw: dict | None = None
         self._steps = 0
 
+    @classmethod
+    def seed_limit(cls, task: str) -> int:
+        """The number of fixed initial states of ``task`` (50 for every task of the four suites): seed i
+        restores state i."""
+        suite_name, index = cls._parse_task(task)
+        return len(_suite(suite_name).get_task_init_states(index))
+
     @staticmethod
     def _parse_task(task: str) -> tuple[str, int]:
         suite, _, idx = task.partition("/")
