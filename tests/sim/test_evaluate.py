@@ -267,3 +267,17 @@ def test_cli_eval_seed_past_the_limit_named_before_loading(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"accepts reset seeds {ALOHA_OFFSET}..{2**32 - 1}" in err and "(at most 1 episode from seed" in err
     assert not (tmp_path / "results.json").exists()
+
+
+def test_an_error_in_a_worker_reaches_the_caller_as_itself(tmp_path, capsys):
+    """An env option that fails in a worker (an unknown camera) is the same KeyError with 2 workers as with
+    1, so `oft eval` prints one clear line (exit 2) at its default worker count; it used to be a
+    RuntimeError wrapping the worker's traceback, printed as a traceback (exit 1)."""
+    kwargs = {"cameras": ("bogus",), "image_size": 32}
+    for workers in (1, 2):
+        with pytest.raises(KeyError, match="unknown metaworld camera 'bogus'") as err:
+            evaluate(ExpertPolicy, "metaworld", ["reach-v3"], episodes=2, workers=workers, env_kwargs=kwargs)
+    assert "Traceback" in str(err.value.__cause__)  # the worker's traceback, kept as the cause
+    args = ["eval", "--env", "metaworld", "--tasks", "reach-v3", "--expert", "--cameras", "bogus"]
+    assert main([*args, "--episodes", "2", "--workers", "2", "--out", str(tmp_path)]) == 2
+    assert "oft eval: error: unknown metaworld camera 'bogus'" in capsys.readouterr().err

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import multiprocessing as mp
 import os
+import pickle
 import traceback
 from collections.abc import Iterator
 from multiprocessing.connection import Connection, wait
@@ -33,6 +34,27 @@ from oft.sim.base import make_env
 from oft.sim.evaluate import EpisodeJob, PolicyOrFactory, RolloutSettings, _is_factory, run_episode
 
 log = logging.getLogger(__name__)
+
+
+class WorkerTraceback(Exception):
+    """Where an exception re-raised from an evaluation worker came from: the worker's traceback, as text.
+
+    A worker's exception reaches the caller as itself (its type and message, as ``multiprocessing.Pool``
+    re-raises a task's), with this as its ``__cause__``: an unknown camera or a bad option is the same
+    ``KeyError`` / ``ValueError`` with any number of workers, which ``oft eval`` prints as one line.
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+def _picklable(e: BaseException) -> BaseException | None:
+    """``e`` if it survives pickling (to cross the pipe and be raised again), else None."""
+    try:
+        pickle.loads(pickle.dumps(e))
+    except Exception:
+        return None
+    return e
 
 
 class RemotePolicy:
@@ -75,8 +97,8 @@ def _worker(conn: Connection, jobs, settings: RolloutSettings, policy_info) -> N
                 policy = factory(env) if factory is not None else RemotePolicy(conn, *remote)
             conn.send(("done", job, run_episode(policy, env, job, settings)))
         conn.send(("exit", None))
-    except Exception:  # reported to the parent, which raises it
-        conn.send(("error", traceback.format_exc()))
+    except Exception as e:  # reported to the parent, which raises it
+        conn.send(("error", _picklable(e), traceback.format_exc()))
     finally:
         if env is not None:
             env.close()
@@ -145,8 +167,10 @@ def _serve(
                 yield payload, rest[0]
             elif kind == "exit":
                 alive.discard(conn)
-            else:
-                raise RuntimeError(f"evaluation worker failed:\n{payload}")
+            else:  # ("error", the exception or None, its traceback)
+                if payload is None:
+                    raise RuntimeError(f"evaluation worker failed:\n{rest[0]}")
+                raise payload from WorkerTraceback(rest[0])
         if waiting:
             _answer(policy, waiting, batch)
 
