@@ -281,3 +281,27 @@ def test_an_error_in_a_worker_reaches_the_caller_as_itself(tmp_path, capsys):
     args = ["eval", "--env", "metaworld", "--tasks", "reach-v3", "--expert", "--cameras", "bogus"]
     assert main([*args, "--episodes", "2", "--workers", "2", "--out", str(tmp_path)]) == 2
     assert "oft eval: error: unknown metaworld camera 'bogus'" in capsys.readouterr().err
+
+
+def test_an_evaluation_stopped_midway_keeps_the_finished_episodes(tmp_path):
+    """A failure in episode 3 (here the policy's; a crashed simulator or Ctrl-C alike) used to lose episodes
+    1-2 with it: they are written to results_partial.json, with the error, before it propagates."""
+
+    class BreaksOnThirdQuery(ZeroPolicy):
+        def __init__(self):
+            super().__init__()
+            self.queries = 0
+
+        def predict_action_chunk(self, obs):
+            self.queries += 1
+            if self.queries == 3:
+                raise RuntimeError("policy broke")
+            return super().predict_action_chunk(obs)
+
+    with pytest.raises(RuntimeError, match="policy broke"):  # 8 steps: one chunk query per episode
+        evaluate(BreaksOnThirdQuery(), "metaworld", "drawer-close-v3", episodes=4, max_steps=8, out=tmp_path)
+    partial = json.loads((tmp_path / "results_partial.json").read_text())
+    assert partial["episodes_finished"] == 2 and "policy broke" in partial["error"]
+    seeds = [e["seed"] for e in partial["tasks"]["drawer-close-v3"]]
+    assert seeds == [EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + 1]
+    assert not (tmp_path / "results.json").exists()  # the results of a whole run only

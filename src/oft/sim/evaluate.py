@@ -293,12 +293,18 @@ def evaluate(
         from oft.sim.parallel import run_parallel
 
         finished = run_parallel(policy, jobs, settings, workers, batch)
-    for job, record in finished:
-        records[job.task][job.index] = record
-        env_steps += record["steps"]
-        bar.update(1)
-        bar.set_postfix(task=job.task, success=f"{sum(bool(e and e['success']) for e in records[job.task])}")
-    bar.close()
+    try:
+        for job, record in finished:
+            records[job.task][job.index] = record
+            env_steps += record["steps"]
+            bar.update(1)
+            wins = sum(bool(e and e["success"]) for e in records[job.task])
+            bar.set_postfix(task=job.task, success=f"{wins}")
+    except BaseException as e:  # an episode failed, or Ctrl-C: what finished is kept
+        _keep_finished(records, out, e, {"env": env_name, "policy": policy_source, "seed": seed})
+        raise
+    finally:
+        bar.close()
     per_task, overall = _summarize(records)
     wall = time.perf_counter() - t0
     results = {
@@ -458,6 +464,24 @@ def _same_outcome(rows: dict, task: str, instructions: list[str]) -> dict:
     moved = [[e["outcome"]["moved"] for e in eps] for eps in runs]
     acted = [col for col in zip(*moved, strict=True) if all(m is not None for m in col)]
     return {"start_states": len(acted), "same": sum(len(set(col)) == 1 for col in acted)}
+
+
+PARTIAL_RESULTS = "results_partial.json"
+
+
+def _keep_finished(records: dict[str, list], out: Path | None, error: BaseException, run: dict) -> None:
+    """Write the episodes that finished before ``error`` stopped an evaluation to ``out/results_partial.json``
+    (``run`` + ``error``, ``episodes_finished`` and per task the finished episodes' records); nothing when
+    there is no ``out`` or no finished episode."""
+    done = {t: [r for r in eps if r is not None] for t, eps in records.items()}
+    n = sum(len(eps) for eps in done.values())
+    if out is None or n == 0:
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / PARTIAL_RESULTS
+    doc = run | {"error": f"{type(error).__name__}: {error}", "episodes_finished": n, "tasks": done}
+    path.write_text(json.dumps(doc, indent=2, default=str))
+    log.error("evaluation stopped after %d finished episodes (%s); kept in %s", n, type(error).__name__, path)
 
 
 def write_results(results: dict, out: Path) -> None:
