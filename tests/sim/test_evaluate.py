@@ -305,3 +305,5 @@ def test_an_evaluation_stopped_midway_keeps_the_finished_episodes(tmp_path):
     seeds = [e["seed"] for e in partial["tasks"]["drawer-close-v3"]]
     assert seeds == [EVAL_SEED_OFFSET, EVAL_SEED_OFFSET + 1]
     assert not (tmp_path / "results.json").exists()  # the results of a whole run only
+    evaluate(ZeroPolicy(), "metaworld", "drawer-close-v3", episodes=1, max_steps=8, out=tmp_path)
+    assert (tmp_path / "results.json").exists() and not (tmp_path / "results_partial.json").exists()

@@ -269,3 +269,19 @@ def test_a_curve_from_relative_paths_records_absolute_ones_and_reads_old_points(
 
     monkeypatch.setattr("oft.sim.evaluate.evaluate", refuse)
     assert main(_argv("run", "curve", "--steps", "6")) == 0
+
+
+def test_curve_refuses_seeds_past_the_envs_limit_before_loading(run_dir, tmp_path, capsys, monkeypatch):
+    pytest.importorskip("gym_aloha")
+    import oft.model.loading
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a checkpoint was loaded before the seeds were checked")
+
+    monkeypatch.setattr(oft.model.loading, "load_policy", no_loading)
+    seed = str(2**32 - 1_000_000 - 1)  # ALOHA's last 32-bit layout seed: one episode fits, two do not
+    argv = ["eval-curve", "--run", str(run_dir), "--env", "aloha", "--tasks", "insertion", "--episodes", "2",
+            "--seed", seed, "--workers", "1", "--out", str(tmp_path / "c")]  # fmt: skip
+    assert main(argv) == 2
+    assert "(at most 1 episode from seed" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()

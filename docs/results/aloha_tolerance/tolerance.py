@@ -9,11 +9,12 @@ point is the same for every layout. Prints the inserted fraction per sigma, and 
 how far the peg's tip is from the pin's end when the arms arrive (step 339) and at the end (step 399), along
 the socket's axis and across it (m).
 
-``--grasp-noise S`` instead moves each hand's grasp point (the object's x and y as the expert reads them) by
-N(0, S^2) m per episode and leaves the joints alone: an off-centre grasp, with the meeting point unchanged.
+``--grasp-noise`` makes the sigmas metres instead: each hand's grasp point (the object's x and y as the expert
+reads them) moves by N(0, sigma^2) m per episode and the joints are left alone: an off-centre grasp, with the
+meeting point unchanged. Every sigma reuses the same layouts and the same draws (scaled by sigma).
 
-``--depth D`` moves both hands' final meeting waypoints D m further toward each other (a deeper insertion in
-the demonstrations), to see whether a margin along the axis buys tolerance.
+``--depth D`` moves each hand's final meeting waypoints D m toward the other (2 D between them: a deeper
+insertion in the demonstrations), to see whether a margin along the axis buys tolerance.
 
     MUJOCO_GL=egl python docs/results/aloha_tolerance/tolerance.py --episodes 50 --sigmas 0,0.005,0.01,0.02
     MUJOCO_GL=egl python docs/results/aloha_tolerance/tolerance.py --episodes 50 --sigmas 0.003,0.006,0.01 \
@@ -34,7 +35,7 @@ p.add_argument("--episodes", type=int, default=50)
 p.add_argument("--sigmas", default="0,0.005,0.01,0.015,0.02,0.03")
 p.add_argument("--start", type=int, default=220, help="first step with the offset")
 p.add_argument("--grasp-noise", action="store_true", help="the sigmas (m) move the grasp points instead")
-p.add_argument("--depth", type=float, default=0.0, help="meeting point moved this much deeper (m)")
+p.add_argument("--depth", type=float, default=0.0, help="each hand's meeting point moved this far in (m)")
 args = p.parse_args()
 
 

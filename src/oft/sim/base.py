@@ -126,7 +126,8 @@ def check_seeds(name: str, tasks: list[str], seed: int, episodes: int) -> None:
 
     The message names the task, the seeds the run would use, the range the task accepts and the largest
     ``--episodes`` that fits (:meth:`SimEnv.seed_limit`). Checked by :func:`oft.sim.evaluate.evaluate`
-    before any episode and by ``oft eval`` before a checkpoint is loaded.
+    before any episode, and by ``oft eval`` and ``oft eval-curve`` before a checkpoint is loaded. Also
+    raises KeyError for an unknown env, ValueError for ``seed < 0`` or ``episodes < 1``.
     """
     _import_adapters()
     if name not in ENVS:
@@ -135,6 +136,8 @@ def check_seeds(name: str, tasks: list[str], seed: int, episodes: int) -> None:
     offset = int(getattr(factory, "eval_seed_offset", 0))
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
     limit_of = getattr(factory, "seed_limit", None)
     first, last = offset + seed, offset + seed + episodes - 1
     for task in tasks:

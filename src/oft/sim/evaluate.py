@@ -259,7 +259,8 @@ def evaluate(
         its cameras, the size of its training frames, and the scene options its demonstrations were
         collected with (``PolicyConfig.scene``: MetaWorld's hidden goal markers, shared layouts).
     out: directory for ``results.json``, ``success.png`` and ``videos/<task>/*.mp4`` of the first
-        ``video_episodes`` episodes of each task.
+        ``video_episodes`` episodes of each task. A run stopped by an exception (or Ctrl-C) first writes the
+        episodes that finished, with the error, to ``results_partial.json`` (removed when a run starts).
     workers: simulator processes stepping episodes in parallel (see :mod:`oft.sim.parallel`); a learned
         policy stays in this process and answers them. Every episode is the same :func:`rollout` from the
         same seed: the per-seed results equal the sequential run's (``workers=1``).
@@ -269,6 +270,9 @@ def evaluate(
     policy_source: what was evaluated (a checkpoint path, "expert"), recorded in ``results["policy"]``.
     temporal_ensemble_coeff: ACT's temporal ensembling instead of open-loop chunks (see
         :func:`oft.sim.rollout.rollout`; ValueError with an ``open_loop_steps`` other than None or 1).
+
+    Raises ValueError, before any episode, for seeds past what a task accepts
+    (:func:`oft.sim.base.check_seeds`), ``episodes`` or ``workers`` below 1, or videos without ``out``.
     """
     check_execution(open_loop_steps, temporal_ensemble_coeff)  # here, not in a worker
     if episodes < 1:
@@ -280,6 +284,8 @@ def evaluate(
     out = Path(out) if out is not None else None
     if out is None and video_episodes:
         raise ValueError("video_episodes needs an output directory (out=...)")
+    if out is not None:  # an earlier run's, into the same directory: this run's results replace it
+        (out / PARTIAL_RESULTS).unlink(missing_ok=True)
     jobs = [EpisodeJob(t, i, seed, i < video_episodes) for t in task_names for i in range(episodes)]
     bar = progress_bar(len(jobs), desc="eval", unit="ep", enabled=progress)
     records: dict[str, list[dict]] = {t: [None] * episodes for t in task_names}  # type: ignore[list-item]
@@ -300,11 +306,16 @@ def evaluate(
             bar.update(1)
             wins = sum(bool(e and e["success"]) for e in records[job.task])
             bar.set_postfix(task=job.task, success=f"{wins}")
-    except BaseException as e:  # an episode failed, or Ctrl-C: what finished is kept
-        _keep_finished(records, out, e, {"env": env_name, "policy": policy_source, "seed": seed})
+    except BaseException as e:  # an episode failed, a worker died, or Ctrl-C: what finished is kept
+        run = {"env": env_name, "env_options": json.loads(json.dumps(env_kwargs, default=str)),
+               "policy": policy_source, "episodes_per_task": episodes, "seed": seed,
+               "open_loop_steps": open_loop_steps, "max_steps": max_steps,
+               "temporal_ensemble_coeff": temporal_ensemble_coeff}  # fmt: skip
+        _keep_finished(records, out, e, run)
         raise
     finally:
         bar.close()
+        finished.close()  # stops the workers (run_parallel's finally) when the loop body was interrupted
     per_task, overall = _summarize(records)
     wall = time.perf_counter() - t0
     results = {
@@ -477,11 +488,19 @@ def _keep_finished(records: dict[str, list], out: Path | None, error: BaseExcept
     n = sum(len(eps) for eps in done.values())
     if out is None or n == 0:
         return
-    out.mkdir(parents=True, exist_ok=True)
+    text = error.args[0] if isinstance(error, KeyError) and error.args else error
+    name = type(error).__name__
+    doc = run | {"error": f"{name}: {text}" if str(text) else name, "episodes_finished": n, "tasks": done}
     path = out / PARTIAL_RESULTS
-    doc = run | {"error": f"{type(error).__name__}: {error}", "episodes_finished": n, "tasks": done}
-    path.write_text(json.dumps(doc, indent=2, default=str))
-    log.error("evaluation stopped after %d finished episodes (%s); kept in %s", n, type(error).__name__, path)
+    try:  # written whole or not at all; a failure here must not hide the error that stopped the run
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=2, default=str))
+        tmp.replace(path)
+    except Exception as write_error:
+        log.warning("could not keep the %d finished episodes in %s: %s", n, path, write_error)
+        return
+    log.error("evaluation stopped after %d finished episodes (%s); kept in %s", n, name, path)
 
 
 def write_results(results: dict, out: Path) -> None:

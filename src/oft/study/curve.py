@@ -79,6 +79,10 @@ class CurveConfig:
             check_instructions(self.env, self.instructions)
         if self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+        from oft.sim.base import check_seeds
+        from oft.sim.evaluate import resolve_tasks
+
+        check_seeds(self.env, resolve_tasks(self.env, self.tasks), self.seed, self.episodes)  # before loading
         if self.steps is not None and self.every is not None:
             raise ValueError("choose the points with steps or with every, not both")
         if self.every is not None and self.every < 1:
