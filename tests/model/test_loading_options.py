@@ -83,7 +83,7 @@ def loaded(monkeypatch, tmp_path):
 
     def run(command: str, checkpoint: Path, *flags: str):
         if command == "eval":
-            out = ["--env", "metaworld", "--tasks", "t", "--out", str(tmp_path / "ev")]
+            out = ["--env", "metaworld", "--tasks", "drawer-open-v3", "--out", str(tmp_path / "ev")]
             assert main(["eval", "--checkpoint", str(checkpoint), *out, *flags]) == 0
         elif command == "info":
             assert main(["info", str(checkpoint), "--json", *flags]) == 0
@@ -140,7 +140,7 @@ def test_several_datasets_without_unnorm_key_is_one_clean_error(command, two_dat
     checkpoint, key, _ = two_datasets
     argv = ["info", str(checkpoint)]
     if command == "eval":
-        argv = ["eval", "--checkpoint", str(checkpoint), "--tasks", "t", "--out", str(tmp_path)]
+        argv = ["eval", "--checkpoint", str(checkpoint), "--tasks", "drawer-open-v3", "--out", str(tmp_path)]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert key in err and "--unnorm-key KEY" in err and "Traceback" not in err
@@ -191,7 +191,7 @@ def test_every_command_records_the_step_a_run_directory_stood_for(
     sources, served = [], {}
 
     monkeypatch.setattr(evaluate_module, "evaluate", _no_rollouts(sources))
-    out = ["--env", "metaworld", "--tasks", "t", "--out", str(tmp_path / "ev")]
+    out = ["--env", "metaworld", "--tasks", "drawer-open-v3", "--out", str(tmp_path / "ev")]
     assert main(["eval", "--checkpoint", str(training_run), *out]) == 0
     newest = training_run / "checkpoints" / "step_0000004"
     assert sources == [str(newest)]
@@ -245,7 +245,8 @@ def test_a_relative_checkpoint_is_recorded_so_it_can_be_found_from_anywhere(
     sources, served = [], {}
 
     monkeypatch.setattr(evaluate_module, "evaluate", _no_rollouts(sources))
-    assert main(["eval", "--checkpoint", "run", "--env", "metaworld", "--tasks", "t", "--out", "ev"]) == 0
+    argv = ["eval", "--checkpoint", "run", "--env", "metaworld", "--tasks", "drawer-open-v3", "--out", "ev"]
+    assert main(argv) == 0
     assert sources == [str(newest)]
     monkeypatch.setattr(
         server_module, "serve_forever", lambda policy, config, policy_info: served.update(policy_info)
