@@ -152,7 +152,11 @@ def run_parallel(
 def _serve(
     policy: PolicyOrFactory, conns: list[Connection], batch: bool
 ) -> Iterator[tuple[EpisodeJob, dict]]:
-    """Answer observations until every worker has exited."""
+    """Answer observations until every worker has exited.
+
+    When a worker fails, the episodes other workers finished and already sent are still yielded (the caller
+    keeps them, see ``results_partial.json``) before its exception is raised; episodes still running are lost.
+    """
     alive = set(conns)
     while alive:
         waiting: list[tuple[Connection, Observation]] = []
@@ -160,6 +164,7 @@ def _serve(
             try:
                 kind, payload, *rest = conn.recv()
             except EOFError as e:
+                yield from _finished_before_stop(alive - {conn})
                 raise RuntimeError("an evaluation worker died without reporting") from e
             if kind == "obs":
                 waiting.append((conn, payload))
@@ -168,11 +173,24 @@ def _serve(
             elif kind == "exit":
                 alive.discard(conn)
             else:  # ("error", the exception or None, its traceback)
+                yield from _finished_before_stop(alive - {conn})
                 if payload is None:
                     raise RuntimeError(f"evaluation worker failed:\n{rest[0]}")
                 raise payload from WorkerTraceback(rest[0])
         if waiting:
             _answer(policy, waiting, batch)
+
+
+def _finished_before_stop(conns: set[Connection]) -> Iterator[tuple[EpisodeJob, dict]]:
+    """The (job, record) pairs already sent on ``conns``, read without waiting for any more."""
+    for conn in conns:
+        try:
+            while conn.poll(0):
+                kind, payload, *rest = conn.recv()
+                if kind == "done":
+                    yield payload, rest[0]
+        except (EOFError, OSError):
+            continue
 
 
 def _answer(policy, waiting: list[tuple[Connection, Observation]], batch: bool) -> None:
