@@ -100,7 +100,12 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--episodes", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0, help="first evaluation seed (reset seed 1,000 + this)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="first evaluation layout (reset seed 1,000,000 + this, as oft eval --seed)",
+    )
     p.add_argument("--grasp-step", type=int, default=330)
     p.add_argument("--out", help="per-episode JSON")
     args = p.parse_args()
