@@ -258,7 +258,8 @@ def train_variant(ctx: _Context, variant: StudyVariant, vdir: Path) -> dict:
     """Train ``variant`` into ``vdir/train`` within the budget; returns (and records in train.json) the run.
 
     A training interrupted by a kill resumes from its last checkpoint; with a minutes budget it gets what is
-    left, the time already spent estimated from its ``metrics.jsonl`` (samples/s of each logged interval).
+    left (``max_minutes`` is the whole run's budget: the training loop subtracts the time its checkpoint
+    records, :func:`oft.train.loop.train`).
     """
     from oft.train.feedback import seconds_trained
     from oft.train.loop import train
@@ -269,9 +270,10 @@ def train_variant(ctx: _Context, variant: StudyVariant, vdir: Path) -> dict:
     cfg = variant_train_config(ctx, variant)
     spent_s = seconds_trained(vdir / "train", cfg.batch_size * cfg.grad_accum)
     if ctx.config.budget_minutes is not None:
-        left = ctx.config.budget_minutes - spent_s / 60.0
-        cfg = cfg.replace(max_minutes=max(left, 1e-3))
-        log.info("%s: %.2f of %.2f training minutes left", variant.name, left, ctx.config.budget_minutes)
+        cfg = cfg.replace(max_minutes=ctx.config.budget_minutes)
+        if spent_s > 0:
+            log.info("%s: resuming, about %.2f of %.2f training minutes spent", variant.name, spent_s / 60.0,
+                     ctx.config.budget_minutes)  # fmt: skip
     result = train(cfg, vdir / "train", resume=True)
     checkpoint = result.checkpoint or _latest_checkpoint(vdir / "train")
     trained = {

@@ -180,14 +180,23 @@ def _fsync_tree(root: Path) -> None:
 
 # --------------------------------------------------------------------------- trainer state files
 def write_trainer_state(
-    path: Path, step: int, optimizer, scheduler, rank_states: list[dict], extra: dict | None = None
+    path: Path,
+    step: int,
+    optimizer,
+    scheduler,
+    rank_states: list[dict],
+    extra: dict | None = None,
+    train_seconds: float | None = None,
 ) -> None:
     """``rank_states``: one JSON-safe dict per rank (RNG + loader position), gathered to rank 0.
     ``extra``: more tensors to keep (``oft.train.ema``: the optimizer's own weights when the checkpoint
-    serves an average)."""
+    serves an average). ``train_seconds``: the run's wall seconds up to this checkpoint, resumed segments
+    included, so a resumed run spends only what is left of ``max_minutes``."""
     tensors = {"step": int(step), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
     torch.save({**tensors, **(extra or {})}, path / TRAINER_STATE)
     resume = {"step": int(step), "world_size": len(rank_states), "ranks": rank_states}
+    if train_seconds is not None:
+        resume["train_seconds"] = float(train_seconds)
     (path / RESUME_STATE).write_text(json.dumps(resume))
 
 

@@ -67,15 +67,17 @@ class TrainConfig:
       lr, weight_decay, decay_step (None: never), decay_factor, warmup_steps (linear 10%->100% ramp that is
       multiplied with the decay rather than overwriting it, unlike the paper's script), grad_clip (None: off).
       decay_at: the decay at a fraction of the run instead of a fixed step: after ``decay_at * max_steps``
-      steps or, under ``max_minutes``, ``decay_at`` of the time budget, whichever comes first; the step it
-      happens at is saved with the schedule, so a resumed run keeps it (``oft.train.schedule``).
+      steps or, under ``max_minutes``, ``decay_at`` of the run's time budget, whichever comes first; the
+      step it happens at is saved with the schedule, so a resumed run keeps it (``oft.train.schedule``).
       ema_decay: None (the paper's), or checkpoints serve an exponential moving average of the trainable
         weights, ``ema <- d * ema + (1 - d) * weights`` after every update with ``d`` warming up to
         ``ema_decay`` (about the last ``1 / (1 - ema_decay)`` updates; openpi's full fine-tuning uses 0.99 and
         turns it off for LoRA); ``--resume`` continues from the optimizer's own weights and the float32
         average, kept in ``trainer_state.pt`` (``oft.train.ema``); ``--set ema_decay=none`` turns it off.
       batch_size is per process; the global batch is batch_size * grad_accum * world size.
-      max_steps counts optimizer updates; max_minutes (None: no limit) stops earlier by wall clock.
+      max_steps counts optimizer updates; max_minutes (None: no limit) stops earlier by wall clock. Both are
+      the run's: a ``--resume`` trains to max_steps and spends what is left of max_minutes (every
+      checkpoint records the run's wall seconds so far, each segment's start-up included).
     Data
       datasets: paths or Hub dataset ids (``lerobot/aloha_sim_transfer_cube_human``, ``org/name@revision``;
         a local path that exists wins). dataset_weights: sampling weight of each dataset of a mixture (the

@@ -25,6 +25,7 @@ from oft.observation import Batch
 from oft.spec import RobotSpec, get_spec, with_dataset_conventions
 from oft.train import distributed as D
 from oft.train.checkpoint import (
+    RESUME_STATE,
     TRAIN_CONFIG,
     CheckpointManager,
     capture_rng_state,
@@ -54,11 +55,12 @@ class TrainResult:
     checkpoint: Path | None  # the last checkpoint written (rank 0), None on other ranks
     step: int
     start_step: int
-    wall_s: float
+    wall_s: float  # this process's wall time
     train_s: float  # time spent in optimizer steps (excludes setup and checkpoint writing)
     samples: int  # samples seen by all ranks in this process's run (not counting resumed steps)
     stopped_by: str  # "max_steps" | "max_minutes"
     final_loss: float = math.nan
+    run_s: float = math.nan  # the run's wall time, resumed segments included (what max_minutes limits)
     loss_curve: Path | None = None
     extra: dict = field(default_factory=dict)
 
@@ -78,6 +80,12 @@ class _State:
     loader: object
     step: int = 0
     ema: WeightEMA | None = None  # the average the checkpoints serve (cfg.ema_decay), None: the weights
+    started: float = 0.0  # time.perf_counter() when this process's segment of the run began
+    seconds_before: float = 0.0  # wall seconds earlier segments spent up to the resumed checkpoint
+
+    def run_seconds(self) -> float:
+        """The run's wall seconds so far, resumed segments included: what ``max_minutes`` limits."""
+        return self.seconds_before + time.perf_counter() - self.started
 
 
 def train(
@@ -125,8 +133,10 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, dataset, info: D.DistInfo,
 
     policy.config.scene = recorded_scene(dataset)  # what evaluation renders (oft eval asks)
     state = _make_state(cfg, policy, dataset, spec, info)
+    state.started = t0
     if resume_from is not None:
         _restore(state, resume_from, info)
+        state.seconds_before = _seconds_before(out, resume_from, cfg, info)
         apply_optimizer_settings(cfg, state.optimizer, state.scheduler)
         log.info("resumed from %s at step %d", resume_from, state.step)
         if changes and info.is_main:
@@ -352,6 +362,19 @@ def apply_optimizer_settings(cfg: TrainConfig, optimizer: torch.optim.Optimizer,
     scheduler._last_lr = [group["lr"] for group in groups]
 
 
+def _seconds_before(out: Path, checkpoint: Path, cfg: TrainConfig, info: D.DistInfo) -> float:
+    """Wall seconds the run had spent when ``checkpoint`` was written: recorded in its ``resume_state.json``
+    (``train_seconds``); for a checkpoint written before that was recorded, estimated from the run's
+    ``metrics.jsonl`` (:func:`oft.train.feedback.seconds_trained`)."""
+    resume = json.loads((checkpoint / RESUME_STATE).read_text())
+    if resume.get("train_seconds") is not None:
+        return float(resume["train_seconds"])
+    from oft.train.feedback import seconds_trained
+
+    per_step = cfg.batch_size * cfg.grad_accum * info.world_size
+    return seconds_trained(out, per_step, up_to_step=int(resume["step"]))
+
+
 def _restore(state: _State, path: Path, info: D.DistInfo) -> None:
     tensors, resume = read_trainer_state(path)
     state.optimizer.load_state_dict(tensors["optimizer"])
@@ -381,7 +404,10 @@ def _restore(state: _State, path: Path, info: D.DistInfo) -> None:
 # --------------------------------------------------------------------------- the loop
 def _run(cfg: TrainConfig, state: _State, mgr: CheckpointManager, info: D.DistInfo, out: Path, t0: float):
     start_step = state.step
-    deadline = None if cfg.max_minutes is None else t0 + 60.0 * cfg.max_minutes
+    # max_minutes is the run's budget, like max_steps: a resumed segment gets what earlier ones left
+    deadline = None
+    if cfg.max_minutes is not None:
+        deadline = state.started + 60.0 * cfg.max_minutes - state.seconds_before
     feedback = TrainFeedback(
         out, cfg.max_steps, start_step, info.is_main, cfg.to_dict(), wandb=cfg.wandb, deadline=deadline
     )
@@ -393,7 +419,12 @@ def _run(cfg: TrainConfig, state: _State, mgr: CheckpointManager, info: D.DistIn
     sums: dict[str, torch.Tensor] = {}  # metrics summed on the device since the last log step
     since_log = 0
     try:
-        while state.step < cfg.max_steps:
+        if deadline is not None and state.step > 0 and time.perf_counter() > deadline:
+            stopped_by = "max_minutes"  # resumed a run whose time budget was already spent: nothing to do
+            log.info("the run's time budget of %.1f min was spent (%.1f min) before step %d", cfg.max_minutes,
+                     state.seconds_before / 60.0, state.step)  # fmt: skip
+            last_ckpt = mgr.latest()
+        while state.step < cfg.max_steps and stopped_by != "max_minutes":
             ts = time.perf_counter()
             step_loss, metrics = train_step(cfg, state, batches, info)
             _accumulate(sums, {"loss": step_loss, **metrics})
@@ -402,7 +433,7 @@ def _run(cfg: TrainConfig, state: _State, mgr: CheckpointManager, info: D.DistIn
             samples += samples_per_step
             state.step += 1
             log_now = _should_log(cfg, state.step)  # the same on every rank: safe to all-reduce under it
-            if decay is not None and _decay_due(decay, state, time.perf_counter() - t0, log_now, info):
+            if decay is not None and _decay_due(decay, state, state.run_seconds(), log_now, info):
                 set_decay_step(state.scheduler, state.step)
                 log.info("lr decayed %gx from step %d (decay_at=%g)", 1 / cfg.decay_factor, state.step,
                          cfg.decay_at)  # fmt: skip
@@ -435,6 +466,7 @@ def _run(cfg: TrainConfig, state: _State, mgr: CheckpointManager, info: D.DistIn
         stopped_by=stopped_by,
         final_loss=loss,
         loss_curve=curve,
+        run_s=state.run_seconds(),
     )
 
 
@@ -556,7 +588,8 @@ def save_checkpoint(cfg: TrainConfig, state: _State, mgr: CheckpointManager, inf
                     state.policy.save(tmp)
                 extra = {RAW_WEIGHTS: state.ema.raw_weights(), **state.ema.state_dict()}
             cfg.save(tmp / TRAIN_CONFIG)
-            write_trainer_state(tmp, state.step, state.optimizer, state.scheduler, rank_states, extra)
+            write_trainer_state(tmp, state.step, state.optimizer, state.scheduler, rank_states, extra,
+                                train_seconds=state.run_seconds())  # fmt: skip
 
         path = mgr.save(state.step, write)
     D.barrier(info)

@@ -57,7 +57,8 @@ class DecayAtFraction:
             raise ValueError(f"decay_at must be a fraction of the run in (0, 1], got {self.fraction!r}")
 
     def due(self, step: int, elapsed_s: float) -> bool:
-        """``step`` updates done after ``elapsed_s`` seconds of training: is the decay due from now on?"""
+        """``step`` updates done after ``elapsed_s`` seconds of the run (resumed segments included): is the
+        decay due from now on?"""
         if step >= self.fraction * self.max_steps:
             return True
         return self.budget_s is not None and elapsed_s >= self.fraction * self.budget_s
