@@ -419,8 +419,10 @@ def _run(cfg: TrainConfig, state: _State, mgr: CheckpointManager, info: D.DistIn
     sums: dict[str, torch.Tensor] = {}  # metrics summed on the device since the last log step
     since_log = 0
     try:
-        if deadline is not None and state.step > 0 and time.perf_counter() > deadline:
-            stopped_by = "max_minutes"  # resumed a run whose time budget was already spent: nothing to do
+        if cfg.max_minutes is not None and state.seconds_before >= 60.0 * cfg.max_minutes:
+            # resumed a run whose time budget was already spent: nothing to do (decided from the checkpoint's
+            # record, the same on every rank)
+            stopped_by = "max_minutes"
             log.info("the run's time budget of %.1f min was spent (%.1f min) before step %d", cfg.max_minutes,
                      state.seconds_before / 60.0, state.step)  # fmt: skip
             last_ckpt = mgr.latest()
