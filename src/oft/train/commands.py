@@ -119,8 +119,13 @@ def run(args: argparse.Namespace) -> int:
         )
         print(f"exported (paper layout, {args.export_mode}): {args.export}")
     if result.checkpoint is not None:
+        resumed = (
+            f" from step {result.start_step} (the run: {result.run_s / 60:.1f} min in all)"
+            if result.start_step
+            else ""
+        )
         print(
-            f"trained {result.step} steps ({result.stopped_by}) in {result.wall_s / 60:.1f} min, "
+            f"trained to step {result.step} ({result.stopped_by}) in {result.wall_s / 60:.1f} min{resumed}, "
             f"{result.samples_per_s:.0f} samples/s, final loss {result.final_loss:.4f}\n"
             f"checkpoint: {result.checkpoint}"
             + (f"\nloss curve: {result.loss_curve}" if result.loss_curve else "")
