@@ -116,13 +116,10 @@ def test_a_checkpoint_without_recorded_seconds_reads_them_from_the_metrics(tmp_p
     from oft.train import distributed as D
     from oft.train.loop import _seconds_before
 
-    ckpt = tmp_path / "checkpoints" / "step_0000010"
-    ckpt.mkdir(parents=True)
-    (ckpt / "resume_state.json").write_text(json.dumps({"step": 10, "world_size": 1, "ranks": []}))
     rows = [{"step": s, "samples_per_s": r} for s, r in ((5, 2.0), (10, 4.0), (15, 1.0))]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     cfg = tiny_config(batch_size=4)
     # steps 1-5 at 2 samples/s (10 s), 6-10 at 4 (5 s); step 15 is past the checkpoint
-    assert _seconds_before(tmp_path, ckpt, cfg, D.DistInfo()) == pytest.approx(15.0)
-    (ckpt / "resume_state.json").write_text(json.dumps({"step": 10, "ranks": [], "train_seconds": 42.5}))
-    assert _seconds_before(tmp_path, ckpt, cfg, D.DistInfo()) == 42.5
+    old = {"step": 10, "world_size": 1, "ranks": []}  # a checkpoint's resume_state.json
+    assert _seconds_before(old, tmp_path, cfg, D.DistInfo()) == pytest.approx(15.0)
+    assert _seconds_before({**old, "train_seconds": 42.5}, tmp_path, cfg, D.DistInfo()) == 42.5

@@ -25,7 +25,6 @@ from oft.observation import Batch
 from oft.spec import RobotSpec, get_spec, with_dataset_conventions
 from oft.train import distributed as D
 from oft.train.checkpoint import (
-    RESUME_STATE,
     TRAIN_CONFIG,
     CheckpointManager,
     capture_rng_state,
@@ -135,13 +134,13 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, dataset, info: D.DistInfo,
     state = _make_state(cfg, policy, dataset, spec, info)
     state.started = t0
     if resume_from is not None:
-        _restore(state, resume_from, info)
-        state.seconds_before = _seconds_before(out, resume_from, cfg, info)
+        resumed = _restore(state, resume_from, info)
+        state.seconds_before = _seconds_before(resumed, out, cfg, info)
         apply_optimizer_settings(cfg, state.optimizer, state.scheduler)
         log.info("resumed from %s at step %d", resume_from, state.step)
         if changes and info.is_main:
             _record_changes(out, state.step, resume_from, changes)
-    return _run(cfg, state, mgr, info, out, t0)
+    return _run(cfg, state, mgr, info, out)
 
 
 # --------------------------------------------------------------------------- setup
@@ -362,11 +361,10 @@ def apply_optimizer_settings(cfg: TrainConfig, optimizer: torch.optim.Optimizer,
     scheduler._last_lr = [group["lr"] for group in groups]
 
 
-def _seconds_before(out: Path, checkpoint: Path, cfg: TrainConfig, info: D.DistInfo) -> float:
-    """Wall seconds the run had spent when ``checkpoint`` was written: recorded in its ``resume_state.json``
-    (``train_seconds``); for a checkpoint written before that was recorded, estimated from the run's
-    ``metrics.jsonl`` (:func:`oft.train.feedback.seconds_trained`)."""
-    resume = json.loads((checkpoint / RESUME_STATE).read_text())
+def _seconds_before(resume: dict, out: Path, cfg: TrainConfig, info: D.DistInfo) -> float:
+    """Wall seconds the run had spent when the checkpoint whose ``resume_state.json`` is ``resume`` was
+    written: its ``train_seconds``; for a checkpoint written before that was recorded, estimated from the
+    run's ``metrics.jsonl`` (:func:`oft.train.feedback.seconds_trained`)."""
     if resume.get("train_seconds") is not None:
         return float(resume["train_seconds"])
     from oft.train.feedback import seconds_trained
@@ -375,7 +373,9 @@ def _seconds_before(out: Path, checkpoint: Path, cfg: TrainConfig, info: D.DistI
     return seconds_trained(out, per_step, up_to_step=int(resume["step"]))
 
 
-def _restore(state: _State, path: Path, info: D.DistInfo) -> None:
+def _restore(state: _State, path: Path, info: D.DistInfo) -> dict:
+    """Load checkpoint ``path``'s optimizer, schedule, step, RNG and loader position into ``state``; returns
+    its resume state (``resume_state.json``)."""
     tensors, resume = read_trainer_state(path)
     state.optimizer.load_state_dict(tensors["optimizer"])
     state.scheduler.load_state_dict(tensors["scheduler"])
@@ -399,10 +399,11 @@ def _restore(state: _State, path: Path, info: D.DistInfo) -> None:
     restore_rng_state(mine["rng"])
     if mine.get("loader") is not None and len(ranks) == info.world_size:
         state.loader.load_state_dict(from_jsonable(mine["loader"]))
+    return resume
 
 
 # --------------------------------------------------------------------------- the loop
-def _run(cfg: TrainConfig, state: _State, mgr: CheckpointManager, info: D.DistInfo, out: Path, t0: float):
+def _run(cfg: TrainConfig, state: _State, mgr: CheckpointManager, info: D.DistInfo, out: Path):
     start_step = state.step
     # max_minutes is the run's budget, like max_steps: a resumed segment gets what earlier ones left
     deadline = None
@@ -462,7 +463,7 @@ def _run(cfg: TrainConfig, state: _State, mgr: CheckpointManager, info: D.DistIn
         checkpoint=last_ckpt if info.is_main else None,
         step=state.step,
         start_step=start_step,
-        wall_s=time.perf_counter() - t0,
+        wall_s=time.perf_counter() - state.started,
         train_s=train_s,
         samples=samples,
         stopped_by=stopped_by,
