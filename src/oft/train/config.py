@@ -75,9 +75,12 @@ class TrainConfig:
         turns it off for LoRA); ``--resume`` continues from the optimizer's own weights and the float32
         average, kept in ``trainer_state.pt`` (``oft.train.ema``); ``--set ema_decay=none`` turns it off.
       batch_size is per process; the global batch is batch_size * grad_accum * world size.
-      max_steps counts optimizer updates; max_minutes (None: no limit) stops earlier by wall clock. Both are
-      the run's: a ``--resume`` trains to max_steps and spends what is left of max_minutes (every
-      checkpoint records the run's wall seconds so far, each segment's start-up included).
+      max_steps counts optimizer updates; max_minutes (None: no limit) stops earlier by the wall clock of
+      the training loop, from its first step on, checkpoint writes included; set-up (opening and decoding
+      the data, building the model, restoring a checkpoint) is not counted, since it is paid again on every
+      resume and can outlast a short budget (a 1.9 GB decode took 40 s before a 30 s budget's one step).
+      Both are the run's: a ``--resume`` trains to max_steps and spends what is left of max_minutes (every
+      checkpoint records the run's training seconds so far).
     Data
       datasets: paths or Hub dataset ids (``lerobot/aloha_sim_transfer_cube_human``, ``org/name@revision``;
         a local path that exists wins). dataset_weights: sampling weight of each dataset of a mixture (the

@@ -54,12 +54,12 @@ class TrainResult:
     checkpoint: Path | None  # the last checkpoint written (rank 0), None on other ranks
     step: int
     start_step: int
-    wall_s: float  # this process's wall time
+    wall_s: float  # this process's wall time, set-up included
     train_s: float  # time spent in optimizer steps (excludes setup and checkpoint writing)
     samples: int  # samples seen by all ranks in this process's run (not counting resumed steps)
     stopped_by: str  # "max_steps" | "max_minutes"
     final_loss: float = math.nan
-    run_s: float = math.nan  # the run's wall time, resumed segments included (what max_minutes limits)
+    run_s: float = math.nan  # the run's training time, resumed segments included (what max_minutes limits)
     loss_curve: Path | None = None
     extra: dict = field(default_factory=dict)
 
@@ -79,11 +79,15 @@ class _State:
     loader: object
     step: int = 0
     ema: WeightEMA | None = None  # the average the checkpoints serve (cfg.ema_decay), None: the weights
-    started: float = 0.0  # time.perf_counter() when this process's segment of the run began
-    seconds_before: float = 0.0  # wall seconds earlier segments spent up to the resumed checkpoint
+    # time.perf_counter() when this process's segment began: its set-up until the loop starts, then the
+    # loop's first step (the budget's clock)
+    started: float = 0.0
+    setup_s: float = 0.0  # this process's set-up: opening and decoding the data, building, restoring
+    seconds_before: float = 0.0  # training seconds earlier segments spent up to the resumed checkpoint
 
     def run_seconds(self) -> float:
-        """The run's wall seconds so far, resumed segments included: what ``max_minutes`` limits."""
+        """The run's training seconds so far, resumed segments included, set-up excluded: what ``max_minutes``
+        limits."""
         return self.seconds_before + time.perf_counter() - self.started
 
 
@@ -405,6 +409,12 @@ def _restore(state: _State, path: Path, info: D.DistInfo) -> dict:
 # --------------------------------------------------------------------------- the loop
 def _run(cfg: TrainConfig, state: _State, mgr: CheckpointManager, info: D.DistInfo, out: Path):
     start_step = state.step
+    # The budget's clock starts here: set-up (decoding a large dataset into memory, building the model,
+    # restoring a checkpoint) is paid again by every resumed segment and can outlast a short budget.
+    loop_start = time.perf_counter()
+    state.setup_s, state.started = loop_start - state.started, loop_start
+    if cfg.max_minutes is not None:
+        log.info("set-up took %.1f s (not counted in max_minutes=%g)", state.setup_s, cfg.max_minutes)
     # max_minutes is the run's budget, like max_steps: a resumed segment gets what earlier ones left
     deadline = None
     if cfg.max_minutes is not None:
@@ -463,7 +473,7 @@ def _run(cfg: TrainConfig, state: _State, mgr: CheckpointManager, info: D.DistIn
         checkpoint=last_ckpt if info.is_main else None,
         step=state.step,
         start_step=start_step,
-        wall_s=time.perf_counter() - state.started,
+        wall_s=state.setup_s + time.perf_counter() - state.started,
         train_s=train_s,
         samples=samples,
         stopped_by=stopped_by,
