@@ -39,6 +39,7 @@ import io
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -504,6 +505,34 @@ def _png(img: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def encode_frames(frames: np.ndarray) -> list[bytes]:
+    """The PNG bytes a PNG dataset (``LeRobotWriter(video=False)``) stores for each frame of ``frames``
+    ((T, H, W, 3) uint8; zlib level 1)."""
+    return [_png(f) for f in frames]
+
+
+@dataclass(frozen=True)
+class PreparedFrames:
+    """What :meth:`LeRobotWriter.add_episode` computes from an episode's frames alone, made beside the one
+    writing process (``oft collect``'s workers) and handed to it: on a 16-core machine the writer's own PNG
+    encoding and image statistics bounded the collection.
+
+    png: {camera: PNG bytes per frame} (:func:`encode_frames`) for a PNG dataset, None for a video one.
+    image_stats: {camera: the frames' statistics} (:func:`image_stats`).
+    """
+
+    png: dict[str, list[bytes]] | None
+    image_stats: dict[str, dict[str, np.ndarray]]
+
+
+def prepare_frames(ep: Episode, png: bool) -> PreparedFrames:
+    """``ep``'s :class:`PreparedFrames`; ``png``: encode the frames (for a PNG dataset)."""
+    return PreparedFrames(
+        png={cam: encode_frames(x) for cam, x in ep.images.items()} if png else None,
+        image_stats={cam: image_stats(x) for cam, x in ep.images.items()},
+    )
+
+
 def _fixed_list(x: np.ndarray) -> pa.Array:
     x = np.ascontiguousarray(x, dtype=np.float32)
     return pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1), pa.float32()), x.shape[1])
@@ -661,25 +690,33 @@ class LeRobotWriter:
 
     # -- appending
 
-    def add_episode(self, ep: Episode, sidecars: tuple[Path, ...] = ()) -> int:
+    def add_episode(
+        self, ep: Episode, sidecars: tuple[Path, ...] = (), prepared: PreparedFrames | None = None
+    ) -> int:
         """Append ``ep``; returns its episode index. The dataset is valid again when this returns.
 
         sidecars: files inside the dataset the caller rewrote for this episode (``oft collect``'s seeds),
         hashed again with the files written here when the checksums are recorded after the commit.
+        prepared: ``prepare_frames(ep, png=not video)`` made elsewhere (stored and counted as given; the
+        frames' statistics and PNG bytes are not computed again). Raises ValueError, before anything is
+        written, when its cameras or frame counts do not match ``ep``, or it holds PNG bytes for a video
+        dataset.
         """
         self._check(ep)
+        self._check_prepared(ep, prepared)
         n, length = self.num_episodes, len(ep)
         new_task = ep.instruction not in self.tasks
         if new_task:
             self.tasks.append(ep.instruction)
         row = {"episode_index": n, "tasks": [ep.instruction], "length": length}
         frames_before = int(self.info["total_frames"])
-        row |= self._write_data(ep, n, self.tasks.index(ep.instruction), frames_before)
+        png = prepared.png if prepared is not None else None
+        row |= self._write_data(ep, n, self.tasks.index(ep.instruction), frames_before, png)
         if self.video:
             for cam in self.cameras:
                 row |= self._write_video(IMAGE_PREFIX + cam, ep.images[cam], n)
         row |= {"meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0}
-        ep_stats = self._episode_stats(ep, n, frames_before)
+        ep_stats = self._episode_stats(ep, n, frames_before, prepared)
         row |= {
             f"stats/{f}/{k}": np.asarray(v, np.int64 if k == "count" else np.float64).tolist()
             for f, s in ep_stats.items()
@@ -717,6 +754,21 @@ class LeRobotWriter:
         update_checksums(self.root, None if self._rehash_all else changed, total_episodes=total)
         self._rehash_all = False
 
+    def _check_prepared(self, ep: Episode, prepared: PreparedFrames | None) -> None:
+        if prepared is None:
+            return
+        if prepared.png is not None and self.video:
+            raise ValueError(f"{self.root}: PNG frames given for a video dataset (video=True)")
+        for what, per_camera in (("image_stats", prepared.image_stats), ("png", prepared.png)):
+            if per_camera is not None and sorted(per_camera) != sorted(self.cameras):
+                raise ValueError(
+                    f"prepared {what} for cameras {sorted(per_camera)}, expected {sorted(self.cameras)}"
+                )
+        for cam in self.cameras:
+            if prepared.png is not None and len(prepared.png[cam]) != len(ep):
+                got = len(prepared.png[cam])
+                raise ValueError(f"prepared PNG frames of {cam!r}: {got}, expected {len(ep)} (the episode's)")
+
     def _check(self, ep: Episode) -> None:
         if sorted(ep.cameras) != sorted(self.cameras):
             raise ValueError(f"episode has cameras {ep.cameras}, the dataset expects {self.cameras}")
@@ -737,8 +789,8 @@ class LeRobotWriter:
     def _next_file(self, chunk: int, file: int) -> tuple[int, int]:
         return (chunk + 1, 0) if file + 1 >= self.info["chunks_size"] else (chunk, file + 1)
 
-    def _write_data(self, ep: Episode, n: int, task_index: int, frames_before: int) -> dict:
-        table = self._frame_table(ep, n, task_index, frames_before)
+    def _write_data(self, ep: Episode, n: int, task_index: int, frames_before: int, png=None) -> dict:
+        table = self._frame_table(ep, n, task_index, frames_before, png)
         chunk, file = (
             (self.rows[-1]["data/chunk_index"], self.rows[-1]["data/file_index"]) if self.rows else (0, 0)
         )
@@ -759,14 +811,15 @@ class LeRobotWriter:
             "dataset_to_index": frames_before + len(ep),
         }
 
-    def _frame_table(self, ep: Episode, n: int, task_index: int, frames_before: int) -> pa.Table:
+    def _frame_table(self, ep: Episode, n: int, task_index: int, frames_before: int, png_frames=None):
         t = len(ep)
         cols: dict[str, pa.Array] = {ACTION_KEY: _fixed_list(ep.actions)}
         if self.proprio_dim:
             cols[STATE_KEY] = _fixed_list(ep.proprio)
         if not self.video:
             for cam in self.cameras:
-                png = pa.array([_png(f) for f in ep.images[cam]], pa.binary())
+                frames = png_frames[cam] if png_frames is not None else encode_frames(ep.images[cam])
+                png = pa.array(frames, pa.binary())
                 cols[IMAGE_PREFIX + cam] = pa.StructArray.from_arrays(
                     [png, pa.array([None] * t, pa.string())], names=["bytes", "path"]
                 )
@@ -803,13 +856,15 @@ class LeRobotWriter:
             f"videos/{key}/to_timestamp": (start + len(frames)) / fps,
         }
 
-    def _episode_stats(self, ep: Episode, n: int, frames_before: int) -> dict[str, dict[str, np.ndarray]]:
+    def _episode_stats(
+        self, ep: Episode, n: int, frames_before: int, prepared: PreparedFrames | None = None
+    ) -> dict[str, dict[str, np.ndarray]]:
         t = len(ep)
         out = {ACTION_KEY: vector_stats(ep.actions)}
         if self.proprio_dim:
             out[STATE_KEY] = vector_stats(ep.proprio)
         for cam in self.cameras:
-            out[IMAGE_PREFIX + cam] = image_stats(ep.images[cam])
+            out[IMAGE_PREFIX + cam] = prepared.image_stats[cam] if prepared else image_stats(ep.images[cam])
         out["timestamp"] = vector_stats(np.arange(t) / self.info["fps"])
         out["frame_index"] = vector_stats(np.arange(t))
         out["episode_index"] = vector_stats(np.full(t, n))

@@ -40,6 +40,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -48,6 +49,9 @@ from oft.progress import progress_bar
 from oft.sim.base import SimEnv, make_env
 from oft.sim.evaluate import check_instructions
 from oft.sim.rollout import ExpertPolicy, check_after_success, rollout
+
+if TYPE_CHECKING:
+    from oft.data.lerobot import PreparedFrames
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +112,15 @@ def demo_episode(env: SimEnv, seed: int, after_success: int | None = 0) -> tuple
 
 
 def _demo_job(
-    env_name: str, task: str, seed: int, env_kwargs: dict, after_success: int | None = 0
-) -> tuple[Episode | None, int]:
-    """Worker entry point (module level so ``spawn`` can import it)."""
-    return demo_episode(_worker_env(env_name, task, env_kwargs), seed, after_success)
+    env_name: str, task: str, seed: int, env_kwargs: dict, after_success: int | None = 0, png: bool = False
+) -> tuple[Episode | None, int, PreparedFrames | None]:
+    """Worker entry point (module level so ``spawn`` can import it): (episode, steps, its
+    :class:`~oft.data.lerobot.PreparedFrames`, PNG bytes when ``png``). The workers encode and take the image
+    statistics, not the one writing process: at 16 workers the writer's share bounded the collection."""
+    from oft.data.lerobot import prepare_frames
+
+    ep, steps = demo_episode(_worker_env(env_name, task, env_kwargs), seed, after_success)
+    return ep, steps, (prepare_frames(ep, png) if ep is not None else None)
 
 
 def _init_worker() -> None:
@@ -227,18 +236,22 @@ def _save_sidecar(
 class _Runner:
     """Runs demo jobs in seed order, in-process (workers <= 1) or in a pool, keeping a bounded window."""
 
-    def __init__(self, workers: int, after_success: int | None = 0) -> None:
-        self.pool, self.after_success = None, after_success
+    def __init__(self, workers: int, after_success: int | None = 0, png: bool = False) -> None:
+        self.pool, self.after_success, self.png = None, after_success, png
         if workers > 1:
             self.pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker)
         self.window = max(1, 2 * workers)
 
     def run(self, env_name: str, task: str, jobs, needed: int):
-        """Yield ((seed, instruction), (Episode | None, steps)) in job order until the caller stops or the
-        jobs run out; a job is (seed, instruction, env_kwargs), ``needed`` bounds what is started ahead."""
+        """Yield ((seed, instruction), (Episode | None, steps, PreparedFrames | None)) in job order until the
+        caller stops or the jobs run out; a job is (seed, instruction, env_kwargs), ``needed`` bounds what is
+        started ahead."""
         if self.pool is None:
             for seed, instruction, kwargs in jobs:
-                yield (seed, instruction), _demo_job(env_name, task, seed, kwargs, self.after_success)
+                yield (
+                    (seed, instruction),
+                    _demo_job(env_name, task, seed, kwargs, self.after_success, self.png),
+                )
             return
         pending: deque = deque()
         while True:
@@ -247,14 +260,15 @@ class _Runner:
                 if job is None:
                     break
                 seed, instruction, kwargs = job
-                res = self.pool.apply_async(_demo_job, (env_name, task, seed, kwargs, self.after_success))
+                args = (env_name, task, seed, kwargs, self.after_success, self.png)
+                res = self.pool.apply_async(_demo_job, args)
                 pending.append(((seed, instruction), res))
             if not pending:
                 return
             key, res = pending.popleft()
-            ep, steps = res.get()
-            needed -= ep is not None
-            yield key, (ep, steps)
+            result = res.get()
+            needed -= result[0] is not None
+            yield key, result
 
     def close(self) -> None:
         if self.pool is not None:
@@ -306,7 +320,7 @@ def collect(
     # the bar counts this request: episodes of other tasks, or past a task's count, are not progress on it
     counted = sum(min(sum(e["task"] == t for e in done), per_task) for t in tasks)
     bar = progress_bar(len(tasks) * per_task, desc="collect", unit="demo", initial=counted, enabled=progress)
-    runner = _Runner(cfg.workers, cfg.after_success)
+    runner = _Runner(cfg.workers, cfg.after_success, png=not cfg.video)
     t0 = time.perf_counter()
     try:
         for task in tasks:
@@ -344,7 +358,7 @@ def _collect_task(runner, writer, done, env_name, task, n, env_kwargs, scene, cf
         kwargs = env_kwargs if instruction is None else {**env_kwargs, "instruction": instruction}
         return seed, instruction, kwargs
 
-    def commit(seed: int, instruction: str | None, ep: Episode) -> None:
+    def commit(seed: int, instruction: str | None, ep: Episode, prepared) -> None:
         entry = {"index": writer.num_episodes, "task": task, "seed": seed, "steps": len(ep)}
         if cfg.after_success != 0:
             entry["success_step"] = ep.meta["success_step"]
@@ -353,7 +367,7 @@ def _collect_task(runner, writer, done, env_name, task, n, env_kwargs, scene, cf
         done.append(entry)
         # the sidecar before the commit: entries past the committed count are ignored on reopening
         _save_sidecar(writer.root, env_name, done, scene, instructions, cfg.after_success)
-        writer.add_episode(ep, sidecars=(writer.root / SIDECAR,))
+        writer.add_episode(ep, sidecars=(writer.root / SIDECAR,), prepared=prepared)
         bar.update(1)
 
     jobs = itertools.chain(
@@ -361,7 +375,9 @@ def _collect_task(runner, writer, done, env_name, task, n, env_kwargs, scene, cf
         (job(s, i) for s in range(last + 1, 1 << 31) for i in wanted),
     )
     completing, group = len(missing), []
-    for (seed, instruction), (ep, steps) in runner.run(env_name, task, jobs, (needed * len(wanted)) or 1):
+    for (seed, instruction), (ep, steps, prepared) in runner.run(
+        env_name, task, jobs, (needed * len(wanted)) or 1
+    ):
         tried += 1
         env_steps += steps
         if completing:
@@ -371,22 +387,22 @@ def _collect_task(runner, writer, done, env_name, task, n, env_kwargs, scene, cf
                 log.warning("%s seed %d: the expert failed under %r; the start state stays without it",
                             task, seed, instruction)  # fmt: skip
             else:
-                commit(seed, instruction, ep)
+                commit(seed, instruction, ep, prepared)
             if completing == 0 and needed <= 0:
                 break
             continue
-        group.append((instruction, ep))
+        group.append((instruction, ep, prepared))
         if len(group) < len(wanted):
             continue
         episodes, group = group, []
-        if any(e is None for _, e in episodes):
+        if any(e is None for _, e, _ in episodes):
             failures += 1
             log.info("%s seed %d: the expert failed; trying the next seed", task, seed)
             if failures > max_failures:
                 raise RuntimeError(f"{task}: the expert failed {failures} times; giving up")
             continue
-        for i, e in episodes:
-            commit(seed, i, e)
+        for i, e, prepared_e in episodes:
+            commit(seed, i, e, prepared_e)
         needed -= 1
         if needed == 0:
             break
