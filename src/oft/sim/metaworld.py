@@ -34,6 +34,7 @@ from oft.spec import get_spec, unknown_name_message
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 import metaworld
+import mujoco
 from metaworld.policies import ENV_POLICY_MAP
 
 from oft.sim.render import CameraRenderer, check_action, image_sizes
@@ -269,6 +270,10 @@ class MetaWorldEnv(SimEnv):
             layout = self._adopt_layout(layout, source)
         self._env.set_task(layout)
         self._obs, _ = self._env.reset()
+        # MetaWorld's reset moves the goal site (model.site_pos) after its last mj_forward: without this the
+        # first frame draws the goal where the env's previous episode had it, so frame 0 depended on what the
+        # env (a reused worker's) ran before. Positions only; the physics state is unchanged.
+        mujoco.mj_forward(self._env.model, self._env.data)
         self._steps = 0
         return self._observation(render=True)
 
