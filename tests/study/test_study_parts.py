@@ -131,3 +131,13 @@ def test_chart_shows_every_throughput_bar_with_its_value(tmp_path, monkeypatch):
     throughput = saved[0].axes[1]
     assert throughput.get_xlim() == (100.0, 10000.0)
     assert [t.get_text() for t in throughput.texts] == ["2050", "1265"]
+
+
+def test_a_study_trains_where_oft_train_would():
+    """``oft study`` forced the CPU when the preset's device was "auto", so on a GPU machine every variant
+    trained on the CPU unless ``--set device=cuda`` was given."""
+    from oft.study.run import StudyConfig, base_train_config
+
+    assert base_train_config(StudyConfig(suite="mt10", out="x")).device == "auto"
+    forced = StudyConfig(suite="mt10", out="x", overrides=("device=cpu",))
+    assert base_train_config(forced).device == "cpu"

@@ -189,7 +189,8 @@ def base_train_config(config: StudyConfig):
     cfg = apply_overrides(get_preset(config.preset), [f"seed={config.seed}", *config.overrides])
     if config.steps is not None:
         cfg = cfg.replace(max_steps=config.steps)
-    return cfg.replace(num_threads=config.threads, device="cpu" if cfg.device == "auto" else cfg.device)
+    # device: the preset's ("auto": CUDA where there is one), or --set device=...; it was forced to the CPU
+    return cfg.replace(num_threads=config.threads)
 
 
 def _robot_spec(config: StudyConfig):

@@ -127,6 +127,8 @@ def train_and_evaluate(args, run_dir: Path, datasets, tasks, variant, deadline, 
     t0 = time.perf_counter()
     eval_reserve = _eval_reserve_s(len(tasks), args.eval_episodes)
     left = (deadline - time.perf_counter() - runs_left * eval_reserve) / runs_left
+    # max_minutes counts the training loop; the set-up before it (decoding 200 demonstrations: seconds) comes
+    # out of the evaluation reserve's margin
     minutes = args.train_minutes if args.train_minutes is not None else max(left / 60.0, 0.5)
     result = train_phase(run_dir / "train", datasets, variant, minutes, args)
     walls["train_s"] = time.perf_counter() - t0
