@@ -1,7 +1,8 @@
 """The writing process's share of ``oft collect``, per episode: with the frames prepared by the workers
 (``PreparedFrames``: PNG bytes, image statistics) or by the writer itself.
 
-    python tests/data/bench_writer.py --episodes 200 --data-mb 100
+    python tests/data/bench_writer.py --episodes 200 --data-mb 100   # LeRobot's file size
+    python tests/data/bench_writer.py --episodes 200 --data-mb 20    # a PNG dataset's (oft.data.lerobot)
 
 Episodes of 71 frames with two 64 x 64 cameras (MT10's mean length and cameras), noisy gradients of
 ~7.7 KB per PNG frame, appended to a PNG dataset. The writer's time per episode bounds the collection at
@@ -62,7 +63,12 @@ def run(root: Path, eps: list[Episode], total: int, data_mb: int, prepared: bool
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--episodes", type=int, default=200)
-    p.add_argument("--data-mb", type=int, default=100, help="data file size before a new file (LeRobot: 100)")
+    p.add_argument(
+        "--data-mb",
+        type=int,
+        default=100,
+        help="data file size before a new file (LeRobot: 100; oft's PNG datasets: 20)",
+    )
     args = p.parse_args()
     eps = episodes(8)
     with tempfile.TemporaryDirectory() as tmp:

@@ -533,6 +533,15 @@ def prepare_frames(ep: Episode, png: bool) -> PreparedFrames:
     )
 
 
+# Data file sizes before a new file is started. Each append rewrites and re-hashes the current data file, so
+# a PNG dataset's writer pays for its images on every episode: 200 MetaWorld-sized episodes (2 x 64 px
+# cameras, ~1 MB each) cost 189 ms per episode with 100 MB files and 76 ms with 20 MB files, the frames
+# prepared by the workers (tests/data/bench_writer.py --data-mb 100|20), bounding collection at 5.3 and
+# 13.1 episodes/s.
+LEROBOT_DATA_FILES_SIZE_IN_MB = 100  # LeRobot v3.0's default
+PNG_DATA_FILES_SIZE_IN_MB = 20
+
+
 def _fixed_list(x: np.ndarray) -> pa.Array:
     x = np.ascontiguousarray(x, dtype=np.float32)
     return pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1), pa.float32()), x.shape[1])
@@ -547,6 +556,10 @@ class LeRobotWriter:
 
     ``image_shape`` is (H, W) of every camera. ``video=True`` stores cameras as MP4 (see
     :mod:`oft.data.video` for the codec), ``False`` as PNG images inside the data parquet (lossless, larger).
+
+    ``data_files_size_in_mb`` (None: 100 for a video dataset, LeRobot's default, whose parquet holds only
+    numbers; :data:`PNG_DATA_FILES_SIZE_IN_MB` for a PNG one, whose parquet holds the images). A reopened
+    dataset keeps the size its ``info.json`` records.
     """
 
     def __init__(
@@ -564,7 +577,7 @@ class LeRobotWriter:
         state_names: list[str] | None = None,
         conventions: Conventions | str | None = None,
         chunks_size: int = 1000,
-        data_files_size_in_mb: int = 100,
+        data_files_size_in_mb: int | None = None,
         video_files_size_in_mb: int = 500,
     ):
         self.root = Path(root)
@@ -574,6 +587,8 @@ class LeRobotWriter:
         self.conventions = Conventions.from_dict(conventions)
         if self.conventions is not None:
             features[ACTION_KEY][CONVENTIONS_KEY] = self.conventions.to_dict()
+        if data_files_size_in_mb is None:
+            data_files_size_in_mb = LEROBOT_DATA_FILES_SIZE_IN_MB if video else PNG_DATA_FILES_SIZE_IN_MB
         if (self.root / INFO_PATH).exists():
             self._resume(features, fps)
         else:
