@@ -91,9 +91,9 @@ def test_parallel_workers_give_the_same_dataset_as_one(tmp_path):
 
 @pytest.mark.slow
 def test_workers_prepare_the_frames_the_writer_stores(tmp_path, monkeypatch):
-    """With several workers the writing process neither encodes PNG nor takes image statistics: on a 16-core
-    machine its share of the work bounded the collection at ~2 episodes/s. What it stores (frames, stats)
-    equals what one process stores."""
+    """With several workers the writing process neither encodes PNG nor takes image statistics: its share
+    caps the collection whatever the number of workers (about 3 episodes/s when it did). What it stores
+    (frames, stats) equals what one process stores."""
     import pyarrow.parquet as pq
 
     import oft.data.lerobot as lerobot

@@ -116,7 +116,8 @@ def _demo_job(
 ) -> tuple[Episode | None, int, PreparedFrames | None]:
     """Worker entry point (module level so ``spawn`` can import it): (episode, steps, its
     :class:`~oft.data.lerobot.PreparedFrames`, PNG bytes when ``png``). The workers encode and take the image
-    statistics, not the one writing process: at 16 workers the writer's share bounded the collection."""
+    statistics, not the one writing process, whose share caps the collection whatever the number of workers
+    (about 3 episodes/s when it did this too, ``tests/data/bench_writer.py``)."""
     from oft.data.lerobot import prepare_frames
 
     ep, steps = demo_episode(_worker_env(env_name, task, env_kwargs), seed, after_success)
