@@ -16,11 +16,10 @@ SMOKE_KWARGS = {"libero": {"fast_render": True}}
 
 
 SLOW_ENVS = {"libero"}  # ~12 s to build a scene and 10 warm-up steps on a CPU
+EVERY_ENV = [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_ENVS else n for n in sorted(ENVS)]
 
 
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_ENVS else n for n in sorted(ENVS)]
-)
+@pytest.mark.parametrize("name", EVERY_ENV)
 def test_env_resets_steps_renders(name):
     task = list_tasks(name)[0]
     with make_env(name, task=task, image_size=SIZE, **SMOKE_KWARGS.get(name, {})) as env:
@@ -48,9 +47,7 @@ def test_env_resets_steps_renders(name):
 RESET_KWARGS = {"metaworld": {"task": "push-v3", "cameras": ("corner", "gripperPOV"), "image_size": 64}}
 
 
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=pytest.mark.slow) if n in SLOW_ENVS else n for n in sorted(ENVS)]
-)
+@pytest.mark.parametrize("name", EVERY_ENV)
 def test_the_first_frame_does_not_depend_on_what_the_env_ran_before(name):
     """Workers reuse one env per task. MetaWorld's reset moved the goal site after its last mj_forward, so
     frame 0 drew the goal where the env's previous episode left it (after a solved push-v3 episode, 58 cm

@@ -726,8 +726,7 @@ class LeRobotWriter:
             self.tasks.append(ep.instruction)
         row = {"episode_index": n, "tasks": [ep.instruction], "length": length}
         frames_before = int(self.info["total_frames"])
-        png = prepared.png if prepared is not None else None
-        row |= self._write_data(ep, n, self.tasks.index(ep.instruction), frames_before, png)
+        row |= self._write_data(ep, n, self.tasks.index(ep.instruction), frames_before, prepared)
         if self.video:
             for cam in self.cameras:
                 row |= self._write_video(IMAGE_PREFIX + cam, ep.images[cam], n)
@@ -780,10 +779,11 @@ class LeRobotWriter:
                 raise ValueError(
                     f"prepared {what} for cameras {sorted(per_camera)}, expected {sorted(self.cameras)}"
                 )
-        for cam in self.cameras:
-            if prepared.png is not None and len(prepared.png[cam]) != len(ep):
-                got = len(prepared.png[cam])
-                raise ValueError(f"prepared PNG frames of {cam!r}: {got}, expected {len(ep)} (the episode's)")
+        for cam, frames in (prepared.png or {}).items():
+            if len(frames) != len(ep):
+                raise ValueError(
+                    f"prepared PNG frames of {cam!r}: {len(frames)}, expected {len(ep)} (the episode's)"
+                )
 
     def _check(self, ep: Episode) -> None:
         if sorted(ep.cameras) != sorted(self.cameras):
@@ -805,8 +805,10 @@ class LeRobotWriter:
     def _next_file(self, chunk: int, file: int) -> tuple[int, int]:
         return (chunk + 1, 0) if file + 1 >= self.info["chunks_size"] else (chunk, file + 1)
 
-    def _write_data(self, ep: Episode, n: int, task_index: int, frames_before: int, png=None) -> dict:
-        table = self._frame_table(ep, n, task_index, frames_before, png)
+    def _write_data(
+        self, ep: Episode, n: int, task_index: int, frames_before: int, prepared: PreparedFrames | None = None
+    ) -> dict:
+        table = self._frame_table(ep, n, task_index, frames_before, prepared)
         chunk, file = (
             (self.rows[-1]["data/chunk_index"], self.rows[-1]["data/file_index"]) if self.rows else (0, 0)
         )
@@ -827,14 +829,17 @@ class LeRobotWriter:
             "dataset_to_index": frames_before + len(ep),
         }
 
-    def _frame_table(self, ep: Episode, n: int, task_index: int, frames_before: int, png_frames=None):
+    def _frame_table(
+        self, ep: Episode, n: int, task_index: int, frames_before: int, prepared: PreparedFrames | None = None
+    ) -> pa.Table:
         t = len(ep)
         cols: dict[str, pa.Array] = {ACTION_KEY: _fixed_list(ep.actions)}
         if self.proprio_dim:
             cols[STATE_KEY] = _fixed_list(ep.proprio)
         if not self.video:
             for cam in self.cameras:
-                frames = png_frames[cam] if png_frames is not None else encode_frames(ep.images[cam])
+                given = prepared.png if prepared is not None else None
+                frames = given[cam] if given is not None else encode_frames(ep.images[cam])
                 png = pa.array(frames, pa.binary())
                 cols[IMAGE_PREFIX + cam] = pa.StructArray.from_arrays(
                     [png, pa.array([None] * t, pa.string())], names=["bytes", "path"]

@@ -189,7 +189,7 @@ def base_train_config(config: StudyConfig):
     cfg = apply_overrides(get_preset(config.preset), [f"seed={config.seed}", *config.overrides])
     if config.steps is not None:
         cfg = cfg.replace(max_steps=config.steps)
-    # device: the preset's ("auto": CUDA where there is one), or --set device=...; it was forced to the CPU
+    # device: the preset's ("auto": CUDA where there is one, as oft train), or --set device=...
     return cfg.replace(num_threads=config.threads)
 
 

@@ -79,10 +79,8 @@ class _State:
     loader: object
     step: int = 0
     ema: WeightEMA | None = None  # the average the checkpoints serve (cfg.ema_decay), None: the weights
-    # time.perf_counter() when this process's segment began: its set-up until the loop starts, then the
-    # loop's first step (the budget's clock)
-    started: float = 0.0
-    setup_s: float = 0.0  # this process's set-up: opening and decoding the data, building, restoring
+    setup_started: float = 0.0  # time.perf_counter() when this process's segment began (its set-up)
+    started: float = 0.0  # time.perf_counter() at the loop's first step: the budget's clock
     seconds_before: float = 0.0  # training seconds earlier segments spent up to the resumed checkpoint
 
     def run_seconds(self) -> float:
@@ -136,7 +134,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, dataset, info: D.DistInfo,
 
     policy.config.scene = recorded_scene(dataset)  # what evaluation renders (oft eval asks)
     state = _make_state(cfg, policy, dataset, spec, info)
-    state.started = t0
+    state.setup_started = t0
     if resume_from is not None:
         resumed = _restore(state, resume_from, info)
         state.seconds_before = _seconds_before(resumed, out, cfg, info)
@@ -411,10 +409,10 @@ def _run(cfg: TrainConfig, state: _State, mgr: CheckpointManager, info: D.DistIn
     start_step = state.step
     # The budget's clock starts here: set-up (decoding a large dataset into memory, building the model,
     # restoring a checkpoint) is paid again by every resumed segment and can outlast a short budget.
-    loop_start = time.perf_counter()
-    state.setup_s, state.started = loop_start - state.started, loop_start
+    state.started = time.perf_counter()
     if cfg.max_minutes is not None:
-        log.info("set-up took %.1f s (not counted in max_minutes=%g)", state.setup_s, cfg.max_minutes)
+        log.info("set-up took %.1f s (not counted in max_minutes=%g)", state.started - state.setup_started,
+                 cfg.max_minutes)  # fmt: skip
     # max_minutes is the run's budget, like max_steps: a resumed segment gets what earlier ones left
     deadline = None
     if cfg.max_minutes is not None:
@@ -473,7 +471,7 @@ def _run(cfg: TrainConfig, state: _State, mgr: CheckpointManager, info: D.DistIn
         checkpoint=last_ckpt if info.is_main else None,
         step=state.step,
         start_step=start_step,
-        wall_s=state.setup_s + time.perf_counter() - state.started,
+        wall_s=time.perf_counter() - state.setup_started,
         train_s=train_s,
         samples=samples,
         stopped_by=stopped_by,
