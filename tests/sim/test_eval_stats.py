@@ -211,6 +211,18 @@ def test_eval_compare_cli(tmp_path, capsys):
     assert "missing.json does not exist" in capsys.readouterr().err
 
 
+def test_eval_compare_notes_results_on_different_layouts(tmp_path, capsys):
+    from oft.cli import main
+
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(_eval_result({"reach-v3": (18, 20)}) | {"layouts": "demonstrations of runs/d"}))
+    b.write_text(json.dumps(_eval_result({"reach-v3": (4, 20)})))  # no key: an unseen-layout result
+    assert main(["eval-compare", str(a), str(b)]) == 0
+    assert "note: the layouts differ (A: demonstrations of runs/d; B: evaluation;" in capsys.readouterr().out
+    assert main(["eval-compare", str(b), str(b)]) == 0
+    assert "note:" not in capsys.readouterr().out
+
+
 def test_error_bars_are_the_distances_to_the_interval_in_percentage_points():
     # 3/10 -> Wilson [0.1078, 0.6032]: 19.22 points below, 30.32 above
     lo, hi = wilson_interval(3, 10)

@@ -120,6 +120,15 @@ def _import_adapters() -> None:
             continue
 
 
+def eval_seed_offset(name: str) -> int:
+    """The first evaluation seed of env ``name`` (:attr:`SimEnv.eval_seed_offset`). KeyError for an unknown
+    env."""
+    _import_adapters()
+    if name not in ENVS:
+        raise KeyError(unknown_name_message("environment", name, ENVS))
+    return int(getattr(ENVS[name], "eval_seed_offset", 0))
+
+
 def check_seeds(name: str, tasks: list[str], seed: int, episodes: int) -> None:
     """Raise ValueError unless every task of env ``name`` accepts the seeds of episodes ``0 .. episodes - 1``
     started from ``seed``: ``eval_seed_offset + seed + i`` (``oft eval --seed S --episodes N``).
@@ -129,11 +138,8 @@ def check_seeds(name: str, tasks: list[str], seed: int, episodes: int) -> None:
     before any episode, and by ``oft eval`` and ``oft eval-curve`` before a checkpoint is loaded. Also
     raises KeyError for an unknown env, ValueError for ``seed < 0`` or ``episodes < 1``.
     """
-    _import_adapters()
-    if name not in ENVS:
-        raise KeyError(unknown_name_message("environment", name, ENVS))
+    offset = eval_seed_offset(name)
     factory = ENVS[name]
-    offset = int(getattr(factory, "eval_seed_offset", 0))
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     if episodes < 1:

@@ -163,6 +163,35 @@ def recorded_scene(dataset) -> dict | None:
     return found[0]
 
 
+def demonstration_seeds(dataset: str | Path) -> tuple[str, dict[str, list[int]]]:
+    """-> (env name, {task: reset seeds}) of the episodes ``oft collect`` committed to ``dataset`` (a
+    directory), each seed once per task in collection order. ``env.reset(seed)`` draws those layouts again:
+    ``oft eval --demonstration-layouts`` evaluates a policy where it was trained, which tells a policy that
+    does not fit its data from one that fits it but does not generalize to the unseen layouts.
+
+    Raises FileNotFoundError when ``dataset`` has no ``meta/info.json``, ValueError when it has no
+    ``meta/oft_collect.json`` (not written by ``oft collect``: its layouts are unknown) or no episodes.
+    """
+    from oft.data.lerobot import load_info
+
+    root = Path(dataset)
+    committed = int(load_info(root)["total_episodes"])  # the commit point: later sidecar rows never landed
+    path = root / SIDECAR
+    if not path.is_file():
+        raise ValueError(
+            f"{root} has no {SIDECAR}: it was not written by `oft collect`, so the layouts of its "
+            "demonstrations are unknown"
+        )
+    data = json.loads(path.read_text())
+    seeds: dict[str, list[int]] = {}
+    for e in data.get("episodes", []):
+        if e["index"] < committed and e["seed"] not in seeds.setdefault(e["task"], []):
+            seeds[e["task"]].append(int(e["seed"]))  # under several instructions a seed recurs
+    if not seeds:
+        raise ValueError(f"{root} holds no committed episodes; expected at least one demonstration")
+    return str(data.get("env")), seeds
+
+
 def _load_sidecar(
     out: Path, committed: int, env_name: str, scene: dict, instructions: list, after_success: int | None = 0
 ) -> list[dict]:

@@ -4,7 +4,8 @@ oft eval-compare runs/eval_a/results.json runs/eval_b/results.json
 oft eval-compare runs/study/variants/pdac_l1/eval runs/study/variants/ar_discrete/eval   # directories
 
 Each task's two success counts are compared with Fisher's exact test (two-sided, oft.sim.eval_stats); a task
-"differs" when p < --alpha. The p-values are per task, not corrected for comparing several tasks.
+"differs" when p < --alpha. The p-values are per task, not corrected for comparing several tasks. Results on
+different layouts (one of them ``oft eval --demonstration-layouts``) are compared, with a note saying so.
 """
 
 from __future__ import annotations
@@ -42,8 +43,15 @@ def _load(path: Path) -> dict:
 def run(args: argparse.Namespace) -> int:
     from oft.sim.eval_stats import compare_results
 
-    cmp = compare_results(_load(args.a), _load(args.b), alpha=args.alpha)
+    a, b = _load(args.a), _load(args.b)
+    cmp = compare_results(a, b, alpha=args.alpha)
     print(format_comparison(cmp, str(args.a), str(args.b)))
+    layouts = [r.get("layouts", "evaluation") for r in (a, b)]  # results before the key: unseen layouts
+    if layouts[0] != layouts[1]:
+        print(
+            f"note: the layouts differ (A: {layouts[0]}; B: {layouts[1]}; oft eval --demonstration-layouts): "
+            "the difference includes what generalizing to unseen layouts costs, not only the policies'"
+        )
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(cmp | {"a": str(args.a), "b": str(args.b)}, indent=2))

@@ -35,6 +35,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--seed", type=COUNT_OR_ZERO, default=0, help="episode i uses seed env.eval_seed_offset + seed + i"
     )
     p.add_argument(
+        "--demonstration-layouts", type=Path, default=None, metavar="DATASET",
+        help="evaluate on the layouts DATASET's demonstrations were collected on (the seeds its "
+        "meta/oft_collect.json records; episode i of a task is its i-th) instead of unseen ones: a policy "
+        "that fails where it was trained does not fit its data",
+    )  # fmt: skip
+    p.add_argument(
         "--video-episodes", type=COUNT_OR_ZERO, default=1, help="record the first M episodes of each task"
     )
     p.add_argument("--open-loop-steps", type=COUNT, default=None, help="actions run per chunk (default all)")
@@ -73,7 +79,12 @@ def run(args: argparse.Namespace) -> int:
     from oft.sim.rollout import ExpertPolicy, check_execution
 
     check_execution(args.open_loop_steps, args.temporal_ensemble_coeff)  # before a checkpoint is loaded
-    check_seeds(args.env, resolve_tasks(args.env, args.tasks), args.seed, args.episodes)  # likewise
+    tasks = resolve_tasks(args.env, args.tasks)
+    layouts = {}
+    if args.demonstration_layouts is None:
+        check_seeds(args.env, tasks, args.seed, args.episodes)  # likewise
+    else:
+        layouts = demonstration_layouts(args.demonstration_layouts, args.env, tasks, args.seed, args.episodes)
     if args.instruction is not None:
         check_takes_instruction(args.env)  # before a checkpoint is loaded
 
@@ -112,12 +123,31 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         batch=args.batch_policy,
         policy_source="expert" if args.expert else loaded_source(policy, args.checkpoint),
+        **layouts,
     )
+    if args.demonstration_layouts is not None:
+        print(f"layouts: {results['layouts']} (not unseen: this measures fitting, not generalization)")
     _print_table(results)
     if results.get("policy_step") is not None:
         print(f"checkpoint: {results['policy']} (step {results['policy_step']})")
     print(f"results: {args.out / 'results.json'}")
     return 0
+
+
+def demonstration_layouts(dataset: Path, env: str, tasks: list[str], seed: int, episodes: int) -> dict:
+    """``evaluate``'s ``reset_seeds`` and ``layouts`` for ``--demonstration-layouts dataset``: the first
+    ``episodes`` demonstration seeds of each task. Raises ValueError (before a checkpoint is loaded) for a
+    dataset of another env, a task with fewer demonstrations than ``episodes``, or a ``--seed``."""
+    from oft.sim.collect import demonstration_seeds
+    from oft.sim.evaluate import check_reset_seeds
+
+    recorded_env, seeds = demonstration_seeds(dataset)
+    if recorded_env != env:
+        raise ValueError(f"{dataset} was collected in env {recorded_env!r}; this evaluation runs {env!r}")
+    if seed:
+        raise ValueError(f"--seed {seed} offsets the unseen layouts; with --demonstration-layouts expected 0")
+    check_reset_seeds(seeds, tasks, seed, episodes)
+    return {"reset_seeds": {t: seeds[t][:episodes] for t in tasks}, "layouts": f"demonstrations of {dataset}"}
 
 
 def _print_table(results: dict) -> None:

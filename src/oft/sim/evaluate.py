@@ -10,7 +10,9 @@
     results["overall"]["success_rate"], results["tasks"]["drawer-open-v3"]["seeds"]
 
 Episode ``i`` of every task is reset with seed ``env.eval_seed_offset + seed + i`` (MetaWorld: layouts no
-demonstration uses; LIBERO: the suite's fixed initial state ``seed + i``), recorded in the results.
+demonstration uses; LIBERO: the suite's fixed initial state ``seed + i``), recorded in the results; or, given
+``reset_seeds``, with its ``i``-th seed of the task (a dataset's demonstration layouts:
+:func:`oft.sim.collect.demonstration_seeds`).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from oft.progress import progress_bar
-from oft.sim.base import SimEnv, check_seeds, list_tasks, make_env
+from oft.sim.base import SimEnv, check_seeds, eval_seed_offset, list_tasks, make_env
 from oft.sim.rollout import ChunkPolicy, EpisodeResult, check_execution, rollout
 from oft.spec import unknown_name_message
 from oft.train.checkpoint import checkpoint_step  # results["policy_step"]: kept when the run prunes the path
@@ -111,11 +113,12 @@ def render_size_arg(sizes: dict[str, tuple[int, int]]) -> int | tuple[int, int] 
 
 @dataclass(frozen=True)
 class EpisodeJob:
-    """Episode ``index`` of ``task``: reset with ``env.eval_seed_offset + seed + index``."""
+    """Episode ``index`` of ``task``: reset with ``reset_seed`` (by default ``env.eval_seed_offset + seed +
+    index``)."""
 
     task: str
     index: int
-    seed: int
+    reset_seed: int
     record_video: bool
 
 
@@ -133,10 +136,9 @@ class RolloutSettings:
 
 def run_episode(policy: ChunkPolicy, env: SimEnv, job: EpisodeJob, settings: RolloutSettings) -> dict:
     """One :func:`rollout` of ``job`` in ``env`` -> its record (the video written when recorded)."""
-    s = env.eval_seed_offset + job.seed + job.index
     r = rollout(
-        policy, env, settings.max_steps, s, settings.open_loop_steps, record_video=job.record_video,
-        temporal_ensemble_coeff=settings.temporal_ensemble_coeff,
+        policy, env, settings.max_steps, job.reset_seed, settings.open_loop_steps,
+        record_video=job.record_video, temporal_ensemble_coeff=settings.temporal_ensemble_coeff,
     )  # fmt: skip
     video = _write_video(r, settings.out, job.index) if settings.out is not None and r.frames else None
     return _episode_record(r, video)
@@ -251,6 +253,8 @@ def evaluate(
     workers: int = 1,
     batch: bool = False,
     policy_source: str | None = None,
+    reset_seeds: dict[str, list[int]] | None = None,
+    layouts: str | None = None,
 ) -> dict:
     """Roll ``policy`` out ``episodes`` times per task; returns (and with ``out`` writes) the results.
 
@@ -270,9 +274,15 @@ def evaluate(
     policy_source: what was evaluated (a checkpoint path, "expert"), recorded in ``results["policy"]``.
     temporal_ensemble_coeff: ACT's temporal ensembling instead of open-loop chunks (see
         :func:`oft.sim.rollout.rollout`; ValueError with an ``open_loop_steps`` other than None or 1).
+    reset_seeds: {task: seeds}: episode ``i`` of a task resets with its ``i``-th seed instead of the
+        evaluation layouts (``seed`` must then stay 0). With a dataset's demonstration seeds
+        (:func:`oft.sim.collect.demonstration_seeds`) this measures the policy on its training layouts.
+    layouts: what ``results["layouts"]`` records the layouts were (default "evaluation", or "given" with
+        ``reset_seeds``; ``oft eval --demonstration-layouts D`` writes "demonstrations of D").
 
     Raises ValueError, before any episode, for seeds past what a task accepts
-    (:func:`oft.sim.base.check_seeds`), ``episodes`` or ``workers`` below 1, or videos without ``out``.
+    (:func:`oft.sim.base.check_seeds`), a task with fewer ``reset_seeds`` than ``episodes``, ``episodes``
+    or ``workers`` below 1, or videos without ``out``.
     """
     check_execution(open_loop_steps, temporal_ensemble_coeff)  # here, not in a worker
     if episodes < 1:
@@ -280,13 +290,24 @@ def evaluate(
     if workers < 1:
         raise ValueError(f"workers must be >= 1, got {workers}")
     task_names = resolve_tasks(env_name, tasks)
-    check_seeds(env_name, task_names, seed, episodes)  # before any episode: none of their results is lost
+    if reset_seeds is None:  # before any episode: none of their results is lost
+        check_seeds(env_name, task_names, seed, episodes)
+        offset = eval_seed_offset(env_name)
+        reset_seeds = {t: [offset + seed + i for i in range(episodes)] for t in task_names}
+        layouts = layouts or "evaluation"
+    else:
+        check_reset_seeds(reset_seeds, task_names, seed, episodes)
+        layouts = layouts or "given"
     out = Path(out) if out is not None else None
     if out is None and video_episodes:
         raise ValueError("video_episodes needs an output directory (out=...)")
     if out is not None:  # an earlier run's, into the same directory: this run's results replace it
         (out / PARTIAL_RESULTS).unlink(missing_ok=True)
-    jobs = [EpisodeJob(t, i, seed, i < video_episodes) for t in task_names for i in range(episodes)]
+    jobs = [
+        EpisodeJob(t, i, int(reset_seeds[t][i]), i < video_episodes)
+        for t in task_names
+        for i in range(episodes)
+    ]
     bar = progress_bar(len(jobs), desc="eval", unit="ep", enabled=progress)
     records: dict[str, list[dict]] = {t: [None] * episodes for t in task_names}  # type: ignore[list-item]
     t0, env_steps = time.perf_counter(), 0
@@ -325,6 +346,7 @@ def evaluate(
         "policy_step": checkpoint_step(policy_source),
         "episodes_per_task": episodes,
         "seed": seed,
+        "layouts": layouts,
         "open_loop_steps": open_loop_steps,
         "max_steps": max_steps,
         "temporal_ensemble_coeff": temporal_ensemble_coeff,
@@ -375,6 +397,26 @@ def check_instructions(env_name: str, instructions) -> list[str]:
         raise ValueError(f"instructions: {repeated} given more than once; expected each once")
     check_takes_instruction(env_name)
     return instructions
+
+
+def check_reset_seeds(reset_seeds: dict, tasks: list[str], seed: int, episodes: int) -> None:
+    """Raise ValueError unless ``reset_seeds`` gives every one of ``tasks`` at least ``episodes`` seeds >= 0,
+    and ``seed`` is 0 (it offsets the evaluation layouts, which explicit seeds replace)."""
+    if seed != 0:
+        raise ValueError(f"seed is {seed}: it offsets the evaluation layouts; with reset_seeds expected 0")
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    for task in tasks:
+        have = [int(s) for s in reset_seeds.get(task, [])]
+        if not have:
+            raise ValueError(f"task {task!r} has no reset seeds given; tasks given: {sorted(reset_seeds)}")
+        if len(have) < episodes:
+            raise ValueError(
+                f"task {task!r} has {len(have)} reset seeds given, expected at least {episodes} (one per "
+                f"episode): evaluate {len(have)} episodes or fewer"
+            )
+        if min(have) < 0:
+            raise ValueError(f"task {task!r}: reset seeds must be >= 0, got {min(have)}")
 
 
 def instruction_slug(text: str) -> str:
@@ -444,6 +486,7 @@ def evaluate_instructions(
         "policy_step": checkpoint_step(policy_source),
         "episodes_per_task": episodes,
         "seed": first["seed"],
+        "layouts": first["layouts"],
         "open_loop_steps": first["open_loop_steps"],
         "max_steps": first["max_steps"],
         "temporal_ensemble_coeff": first["temporal_ensemble_coeff"],
