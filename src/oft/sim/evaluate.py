@@ -404,9 +404,7 @@ def check_reset_seeds(reset_seeds: dict, tasks: list[str], seed: int, episodes: 
     and ``seed`` is 0 (it offsets the evaluation layouts, which explicit seeds replace)."""
     if seed != 0:
         raise ValueError(f"seed is {seed}: it offsets the evaluation layouts; with reset_seeds expected 0")
-    if episodes < 1:
-        raise ValueError(f"episodes must be >= 1, got {episodes}")
-    for task in tasks:
+    for task in tasks:  # episodes >= 1: evaluate and argparse checked it
         have = [int(s) for s in reset_seeds.get(task, [])]
         if not have:
             raise ValueError(f"task {task!r} has no reset seeds given; tasks given: {sorted(reset_seeds)}")
