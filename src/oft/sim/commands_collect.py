@@ -19,7 +19,7 @@ from oft.cli import COUNT, comma_list
 # (MetaWorld: oft.sim.metaworld's camera list; ALOHA: oft.sim.aloha.CAMERAS). Kept here so that --help does
 # not import the simulators.
 EXPERT_SUITES = {
-    "metaworld": "any of corner, corner2, corner3, topview, behindGripper, gripperPOV, corner4",
+    "metaworld": "any of corner, corner2, corner3, topview, behindGripper, gripperPOV, corner4, workspace",
     "aloha": "cam_high (top), cam_left_wrist, cam_right_wrist",
 }
 

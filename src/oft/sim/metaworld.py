@@ -37,14 +37,22 @@ import metaworld
 import mujoco
 from metaworld.policies import ENV_POLICY_MAP
 
-from oft.sim.render import CameraRenderer, check_action, image_sizes
+from oft.sim.render import CameraRenderer, FreeCamera, check_action, image_sizes
 
 log = logging.getLogger(__name__)
 
 LAYOUTS_PER_BLOCK = 50  # metaworld's _N_GOALS: MT1(seed) generates 50 layouts
 EVAL_SEED_OFFSET = 1_000_000  # evaluation seeds start here; demonstration seeds stay below
 DEFAULT_MAX_STEPS = 500  # metaworld's max_path_length (it truncates there)
-CAMERAS = ("topview", "corner", "corner2", "corner3", "corner4", "behindGripper", "gripperPOV")
+# Views the MetaWorld model does not define, rendered by MuJoCo's free camera. ``workspace`` frames the box
+# where the MT10 tasks' objects and goals lie (x -0.35..0.15 m, y 0.4..0.95 m, table to 0.3 m up) from the
+# front-right, so the table fills the frame: at 64 px pick-place's goal sphere covers 5-7 pixels where
+# ``corner``, which shows the whole arm and the floor, gives it 1-2. (LeRobot's MetaWorld env likewise
+# moves ``corner2`` closer to the table for its pixel observations.)
+FREE_CAMERAS = {
+    "workspace": FreeCamera(lookat=(-0.1, 0.7, 0.12), distance=1.1, azimuth=140.0, elevation=-40.0),
+}
+CAMERAS = ("topview", "corner", "corner2", "corner3", "corner4", "behindGripper", "gripperPOV", *FREE_CAMERAS)
 # cameras whose image comes out upside down (rotated 180 degrees) from MuJoCo's offscreen buffer
 FLIPPED_CAMERAS = frozenset({"corner"})
 # Actions: xyz delta + gripper effort, -1 = open, +1 = close (metaworld's scripted policies close with +1);
@@ -248,7 +256,10 @@ class MetaWorldEnv(SimEnv):
         if not show_goal:
             _hide_goal_sites(self._env.model)
         self._camera_renderer = CameraRenderer(
-            self._env.model, self.image_sizes, flipped=tuple(c for c in cameras if c in FLIPPED_CAMERAS)
+            self._env.model,
+            self.image_sizes,
+            camera_names={c: FREE_CAMERAS[c] for c in cameras if c in FREE_CAMERAS},
+            flipped=tuple(c for c in cameras if c in FLIPPED_CAMERAS),
         )
         self._obs: np.ndarray | None = None  # the last 39-D state observation (the expert reads it)
         self._steps = 0
@@ -338,6 +349,7 @@ __all__ = [
     "CAMERAS",
     "CONVENTIONS",
     "EVAL_SEED_OFFSET",
+    "FREE_CAMERAS",
     "GOAL_MARKER_OPTIONAL",
     "INSTRUCTIONS",
     "LOOK_ALIKE_SCENES",

@@ -11,6 +11,7 @@ import atexit
 import os
 import threading
 import weakref
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -37,23 +38,48 @@ def image_sizes(cameras: tuple[str, ...], image_size) -> dict[str, tuple[int, in
     return {c: hw(image_size) for c in cameras}
 
 
+@dataclass(frozen=True)
+class FreeCamera:
+    """A view the model does not define: MuJoCo's free camera (``mjvCamera``) held at one pose.
+
+    lookat: the point looked at, metres in the world frame. distance: metres from it. azimuth, elevation:
+    degrees, MuJoCo's convention (azimuth 90 looks along +y; elevation < 0 looks down). The field of view is
+    the model's (``vis.global_.fovy``, 45 degrees unless the scene says otherwise).
+    """
+
+    lookat: tuple[float, float, float]
+    distance: float
+    azimuth: float
+    elevation: float
+
+    def mjv_camera(self) -> mujoco.MjvCamera:
+        cam = mujoco.MjvCamera()
+        cam.type = mujoco.mjtCamera.mjCAMERA_FREE
+        cam.lookat[:] = self.lookat
+        cam.distance, cam.azimuth, cam.elevation = self.distance, self.azimuth, self.elevation
+        return cam
+
+
 class CameraRenderer:
     """Renders ``cameras`` of one MuJoCo model at their sizes.
 
-    camera_names maps our camera name to the model's (default: the same); ``flipped`` cameras are turned
-    180° (MetaWorld's ``corner`` is mounted upside down).
+    camera_names maps our camera name to the model's (default: the same) or to a :class:`FreeCamera` pose;
+    ``flipped`` cameras are turned 180° (MetaWorld's ``corner`` is mounted upside down).
     """
 
     def __init__(
         self,
         model: mujoco.MjModel,
         sizes: dict[str, tuple[int, int]],
-        camera_names: dict[str, str] | None = None,
+        camera_names: dict[str, str | FreeCamera] | None = None,
         flipped: tuple[str, ...] = (),
     ) -> None:
         self.model = model
         self.sizes = sizes
-        self.camera_names = camera_names or {}
+        self.camera_names = {
+            cam: target.mjv_camera() if isinstance(target, FreeCamera) else target
+            for cam, target in (camera_names or {}).items()
+        }
         self.flipped = set(flipped)
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
         self._thread = threading.get_ident()  # a GL context belongs to the thread that made it
