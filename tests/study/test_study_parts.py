@@ -141,3 +141,39 @@ def test_a_study_trains_where_oft_train_would():
     assert base_train_config(StudyConfig(suite="mt10", out="x")).device == "auto"
     forced = StudyConfig(suite="mt10", out="x", overrides=("device=cpu",))
     assert base_train_config(forced).device == "cpu"
+
+
+def test_study_cameras_choose_what_is_recorded_and_what_each_variant_sees(tmp_path, monkeypatch):
+    """``--cameras`` replaces the robot's camera list: the first is the base variants' primary camera, the
+    first two the extra-inputs variants'. A camera the simulator cannot render is refused before the study
+    directory records it; an empty or repeated list is refused by the config."""
+    pytest.importorskip("metaworld", reason="MetaWorld is not installed (pip install 'oft[sim]')")
+    from oft.cli import main
+    from oft.study import run as study_run
+    from oft.study.variants import VARIANTS
+
+    cfg = StudyConfig(suite="mt10", out="x", cameras=("workspace", "gripperPOV"))
+    spec = study_run._robot_spec(cfg)
+    assert spec.cameras == ("workspace", "gripperPOV")
+    assert "cameras=workspace" in VARIANTS["pdac_l1"].overrides(spec)
+    assert "cameras=workspace,gripperPOV" in VARIANTS["pdac_l1_extra_inputs"].overrides(spec)
+    assert study_run._robot_spec(StudyConfig(suite="mt10", out="x")).cameras == ("corner", "gripperPOV")
+
+    for bad in ((), ("corner", "corner")):
+        with pytest.raises(ValueError, match="distinct cameras"):
+            StudyConfig(suite="mt10", out="x", cameras=bad).validate()
+    out = tmp_path / "study"
+    with pytest.raises(KeyError, match=r"metaworld camera 'workspce'.*workspace"):
+        study_run.run_study(StudyConfig(suite="mt10", out=str(out), cameras=("workspce",)))
+    assert not (out / "study.json").exists()
+
+    seen = {}
+
+    def run_study(config):
+        seen["config"] = config
+        return {"variants": []}
+
+    monkeypatch.setattr(study_run, "run_study", run_study)
+    argv = ["study", "--suite", "mt10", "--out", str(out), "--cameras", "workspace, gripperPOV"]
+    assert main(argv) == 0
+    assert seen["config"].cameras == ("workspace", "gripperPOV")

@@ -40,6 +40,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"training preset (default: the suite's; else {DEFAULT_PRESET})")  # fmt: skip
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="TrainConfig override for every variant (e.g. base=tiny, batch_size=16)")  # fmt: skip
+    p.add_argument("--cameras", default=None,
+                   help="cameras to record and draw from, comma-separated: the first is the base variants' "
+                   "primary camera, the first two the extra-inputs variants' (default: the robot's, "
+                   "MetaWorld corner,gripperPOV; e.g. workspace,gripperPOV)")  # fmt: skip
     p.add_argument("--seed", type=COUNT_OR_ZERO, default=0)
     p.add_argument(
         "--eval-max-steps", type=COUNT, default=None, help="episode step limit (default: the env's)"
@@ -84,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
         videos=args.videos,
         progress=True,
         after_success=args.after_success,
+        cameras=None if args.cameras is None else tuple(comma_list(args.cameras, "--cameras")),
     )
     results = run_study(config)
     from oft.study.report import markdown_tables

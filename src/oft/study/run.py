@@ -35,7 +35,7 @@ DEFAULT_DEMOS = 50  # expert demonstrations per task, where the suite does not s
 # settings that change what a finished variant's numbers mean: a rerun must keep them
 FIXED_SETTINGS = (
     "suite", "tasks", "preset", "overrides", "budget_minutes", "steps", "demos", "episodes", "seed",
-    "eval_max_steps",
+    "eval_max_steps", "cameras",
 )  # fmt: skip
 
 
@@ -48,6 +48,9 @@ class StudyConfig:
     variant (not the fields a variant decides). episodes: per task (language suite: per direction).
     after_success: steps each demonstration is recorded past the expert's success (None: to the env's end;
     :class:`oft.sim.collect.CollectConfig`).
+    cameras: the cameras the demonstrations record and the variants draw from, in order (None: the robot
+        spec's, MetaWorld ``corner, gripperPOV``): the first is the primary camera of the base variants, the
+        first two are the extra-inputs variants' (``("workspace", "gripperPOV")``: MetaWorld's framed view).
     """
 
     suite: str
@@ -69,6 +72,7 @@ class StudyConfig:
     timing_iters: int = 20
     progress: bool = False
     after_success: int | None = 0
+    cameras: tuple[str, ...] | None = None
 
     def validate(self) -> StudyConfig:
         if self.budget_minutes is not None and self.steps is not None:
@@ -80,6 +84,8 @@ class StudyConfig:
             raise ValueError(f"budget_minutes must be > 0, got {self.budget_minutes}")
         if self.steps is not None and self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.cameras is not None and (not self.cameras or len(set(self.cameras)) != len(self.cameras)):
+            raise ValueError(f"cameras must name one or more distinct cameras, got {list(self.cameras)}")
         for item in self.overrides:
             name = item.partition("=")[0].strip().replace("-", "_")
             if name in (*VARIANT_FIELDS, "datasets", "max_minutes"):
@@ -109,6 +115,7 @@ def run_study(config: StudyConfig) -> dict:
     config.validate()
     suite = get_suite(config.suite)
     tasks = _tasks(suite, config.tasks)
+    _check_cameras(suite, config.cameras)
     out = Path(config.out).absolute()  # train.json and results.json name checkpoints valid from anywhere
     out.mkdir(parents=True, exist_ok=True)
     _check_settings(out, config)
@@ -141,6 +148,20 @@ def _tasks(suite: Suite, subset: tuple[str, ...] | None) -> list[str]:
             f"suite {suite.name} swaps instructions between tasks; keep two or more, got {subset}"
         )
     return [t for t in tasks if t in subset]
+
+
+def _check_cameras(suite: Suite, cameras: tuple[str, ...] | None) -> None:
+    """KeyError naming a camera the suite's simulator cannot render, before ``study.json`` records it."""
+    if not cameras:
+        return
+    import importlib
+
+    from oft.spec import unknown_name_message
+
+    known = importlib.import_module(f"oft.sim.{suite.env}").CAMERAS
+    for cam in cameras:
+        if cam not in known:
+            raise KeyError(unknown_name_message(f"{suite.env} camera", cam, known))
 
 
 def _check_settings(out: Path, config: StudyConfig) -> None:
@@ -194,9 +215,11 @@ def base_train_config(config: StudyConfig):
 
 
 def _robot_spec(config: StudyConfig):
+    """The preset's robot spec, with the study's ``cameras`` when given."""
     from oft.spec import get_spec
 
-    return get_spec(base_train_config(config).robot)
+    spec = get_spec(base_train_config(config).robot)
+    return spec.replace(cameras=tuple(config.cameras)) if config.cameras else spec
 
 
 def model_image_size(config: StudyConfig) -> int:
