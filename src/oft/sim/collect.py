@@ -67,6 +67,13 @@ class CollectConfig:
         A demonstration ending at success shows nothing of what follows it: a policy that reaches the last
         demonstrated pose without the test passing there (a cube grasped a little lower) has no example of
         going on, and stalls. Recorded in the sidecar; a rerun with another value is refused.
+    action_noise: standard deviation of Gaussian noise added to each action the expert executes, in the
+        env's action units, while the clean expert action is what the dataset records (DART's noise injection,
+        :func:`~oft.sim.rollout.rollout`): the expert is pushed off its path and recorded steering back, so
+        the demonstrations show the states a cloned policy drifts into. Episodes that fail under the noise are
+        discarded like any failed seed. The noise of a seed is fixed (drawn from the seed), so the dataset
+        does not depend on the number of workers. Recorded in the sidecar; a rerun with another value is
+        refused.
     """
 
     cameras: tuple[str, ...] = ("corner", "gripperPOV")
@@ -77,6 +84,7 @@ class CollectConfig:
     env_kwargs: dict = field(default_factory=dict)
     instructions: tuple[str, ...] = ()  # each start state once under each (module doc); () the task's own
     after_success: int | None = 0  # steps recorded past the expert's success; None: to the env's end (doc)
+    action_noise: float = 0.0  # std of the noise added to what the expert executes, not records (doc)
 
 
 # ------------------------------------------------------------------------------- one demonstration
@@ -93,11 +101,20 @@ def _worker_env(env_name: str, task: str, env_kwargs: dict) -> SimEnv:
     return _WORKER_ENVS[key]
 
 
-def demo_episode(env: SimEnv, seed: int, after_success: int | None = 0) -> tuple[Episode | None, int]:
+def demo_episode(
+    env: SimEnv, seed: int, after_success: int | None = 0, action_noise: float = 0.0
+) -> tuple[Episode | None, int]:
     """The expert's episode from ``reset(seed)`` as an :class:`Episode` (None if it never succeeded), and its
-    steps; ``after_success`` as in :class:`CollectConfig`. ``meta["success_step"]``: the steps taken when the
-    success test first passed."""
-    r = rollout(ExpertPolicy(env), env, seed=seed, record_observations=True, after_success=after_success)
+    steps; ``after_success`` and ``action_noise`` as in :class:`CollectConfig`. ``meta["success_step"]``: the
+    steps taken when the success test first passed."""
+    r = rollout(
+        ExpertPolicy(env),
+        env,
+        seed=seed,
+        record_observations=True,
+        after_success=after_success,
+        action_noise=action_noise,
+    )
     if not r.success:
         return None, r.steps
     obs = r.observations
@@ -112,7 +129,13 @@ def demo_episode(env: SimEnv, seed: int, after_success: int | None = 0) -> tuple
 
 
 def _demo_job(
-    env_name: str, task: str, seed: int, env_kwargs: dict, after_success: int | None = 0, png: bool = False
+    env_name: str,
+    task: str,
+    seed: int,
+    env_kwargs: dict,
+    after_success: int | None = 0,
+    png: bool = False,
+    action_noise: float = 0.0,
 ) -> tuple[Episode | None, int, PreparedFrames | None]:
     """Worker entry point (module level so ``spawn`` can import it): (episode, steps, its
     :class:`~oft.data.lerobot.PreparedFrames`, PNG bytes when ``png``). The workers encode and take the image
@@ -120,7 +143,7 @@ def _demo_job(
     (about 3 episodes/s when it did this too, ``tests/data/bench_writer.py``)."""
     from oft.data.lerobot import prepare_frames
 
-    ep, steps = demo_episode(_worker_env(env_name, task, env_kwargs), seed, after_success)
+    ep, steps = demo_episode(_worker_env(env_name, task, env_kwargs), seed, after_success, action_noise)
     return ep, steps, (prepare_frames(ep, png) if ep is not None else None)
 
 
@@ -193,7 +216,13 @@ def demonstration_seeds(dataset: str | Path) -> tuple[str, dict[str, list[int]]]
 
 
 def _load_sidecar(
-    out: Path, committed: int, env_name: str, scene: dict, instructions: list, after_success: int | None = 0
+    out: Path,
+    committed: int,
+    env_name: str,
+    scene: dict,
+    instructions: list,
+    after_success: int | None = 0,
+    action_noise: float = 0.0,
 ) -> list[dict]:
     path = out / SIDECAR
     if not path.exists():
@@ -231,6 +260,13 @@ def _load_sidecar(
                 f"this run asks for {_after_text(after_success)}: rerun with the same --after-success, or "
                 "collect into a new directory"
             )
+        recorded = data.get("action_noise", 0.0)
+        if recorded != action_noise:
+            raise ValueError(
+                f"{out} holds {len(episodes)} episodes whose expert executed its actions with noise of "
+                f"standard deviation {recorded}; this run asks for {action_noise}: rerun with the same "
+                "--action-noise, or collect into a new directory"
+            )
     return episodes
 
 
@@ -247,6 +283,7 @@ def _save_sidecar(
     scene: dict,
     instructions: list,
     after_success: int | None = 0,
+    action_noise: float = 0.0,
 ) -> None:
     path = out / SIDECAR
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -256,6 +293,8 @@ def _save_sidecar(
         data["instructions"] = instructions
     if after_success != 0:  # absent: 0, as every dataset before the option
         data["after_success"] = after_success
+    if action_noise:  # absent: none, as every dataset before the option
+        data["action_noise"] = action_noise
     tmp.write_text(json.dumps(data, indent=1))
     tmp.replace(path)
 
@@ -266,8 +305,10 @@ def _save_sidecar(
 class _Runner:
     """Runs demo jobs in seed order, in-process (workers <= 1) or in a pool, keeping a bounded window."""
 
-    def __init__(self, workers: int, after_success: int | None = 0, png: bool = False) -> None:
-        self.pool, self.after_success, self.png = None, after_success, png
+    def __init__(
+        self, workers: int, after_success: int | None = 0, png: bool = False, action_noise: float = 0.0
+    ) -> None:
+        self.pool, self.after_success, self.png, self.action_noise = None, after_success, png, action_noise
         if workers > 1:
             self.pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker)
         self.window = max(1, 2 * workers)
@@ -280,7 +321,7 @@ class _Runner:
             for seed, instruction, kwargs in jobs:
                 yield (
                     (seed, instruction),
-                    _demo_job(env_name, task, seed, kwargs, self.after_success, self.png),
+                    _demo_job(env_name, task, seed, kwargs, self.after_success, self.png, self.action_noise),
                 )
             return
         pending: deque = deque()
@@ -290,7 +331,7 @@ class _Runner:
                 if job is None:
                     break
                 seed, instruction, kwargs = job
-                args = (env_name, task, seed, kwargs, self.after_success, self.png)
+                args = (env_name, task, seed, kwargs, self.after_success, self.png, self.action_noise)
                 res = self.pool.apply_async(_demo_job, args)
                 pending.append(((seed, instruction), res))
             if not pending:
@@ -329,6 +370,8 @@ def collect(
         raise ValueError(f"episodes_per_task must be >= 1, got {episodes_per_task}")
     instructions = check_instructions(env_name, cfg.instructions) if cfg.instructions else []
     check_after_success(cfg.after_success)
+    if not (np.isfinite(cfg.action_noise) and cfg.action_noise >= 0):
+        raise ValueError(f"action_noise must be a finite standard deviation >= 0, got {cfg.action_noise!r}")
     env_kwargs = {"cameras": tuple(cfg.cameras), "image_size": cfg.image_size, **cfg.env_kwargs}
     with make_env(env_name, task=tasks[0], **env_kwargs) as probe:
         spec, robot = probe.spec, env_name
@@ -344,13 +387,15 @@ def collect(
         conventions=spec.conventions,  # the simulator's own: the expert acts in it
     )
     scene = _scene_options(cfg.env_kwargs)  # what the sidecar checks and records: computed once
-    done = _load_sidecar(out, writer.num_episodes, env_name, scene, instructions, cfg.after_success)
+    done = _load_sidecar(
+        out, writer.num_episodes, env_name, scene, instructions, cfg.after_success, cfg.action_noise
+    )
     summary = {"env": env_name, "out": str(out), "tasks": {}, "resumed_from": len(done)}
     per_task = episodes_per_task * max(1, len(instructions))
     # the bar counts this request: episodes of other tasks, or past a task's count, are not progress on it
     counted = sum(min(sum(e["task"] == t for e in done), per_task) for t in tasks)
     bar = progress_bar(len(tasks) * per_task, desc="collect", unit="demo", initial=counted, enabled=progress)
-    runner = _Runner(cfg.workers, cfg.after_success, png=not cfg.video)
+    runner = _Runner(cfg.workers, cfg.after_success, png=not cfg.video, action_noise=cfg.action_noise)
     t0 = time.perf_counter()
     try:
         for task in tasks:
@@ -396,7 +441,7 @@ def _collect_task(runner, writer, done, env_name, task, n, env_kwargs, scene, cf
             entry["instruction"] = instruction
         done.append(entry)
         # the sidecar before the commit: entries past the committed count are ignored on reopening
-        _save_sidecar(writer.root, env_name, done, scene, instructions, cfg.after_success)
+        _save_sidecar(writer.root, env_name, done, scene, instructions, cfg.after_success, cfg.action_noise)
         writer.add_episode(ep, sidecars=(writer.root / SIDECAR,), prepared=prepared)
         bar.update(1)
 

@@ -56,6 +56,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "success frame), or 'end' to record to the step limit as ACT's scripted ALOHA data does "
         "(a policy trained without them has no example of what follows the demonstrated end)",
     )  # fmt: skip
+    p.add_argument(
+        "--action-noise", type=noise_arg, default=0.0, metavar="STD",
+        help="standard deviation of Gaussian noise added to each action the expert executes, in the env's "
+        "action units (MetaWorld: [-1, 1], 1 = 1 cm per step), while the clean action is recorded: DART's "
+        "noise injection, so the demonstrations show the expert correcting the drift a cloned policy makes "
+        "(default 0: none)",
+    )  # fmt: skip
+
+
+def noise_arg(text: str) -> float:
+    """``--action-noise``: a finite standard deviation >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (value >= 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a standard deviation >= 0 (e.g. 0.3), got {text!r}")
+    return value
 
 
 def after_success_arg(text: str) -> int | None:
@@ -85,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
         video=args.images == "video",
         instructions=tuple(args.instruction or ()),
         after_success=args.after_success,
+        action_noise=args.action_noise,
     )
     summary = collect(args.env, tasks, args.episodes, args.out, cfg, progress=True)
     print(json.dumps(summary, indent=1))

@@ -190,6 +190,7 @@ def rollout(
     record_observations: bool = False,
     temporal_ensemble_coeff: float | None = None,
     after_success: int | None = 0,
+    action_noise: float = 0.0,
 ) -> EpisodeResult:
     """Run one episode from ``env.reset(seed)`` until success, the env's end, or ``max_steps`` actions.
 
@@ -209,10 +210,20 @@ def rollout(
         episodes. Demonstrations that stop at success end on the frame the task was solved, so a policy
         trained on them has no example of what follows and may stop just short of it (``oft collect
         --after-success``). ValueError for a negative count.
+    action_noise: standard deviation of Gaussian noise added to every action the env executes, in the env's
+        action units (MetaWorld: [-1, 1] per axis, 1 = 1 cm of hand motion per step), drawn from
+        ``np.random.default_rng(seed)``; the action recorded in ``EpisodeResult.actions`` stays the policy's
+        own. This is DART's noise injection (Laskey et al. 2017, "DART: Noise Injection for Robust Imitation
+        Learning"): an expert run this way is pushed off its path and recorded correcting, so its
+        demonstrations cover the states a cloned policy's small errors lead to. ValueError if negative or not
+        finite.
     """
     max_steps = env.max_steps if max_steps is None else int(max_steps)
     check_execution(open_loop_steps, temporal_ensemble_coeff)
     check_after_success(after_success)
+    if not (np.isfinite(action_noise) and action_noise >= 0):
+        raise ValueError(f"action_noise must be a finite standard deviation >= 0, got {action_noise!r}")
+    noise_rng = np.random.default_rng(int(seed)) if action_noise > 0 else None
     ensembler = None
     if temporal_ensemble_coeff is not None:
         ensembler, open_loop_steps = TemporalEnsembler(temporal_ensemble_coeff), 1
@@ -238,8 +249,11 @@ def rollout(
         n = chunk.shape[0] if open_loop_steps is None else min(open_loop_steps, chunk.shape[0])
         for i in range(n):
             need_obs = render_always or (render_queries and i == n - 1)
-            res = env.step(chunk[i]) if render_always else env.step(chunk[i], render=need_obs)
-            rec.act(obs, chunk[i])
+            act = chunk[i]
+            if noise_rng is not None:
+                act = act + noise_rng.normal(0.0, action_noise, act.shape).astype(act.dtype)
+            res = env.step(act) if render_always else env.step(act, render=need_obs)
+            rec.act(obs, chunk[i])  # the policy's action, not the noise added to it
             steps += 1
             obs, success, done, info = res.observation, res.success, res.done, res.info
             if success and reached is None:
