@@ -330,3 +330,51 @@ def test_the_bar_counts_the_request_not_the_dataset(tmp_path, monkeypatch):
     summary = collect("metaworld", ["reach-v3", "drawer-close-v3"], 1, out, _cfg(), progress=True)
     assert bars[-1] == (2, 1)  # reach's 2 count as its 1; drawer-close's one is to come
     assert summary["num_episodes"] == 3
+
+
+def test_action_noise_records_the_experts_corrections_and_a_rerun_must_agree(tmp_path):
+    """`oft collect --action-noise`: the expert is pushed off its path (DART) and the clean actions it takes
+    from there are what the dataset holds; the noise is recorded and a top-up with another value refused."""
+    out = tmp_path / "noisy"
+    collect("metaworld", ["reach-v3"], 2, out, _cfg(action_noise=0.5))
+    side = json.loads((out / SIDECAR).read_text())
+    assert side["action_noise"] == 0.5
+    collect("metaworld", ["reach-v3"], 2, tmp_path / "clean", _cfg())
+    assert "action_noise" not in json.loads((tmp_path / "clean" / SIDECAR).read_text())
+    noisy, clean = open_dataset(out), open_dataset(tmp_path / "clean")
+    for i in range(2):
+        a, b = noisy.episode(i), clean.episode(i)
+        assert len(a) != len(b) or not np.allclose(a.proprio, b.proprio)  # another path through the scene
+        assert np.abs(a.actions).max() <= 1.0  # the expert's clipped actions, no noise in them
+        # reach's expert acts 5 x (goal - hand), clipped to [-1, 1]: every unclipped recorded action, added
+        # to the hand it was taken at, names the same goal (a recorded noisy action would scatter it by
+        # noise / 5 = 10 cm)
+        free = np.all(np.abs(a.actions[:, :3]) < 0.999, axis=1)
+        goals = a.proprio[free, :3] + a.actions[free, :3] / 5.0
+        assert free.sum() >= 5 and goals.std(axis=0).max() < 1e-3
+    with pytest.raises(ValueError, match=r"noise of standard deviation 0.5; this run asks for 0.0"):
+        collect("metaworld", ["reach-v3"], 3, out, _cfg())
+    with pytest.raises(ValueError, match=r"standard deviation 0.0; this run asks for 0.3"):
+        collect("metaworld", ["reach-v3"], 3, tmp_path / "clean", _cfg(action_noise=0.3))
+    assert open_dataset(out).num_episodes == 2
+    assert collect("metaworld", ["reach-v3"], 3, out, _cfg(action_noise=0.5))["num_episodes"] == 3
+    with pytest.raises(ValueError, match=r"action_noise must be a finite standard deviation >= 0, got -1"):
+        collect("metaworld", ["reach-v3"], 1, tmp_path / "bad", _cfg(action_noise=-1))
+    assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize(("text", "value"), [("0", 0.0), ("0.3", 0.3), ("1e-1", 0.1)])
+def test_action_noise_flag_reads_a_standard_deviation(text, value):
+    from oft.sim.commands_collect import noise_arg
+
+    assert noise_arg(text) == value
+
+
+@pytest.mark.parametrize("text", ["-0.1", "nan", "inf", "lots", ""])
+def test_action_noise_flag_names_a_bad_value(text):
+    import argparse
+
+    from oft.sim.commands_collect import noise_arg
+
+    with pytest.raises(argparse.ArgumentTypeError, match=rf">= 0 \(e.g. 0.3\), got {text!r}"):
+        noise_arg(text)

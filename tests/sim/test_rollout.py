@@ -167,3 +167,38 @@ def test_after_success_keeps_acting_past_the_success_step(env):
 def test_after_success_must_be_a_step_count_or_none(env, bad):
     with pytest.raises(ValueError, match=rf"after_success must be a number of steps >= 0.*got {bad!r}"):
         rollout(ConstantChunkPolicy(k=4), env, max_steps=4, seed=0, after_success=bad)
+
+
+def test_action_noise_moves_the_env_but_the_recording_keeps_the_policys_actions(env, monkeypatch):
+    """DART's noise injection for `oft collect --action-noise`: the env executes the action plus noise drawn
+    from the episode's seed; the recorded action is the policy's own."""
+    executed: list[np.ndarray] = []
+    step = env.step
+
+    def spy(action, render=True):
+        executed.append(np.array(action, np.float32))
+        return step(action, render=render)
+
+    monkeypatch.setattr(env, "step", spy)
+
+    def run(seed, noise):
+        executed.clear()
+        r = rollout(ConstantChunkPolicy(k=4), env, max_steps=40, seed=seed, action_noise=noise,
+                    record_observations=True)  # fmt: skip
+        return r, np.stack(executed)
+
+    runs = still, moved = run(0, 0.0), run(0, 0.5)
+    for r, _ in (still, moved):
+        np.testing.assert_array_equal(r.actions, np.zeros((40, 4), np.float32))  # what the policy chose
+    np.testing.assert_array_equal(still[1], 0.0)
+    assert 0.4 < moved[1].std() < 0.6 and abs(moved[1].mean()) < 0.1  # executed: N(0, 0.5) per component
+    hand = [np.linalg.norm(r.observations[-1].proprio[:3] - r.observations[0].proprio[:3]) for r, _ in runs]
+    assert hand[0] < 0.01 < 0.02 < hand[1]  # zeros barely move the hand; the noise walks it by centimetres
+    np.testing.assert_array_equal(run(0, 0.5)[1], moved[1])  # the same seed, the same noise
+    assert not np.allclose(run(1, 0.5)[1], moved[1])
+
+
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), True, "0.3"])
+def test_action_noise_must_be_a_finite_standard_deviation(env, bad):
+    with pytest.raises(ValueError, match=rf"finite standard deviation >= 0, got {bad!r}"):
+        rollout(ConstantChunkPolicy(k=4), env, max_steps=4, seed=0, action_noise=bad)

@@ -48,7 +48,7 @@ from oft.data.episode import Episode
 from oft.progress import progress_bar
 from oft.sim.base import SimEnv, make_env
 from oft.sim.evaluate import check_instructions
-from oft.sim.rollout import ExpertPolicy, check_after_success, rollout
+from oft.sim.rollout import ExpertPolicy, check_action_noise, check_after_success, rollout
 
 if TYPE_CHECKING:
     from oft.data.lerobot import PreparedFrames
@@ -370,8 +370,7 @@ def collect(
         raise ValueError(f"episodes_per_task must be >= 1, got {episodes_per_task}")
     instructions = check_instructions(env_name, cfg.instructions) if cfg.instructions else []
     check_after_success(cfg.after_success)
-    if not (np.isfinite(cfg.action_noise) and cfg.action_noise >= 0):
-        raise ValueError(f"action_noise must be a finite standard deviation >= 0, got {cfg.action_noise!r}")
+    check_action_noise(cfg.action_noise)
     env_kwargs = {"cameras": tuple(cfg.cameras), "image_size": cfg.image_size, **cfg.env_kwargs}
     with make_env(env_name, task=tasks[0], **env_kwargs) as probe:
         spec, robot = probe.spec, env_name

@@ -156,6 +156,15 @@ def check_after_success(after_success: int | None) -> None:
         )
 
 
+def check_action_noise(action_noise: float) -> None:
+    """ValueError unless ``action_noise`` is a finite standard deviation >= 0 (see :func:`rollout`)."""
+    is_number = isinstance(action_noise, (int, float, np.integer, np.floating)) and not isinstance(
+        action_noise, bool
+    )
+    if not is_number or not np.isfinite(action_noise) or action_noise < 0:
+        raise ValueError(f"action_noise must be a finite standard deviation >= 0, got {action_noise!r}")
+
+
 class _Recorder:
     """Collects video frames and/or (observation, action) pairs during an episode."""
 
@@ -221,8 +230,7 @@ def rollout(
     max_steps = env.max_steps if max_steps is None else int(max_steps)
     check_execution(open_loop_steps, temporal_ensemble_coeff)
     check_after_success(after_success)
-    if not (np.isfinite(action_noise) and action_noise >= 0):
-        raise ValueError(f"action_noise must be a finite standard deviation >= 0, got {action_noise!r}")
+    check_action_noise(action_noise)
     noise_rng = np.random.default_rng(int(seed)) if action_noise > 0 else None
     ensembler = None
     if temporal_ensemble_coeff is not None:
@@ -286,6 +294,7 @@ __all__ = [
     "EpisodeResult",
     "ExpertPolicy",
     "TemporalEnsembler",
+    "check_action_noise",
     "check_after_success",
     "check_execution",
     "rollout",
