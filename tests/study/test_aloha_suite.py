@@ -127,3 +127,30 @@ def test_study_records_demonstrations_past_success_when_asked(study_cli_config, 
     ctx = run._Context(config, suite, ["two-cube"], tmp_path, data, get_spec("aloha"))
     run.collect_demos(ctx)
     assert seen["cfg"].after_success == 50
+
+
+def test_study_collects_with_action_noise_when_asked(study_cli_config, monkeypatch, tmp_path):
+    """`oft study --action-noise STD` reaches the collection (DART), as `oft collect --action-noise` does; a
+    bad value is refused by the flag and by the config."""
+    from oft.sim import collect as collect_module
+    from oft.study import run
+
+    argv = ["--suite", "mt10", "--out", "x"]
+    assert study_cli_config(argv).action_noise == 0.0
+    assert study_cli_config([*argv, "--action-noise", "0.3"]).action_noise == 0.3
+    with pytest.raises(SystemExit):
+        study_cli_config([*argv, "--action-noise", "-1"])
+    with pytest.raises(ValueError, match=r"finite standard deviation >= 0, got nan"):
+        run.StudyConfig(suite="mt10", out="x", action_noise=float("nan")).validate()
+
+    seen = {}
+
+    def fake_collect(env, tasks, n, out, cfg, progress=False):
+        seen["cfg"] = cfg
+        return {"num_episodes": 0}
+
+    monkeypatch.setattr(collect_module, "collect", fake_collect)
+    config = run.StudyConfig(suite="mt10", out=str(tmp_path), action_noise=0.3)
+    spec, suite = get_spec("metaworld"), get_suite("mt10")
+    run.collect_demos(run._Context(config, suite, ["reach-v3"], tmp_path, tmp_path / "data", spec))
+    assert seen["cfg"].action_noise == 0.3

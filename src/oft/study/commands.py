@@ -14,7 +14,7 @@ import argparse
 import logging
 
 from oft.cli import COUNT, COUNT_OR_ZERO, POSITIVE, comma_list
-from oft.sim.commands_collect import after_success_arg
+from oft.sim.commands_collect import after_success_arg, noise_arg
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +55,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--after-success", type=after_success_arg, default=0, metavar="N|end",
                    help="record each demonstration N steps past the expert's success, or to the step limit "
                    "('end'); default 0 (as `oft collect --after-success`)")  # fmt: skip
+    p.add_argument("--action-noise", type=noise_arg, default=0.0, metavar="STD",
+                   help="the expert executes each action plus Gaussian noise of this standard deviation "
+                   "while the demonstrations record its clean action (DART; default 0, as `oft collect "
+                   "--action-noise`)")  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,6 +92,7 @@ def run(args: argparse.Namespace) -> int:
         videos=args.videos,
         progress=True,
         after_success=args.after_success,
+        action_noise=args.action_noise,
         cameras=None if args.cameras is None else tuple(comma_list(args.cameras, "--cameras")),
     )
     results = run_study(config)

@@ -48,6 +48,9 @@ class StudyConfig:
     variant (not the fields a variant decides). episodes: per task (language suite: per direction).
     after_success: steps each demonstration is recorded past the expert's success (None: to the env's end;
     :class:`oft.sim.collect.CollectConfig`).
+    action_noise: standard deviation of the noise the expert executes its actions with while the
+        demonstrations record its clean ones (0: none; DART's noise injection,
+        :class:`oft.sim.collect.CollectConfig`).
     cameras: the cameras the demonstrations record and the variants draw from, in order (None: the robot
         spec's, MetaWorld ``corner, gripperPOV``): the first is the primary camera of the base variants, the
         first two are the extra-inputs variants' (``("workspace", "gripperPOV")``: MetaWorld's framed view).
@@ -73,6 +76,7 @@ class StudyConfig:
     progress: bool = False
     after_success: int | None = 0
     cameras: tuple[str, ...] | None = None
+    action_noise: float = 0.0
 
     def validate(self) -> StudyConfig:
         if self.budget_minutes is not None and self.steps is not None:
@@ -93,6 +97,9 @@ class StudyConfig:
                     f"override {item!r}: {name} is set by the study (variants decide "
                     f"{', '.join(VARIANT_FIELDS)}; the budget is --budget-minutes/--steps)"
                 )
+        from oft.sim.rollout import check_action_noise
+
+        check_action_noise(self.action_noise)
         resolve_variants(self.variants)
         return self
 
@@ -246,6 +253,7 @@ def collect_demos(ctx: _Context) -> dict:
         video=False,
         env_kwargs=ctx.suite.env_options,
         after_success=cfg.after_success,
+        action_noise=cfg.action_noise,
     )
     t0 = time.perf_counter()
     summary = collect(ctx.suite.env, ctx.tasks, cfg.demos, ctx.data, collect_cfg, progress=cfg.progress)
