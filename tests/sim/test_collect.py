@@ -378,3 +378,26 @@ def test_action_noise_flag_names_a_bad_value(text):
 
     with pytest.raises(argparse.ArgumentTypeError, match=rf">= 0 \(e.g. 0.3\), got {text!r}"):
         noise_arg(text)
+
+
+def test_a_seed_the_expert_fails_is_not_rendered(monkeypatch):
+    """The expert runs once without images first: a failed seed costs its physics, not up to 500 rendered
+    frames; a successful one is recorded as a single recorded run would record it."""
+    from oft.sim.base import make_env
+    from oft.sim.collect import demo_episode
+    from oft.sim.rollout import ExpertPolicy, rollout
+
+    with make_env("metaworld", task="push-v3", image_size=32) as env:
+        renders = []
+        render = env._camera_renderer.render
+        monkeypatch.setattr(env._camera_renderer, "render", lambda data: renders.append(1) or render(data))
+        ep, steps = demo_episode(env, 0, action_noise=5.0)  # noise that drowns the expert
+        assert ep is None and steps == env.max_steps and len(renders) <= 1  # reset's frame only
+        renders.clear()
+        ep, steps = demo_episode(env, 0)
+        rendered = len(renders)
+        want = rollout(ExpertPolicy(env), env, seed=0, record_observations=True)
+        assert ep is not None and steps == want.steps == len(ep)
+        assert rendered == 1 + len(renders) - rendered  # the dry run's first frame, then a recorded run's
+        np.testing.assert_array_equal(ep.actions, want.actions)
+        np.testing.assert_array_equal(ep.proprio, np.stack([o.proprio for o in want.observations]))

@@ -106,7 +106,19 @@ def demo_episode(
 ) -> tuple[Episode | None, int]:
     """The expert's episode from ``reset(seed)`` as an :class:`Episode` (None if it never succeeded), and its
     steps; ``after_success`` and ``action_noise`` as in :class:`CollectConfig`. ``meta["success_step"]``: the
-    steps taken when the success test first passed."""
+    steps taken when the success test first passed.
+
+    An env that can step without rendering (``env.can_skip_render``) first runs the episode without images:
+    a seed the expert fails then costs its physics only, not the render of every frame up to the step limit
+    (under ``action_noise`` 0.3 a sixth of push's and pick-place's seeds fail, and rendering is most of a
+    step's cost). The recorded run repeats it: the same reset, actions and noise. The dry run adds about 3%
+    to a successful MetaWorld episode and 6% to an ALOHA one (measured: 0.06 s against 2.0 s for a 95-step
+    peg-insert-side demonstration at 64 px, 0.46 s against 7.8 s for a 209-step transfer-cube one)."""
+    if env.can_skip_render:
+        expert = ExpertPolicy(env)
+        dry = rollout(expert, env, seed=seed, after_success=after_success, action_noise=action_noise)
+        if not dry.success:
+            return None, dry.steps
     r = rollout(
         ExpertPolicy(env),
         env,
