@@ -114,19 +114,13 @@ def demo_episode(
     step's cost). The recorded run repeats it: the same reset, actions and noise. The dry run adds about 3%
     to a successful MetaWorld episode and 6% to an ALOHA one (measured: 0.06 s against 2.0 s for a 95-step
     peg-insert-side demonstration at 64 px, 0.46 s against 7.8 s for a 209-step transfer-cube one)."""
+    expert = ExpertPolicy(env)
+    options = dict(seed=seed, after_success=after_success, action_noise=action_noise)
     if env.can_skip_render:
-        expert = ExpertPolicy(env)
-        dry = rollout(expert, env, seed=seed, after_success=after_success, action_noise=action_noise)
+        dry = rollout(expert, env, **options)
         if not dry.success:
             return None, dry.steps
-    r = rollout(
-        ExpertPolicy(env),
-        env,
-        seed=seed,
-        record_observations=True,
-        after_success=after_success,
-        action_noise=action_noise,
-    )
+    r = rollout(expert, env, record_observations=True, **options)
     if not r.success:
         return None, r.steps
     obs = r.observations
@@ -141,22 +135,18 @@ def demo_episode(
 
 
 def _demo_job(
-    env_name: str,
-    task: str,
-    seed: int,
-    env_kwargs: dict,
-    after_success: int | None = 0,
-    png: bool = False,
-    action_noise: float = 0.0,
+    env_name: str, task: str, seed: int, env_kwargs: dict, cfg: CollectConfig
 ) -> tuple[Episode | None, int, PreparedFrames | None]:
     """Worker entry point (module level so ``spawn`` can import it): (episode, steps, its
-    :class:`~oft.data.lerobot.PreparedFrames`, PNG bytes when ``png``). The workers encode and take the image
-    statistics, not the one writing process, whose share caps the collection whatever the number of workers
-    (about 3 episodes/s when it did this too, ``tests/data/bench_writer.py``)."""
+    :class:`~oft.data.lerobot.PreparedFrames`, PNG bytes for a PNG dataset), recorded as ``cfg`` says. The
+    workers encode and take the image statistics, not the one writing process, whose share caps the
+    collection whatever the number of workers (about 3 episodes/s when it did this too,
+    ``tests/data/bench_writer.py``)."""
     from oft.data.lerobot import prepare_frames
 
-    ep, steps = demo_episode(_worker_env(env_name, task, env_kwargs), seed, after_success, action_noise)
-    return ep, steps, (prepare_frames(ep, png) if ep is not None else None)
+    env = _worker_env(env_name, task, env_kwargs)
+    ep, steps = demo_episode(env, seed, cfg.after_success, cfg.action_noise)
+    return ep, steps, (prepare_frames(ep, not cfg.video) if ep is not None else None)
 
 
 def _init_worker() -> None:
@@ -317,13 +307,11 @@ def _save_sidecar(
 class _Runner:
     """Runs demo jobs in seed order, in-process (workers <= 1) or in a pool, keeping a bounded window."""
 
-    def __init__(
-        self, workers: int, after_success: int | None = 0, png: bool = False, action_noise: float = 0.0
-    ) -> None:
-        self.pool, self.after_success, self.png, self.action_noise = None, after_success, png, action_noise
-        if workers > 1:
-            self.pool = mp.get_context("spawn").Pool(workers, initializer=_init_worker)
-        self.window = max(1, 2 * workers)
+    def __init__(self, cfg: CollectConfig) -> None:
+        self.pool, self.cfg = None, cfg
+        if cfg.workers > 1:
+            self.pool = mp.get_context("spawn").Pool(cfg.workers, initializer=_init_worker)
+        self.window = max(1, 2 * cfg.workers)
 
     def run(self, env_name: str, task: str, jobs, needed: int):
         """Yield ((seed, instruction), (Episode | None, steps, PreparedFrames | None)) in job order until the
@@ -331,10 +319,7 @@ class _Runner:
         started ahead."""
         if self.pool is None:
             for seed, instruction, kwargs in jobs:
-                yield (
-                    (seed, instruction),
-                    _demo_job(env_name, task, seed, kwargs, self.after_success, self.png, self.action_noise),
-                )
+                yield (seed, instruction), _demo_job(env_name, task, seed, kwargs, self.cfg)
             return
         pending: deque = deque()
         while True:
@@ -343,8 +328,7 @@ class _Runner:
                 if job is None:
                     break
                 seed, instruction, kwargs = job
-                args = (env_name, task, seed, kwargs, self.after_success, self.png, self.action_noise)
-                res = self.pool.apply_async(_demo_job, args)
+                res = self.pool.apply_async(_demo_job, (env_name, task, seed, kwargs, self.cfg))
                 pending.append(((seed, instruction), res))
             if not pending:
                 return
@@ -406,7 +390,7 @@ def collect(
     # the bar counts this request: episodes of other tasks, or past a task's count, are not progress on it
     counted = sum(min(sum(e["task"] == t for e in done), per_task) for t in tasks)
     bar = progress_bar(len(tasks) * per_task, desc="collect", unit="demo", initial=counted, enabled=progress)
-    runner = _Runner(cfg.workers, cfg.after_success, png=not cfg.video, action_noise=cfg.action_noise)
+    runner = _Runner(cfg)
     t0 = time.perf_counter()
     try:
         for task in tasks:
