@@ -4,7 +4,7 @@ set -e
 cd /work/exp
 export MUJOCO_GL=egl PYTHONPATH=/work/exp/src
 OFT=/work/main/.venv/bin/oft
-NOISE=${NOISE:-0.5}  # run as NOISE=0.5 on 1397bf3, 2026-12-05 00:15-00:29 UTC
+NOISE=${NOISE:-0.5}  # run as NOISE=0.5 on 1397bf3, 2026-12-05 00:15-00:29 UTC, and NOISE=0.3 on 051573d, 02:10-02:23 UTC
 R=/work/runs/reach_dart/n$NOISE
 echo "commit $(git rev-parse --short HEAD) noise $NOISE start $(date -u +%T)"
 $OFT collect metaworld --tasks reach-v3 --episodes 200 --out $R/data --cameras workspace,gripperPOV \
