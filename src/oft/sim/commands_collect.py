@@ -66,13 +66,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def noise_arg(text: str) -> float:
-    """``--action-noise``: a finite standard deviation >= 0."""
+    """``--action-noise``: a finite standard deviation >= 0 (:func:`oft.sim.rollout.check_action_noise`)."""
+    from oft.sim.rollout import check_action_noise  # here, so that --help does not import it
+
     try:
         value = float(text)
+        check_action_noise(value)
     except ValueError:
-        value = -1.0
-    if not (value >= 0 and value < float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a standard deviation >= 0 (e.g. 0.3), got {text!r}")
+        message = f"expected a standard deviation >= 0 (e.g. 0.3), got {text!r}"
+        raise argparse.ArgumentTypeError(message) from None
     return value
 
 
