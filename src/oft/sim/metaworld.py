@@ -60,6 +60,10 @@ FLIPPED_CAMERAS = frozenset({"corner"})
 # proprio: hand xyz + gripper opening. A policy in another convention is converted by the rollout.
 CONVENTIONS = get_conventions("metaworld")
 
+# MetaWorld's MT10 (Yu et al. 2019). Its first three tasks are one scene: a red puck on the table and a goal
+# dot (reach red, push green, pick-place blue). Reach and pick-place draw puck and goal from the same ranges
+# (goal 5-30 cm above the table), push puts its goal on the table; so among these three the instruction, and
+# at 64 px the colour of a dot of 1-7 pixels, say which task it is (metaworld/envs/sawyer_*_v3.py).
 MT10 = (
     "reach-v3",
     "push-v3",

@@ -1,7 +1,8 @@
 """The study's task suites: a registry of named task sets, each evaluated on layouts no demonstration used.
 
 * ``mt10`` — MetaWorld's MT10 (Yu et al. 2019, "Meta-World"): ten manipulation tasks, one language-
-  conditioned policy for all of them.
+  conditioned policy for all of them. Reach, push and pick-place share one scene (a puck and a goal dot), so
+  among those three the instruction is what tells the task (:data:`oft.sim.metaworld.MT10`).
 * ``language`` — ``faucet-open-v3`` and ``faucet-close-v3``: the same faucet at the start, the handle turned
   one way or the other. Goal markers are hidden (``show_goal=False``: the open task's green and the close
   task's blue goal dot would otherwise tell them apart) and both tasks draw their layouts from one pool
