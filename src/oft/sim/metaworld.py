@@ -61,9 +61,10 @@ FLIPPED_CAMERAS = frozenset({"corner"})
 CONVENTIONS = get_conventions("metaworld")
 
 # MetaWorld's MT10 (Yu et al. 2019). Its first three tasks are one scene: a red puck on the table and a goal
-# dot (reach red, push green, pick-place blue). Reach and pick-place draw puck and goal from the same ranges
-# (goal 5-30 cm above the table), push puts its goal on the table; so among these three the instruction, and
-# at 64 px the colour of a dot of 1-7 pixels, say which task it is (metaworld/envs/sawyer_*_v3.py).
+# dot (reach red, push green, pick-place blue). At equal seeds they start from the same layout, puck and goal,
+# push's goal dropped onto the table (reach and pick-place 5-30 cm above it); so among these three the
+# instruction, and at 64 px the colour of a dot of 1-7 pixels, say which task it is (metaworld/envs/
+# sawyer_{reach,push,pick_place}_v3.py draw the same random vector from the same ranges; checked by reset).
 MT10 = (
     "reach-v3",
     "push-v3",
