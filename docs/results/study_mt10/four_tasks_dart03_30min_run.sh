@@ -6,7 +6,7 @@ set -e
 cd /work/exp
 export MUJOCO_GL=egl PYTHONPATH=/work/exp/src
 OFT=/work/main/.venv/bin/oft
-MIN=${MIN:-30}  # run on 1ed1eb0, 2026-12-05 04:23- UTC
+MIN=${MIN:-30}  # run on 1ed1eb0, 2026-12-05 04:23-05:09 UTC
 R=/work/runs/four_dart
 T=reach-v3,push-v3,pick-place-v3,peg-insert-side-v3
 echo "commit $(git rev-parse --short HEAD) minutes $MIN start $(date -u +%T)"
