@@ -9,7 +9,8 @@ import json
 import sys
 
 for path in sys.argv[1:]:
-    rows = json.load(open(path))["tasks"]
+    with open(path) as f:
+        rows = json.load(f)["tasks"]
     red, blue = (rows[f"two-cube: transfer the {c} cube"]["episode_results"] for c in ("red", "blue"))
     for name, eps in (("told red", red), ("told blue", blue)):
         print(path, name, dict(collections.Counter(str(e["outcome"]["moved"]) for e in eps)))
@@ -17,4 +18,7 @@ for path in sys.argv[1:]:
     both = [(a, b) for a, b in both if a and b]
     same = sum(a == b for a, b in both)
     told = sum(a == "red" and b == "blue" for a, b in both)
-    print(f"  start states with a cube moved under both: {len(both)}; the same cube: {same}; each as told: {told}")
+    print(
+        f"  start states with a cube moved under both: {len(both)}; the same cube: {same}; "
+        f"each as told: {told}"
+    )

@@ -1,5 +1,6 @@
-"""What MT10's random-target tasks look like to the policy: reach, push and pick-place at two evaluation seeds,
-each as topview | corner | gripperPOV at 64 px (the `metaworld-tiny` size). Writes cameras_64px.png beside it.
+"""What MT10's random-target tasks look like to the policy: reach, push and pick-place at two evaluation
+seeds, each as topview | corner | gripperPOV at 64 px (the `metaworld-tiny` size). Writes cameras_64px.png
+beside it.
 
     MUJOCO_GL=egl python docs/results/study_mt10/cameras_64px.py
 """
