@@ -116,6 +116,19 @@ def test_mixture_weights_follow_the_weights():
         StreamLoader(data, chunk_len=4, num_workers=0, weights=(1.0,))
 
 
+def test_mixture_weights_are_logged_against_the_unweighted_shares(caplog):
+    """The run's log says what the weights change: each dataset's share of the draws and of the samples."""
+    from oft.train._concat import ConcatDataset
+
+    a = ListDataset([synthetic_episode(length=20, seed=s) for s in range(3)])
+    b = ListDataset([synthetic_episode(length=20, seed=10 + s, instruction="other") for s in range(1)])
+    a.name, b.name = "four", "six"
+    with caplog.at_level("INFO", logger="oft.data.loader"):
+        ChunkLoader(ConcatDataset([a, b]), chunk_len=4, batch_size=8, augment=False, weights=(0.8, 0.2))
+    expected = "mixture: four 80.0% of draws (75.0% unweighted), six 20.0% of draws (25.0% unweighted)"
+    assert expected in caplog.text
+
+
 # ------------------------------------------------------------ quirks: errors name the dataset and episode
 def _bad_list(kind: str) -> ListDataset:
     eps = [synthetic_episode(length=10, seed=s) for s in range(3)]

@@ -201,6 +201,17 @@ class ChunkLoader:
         if empty:
             raise ValueError(f"datasets {[str(parts[k].path) for k in empty]} have weight > 0 but no sample")
         self.weights = w / w.sum()
+        # what the weights change: each dataset's share of the draws against its share of the samples
+        # (unweighted, a dataset of long episodes is drawn more), as OpenVLA's RLDS mixture logs its weights
+        unweighted = np.bincount(self.sample_source, minlength=len(parts)) / len(self.sample_source)
+        log.info(
+            "mixture: %s",
+            ", ".join(
+                f"{getattr(d, 'key', f'dataset_{k}')} {self.weights[k]:.1%} of draws ({unweighted[k]:.1%} "
+                "unweighted)"
+                for k, d in enumerate(parts)
+            ),
+        )
 
     def _epoch_order(self, epoch: int) -> np.ndarray:
         """This rank's sample indices of ``epoch``: a permutation of all samples (seeded by (seed, epoch)), or
