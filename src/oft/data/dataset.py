@@ -156,3 +156,9 @@ class ListDataset(EpisodeDataset):
     @property
     def instructions(self) -> list[str]:
         return [ep.instruction for ep in self._episodes]
+
+
+def mixture_part_name(dataset: EpisodeDataset, k: int) -> str:
+    """How a mixture names its ``k``-th dataset: its :attr:`EpisodeDataset.key`, or ``dataset_k`` for a
+    dataset with neither name nor path (the keys of per-dataset statistics, and the loader's mixture log)."""
+    return dataset.key if dataset.name or dataset.path is not None else f"dataset_{k}"

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from oft.data.augment import AugmentConfig, augment_images
-from oft.data.dataset import EpisodeDataset, ListDataset
+from oft.data.dataset import EpisodeDataset, ListDataset, mixture_part_name
 from oft.data.episode import Episode
 from oft.data.samples import chunk_indices, chunk_starts, episode_bounds, repeat_episode_starts
 from oft.model.preprocess import ImagePipeline
@@ -207,8 +207,7 @@ class ChunkLoader:
         log.info(
             "mixture: %s",
             ", ".join(
-                f"{getattr(d, 'key', f'dataset_{k}')} {self.weights[k]:.1%} of draws ({unweighted[k]:.1%} "
-                "unweighted)"
+                f"{mixture_part_name(d, k)} {self.weights[k]:.1%} of draws ({unweighted[k]:.1%} unweighted)"
                 for k, d in enumerate(parts)
             ),
         )

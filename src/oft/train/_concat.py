@@ -5,7 +5,7 @@ from __future__ import annotations
 import bisect
 
 from oft.conventions import merge_conventions
-from oft.data.dataset import EpisodeDataset
+from oft.data.dataset import EpisodeDataset, mixture_part_name
 
 
 class ConcatDataset(EpisodeDataset):
@@ -47,9 +47,7 @@ class ConcatDataset(EpisodeDataset):
     def keys(self) -> list[str]:
         """The name of each dataset, in order: the keys of their statistics in the checkpoint (``dataset_k``
         for a dataset with neither name nor path). Names must differ: statistics are kept by name."""
-        keys = [
-            d.key if d.name or d.path is not None else f"dataset_{k}" for k, d in enumerate(self.datasets)
-        ]
+        keys = [mixture_part_name(d, k) for k, d in enumerate(self.datasets)]
         repeated = sorted({k for k in keys if keys.count(k) > 1})
         if repeated:
             raise ValueError(
