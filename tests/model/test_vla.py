@@ -293,3 +293,20 @@ def test_small_128_sees_four_times_the_pixels_through_the_same_number_of_tokens(
     image = np.random.default_rng(0).integers(0, 256, (128, 128, 3), dtype=np.uint8)
     obs = Observation([image] * SPEC.num_cameras, np.zeros(4), "x")
     assert hires.predict_action_chunk(obs).shape == (SPEC.chunk_len, SPEC.action_dim)
+
+
+def test_small_wide_is_small_at_twice_the_width_on_the_same_tokens():
+    from oft.model.build import input_size
+
+    small, wide = (
+        build_policy(SPEC, NormStats(_stats(3), _stats(4)), ["x"], arch=a).eval()
+        for a in ("small", "small-wide")
+    )
+    assert input_size("small-wide") == input_size("small") == 64
+    assert wide.vla.vision_backbone.num_patches == small.vla.vision_backbone.num_patches == 64
+    assert wide.vla.config.llm["hidden_size"] == 2 * small.vla.config.llm["hidden_size"] == 256
+    n_small, n_wide = (sum(p.numel() for p in m.parameters()) for m in (small, wide))
+    assert 3 * n_small < n_wide < 4 * n_small
+    image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    obs = Observation([image] * SPEC.num_cameras, np.zeros(4), "x")
+    assert wide.predict_action_chunk(obs).shape == (SPEC.chunk_len, SPEC.action_dim)

@@ -58,6 +58,14 @@ ARCHITECTURES: dict[str, dict] = {
         "llm": dict(hidden_size=128, intermediate_size=256, num_hidden_layers=3, num_attention_heads=4),
         "head": dict(hidden_dim=128),
     },
+    # "small" twice as wide (ViT and Llama width 256, head dim 64; about 3.6x the parameters) at the same
+    # 64 px, 64 tokens per camera and depth: capacity alone, for tasks that lose precision when they share
+    # the model with others (MetaWorld's random-target tasks inside MT10)
+    "small-wide": {
+        "vit": dict(img_size=64, patch_size=8, embed_dim=256, depth=3, num_heads=4, mlp_ratio=2.0),
+        "llm": dict(hidden_size=256, intermediate_size=512, num_hidden_layers=3, num_attention_heads=4),
+        "head": dict(hidden_dim=256),
+    },
     "base": {
         "vit": dict(img_size=128, patch_size=16, embed_dim=256, depth=4, num_heads=4, mlp_ratio=4.0),
         "llm": dict(hidden_size=256, intermediate_size=688, num_hidden_layers=4, num_attention_heads=4),

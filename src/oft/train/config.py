@@ -32,8 +32,8 @@ class TrainConfig:
 
     Model
       base: a named small architecture built from scratch (``oft.model.build.ARCHITECTURES``: "tiny",
-        "small", "small-128", "small-128-conv", "small-keypoints", "base"), an OpenVLA / OpenVLA-OFT HF
-        directory, or an ``oft`` checkpoint directory to continue fine-tuning.
+        "small", "small-128", "small-128-conv", "small-keypoints", "small-wide", "base"), an OpenVLA /
+        OpenVLA-OFT HF directory, or an ``oft`` checkpoint directory to continue fine-tuning.
       robot: robot spec preset (``oft.spec.PRESETS``): action/proprio sizes, cameras, normalization.
       head / decode: action head (``l1``, ``diffusion``, ``discrete``) and how the action slots are decoded:
         ``parallel`` (OFT: bidirectional attention over empty slots, one forward pass) or ``autoregressive``
