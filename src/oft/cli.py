@@ -12,6 +12,7 @@ import importlib
 import logging
 import math
 import sys
+import textwrap
 
 from oft.progress import bars_and_logs
 
@@ -133,13 +134,40 @@ POSITIVE = Bounded(float, gt=0)  # minutes, seconds
 NONNEGATIVE = Bounded(float, ge=0)  # waits where 0 means none or off
 
 
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's help layout, wrapped at spaces only: a name such as ``small-128-conv``,
+    ``peg-insert-side-v3`` or ``--action-noise`` is never split at one of its hyphens (argparse wraps with
+    textwrap's default, which breaks there), so a name copied from ``--help`` is the name the command
+    takes."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        text = self._whitespace_matcher.sub(" ", text).strip()
+        return textwrap.wrap(text, width, break_on_hyphens=False)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        text = self._whitespace_matcher.sub(" ", text).strip()
+        return textwrap.fill(
+            text, width, initial_indent=indent, subsequent_indent=indent, break_on_hyphens=False
+        )
+
+
+class RawDescriptionHelpFormatter(HelpFormatter):
+    """:class:`HelpFormatter` that keeps a command's description and epilog as written (argparse's
+    ``RawDescriptionHelpFormatter``); argument help is still wrapped at spaces only."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return "".join(indent + line for line in text.splitlines(keepends=True))
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="oft", description="Optimized Fine-Tuning for VLA robot policies.")
+    parser = argparse.ArgumentParser(
+        prog="oft", description="Optimized Fine-Tuning for VLA robot policies.", formatter_class=HelpFormatter
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     argv = sys.argv[1:] if argv is None else argv
     for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text, formatter_class=HelpFormatter)
         # only the chosen subcommand's module is imported (its arguments are needed to parse)
         if name in argv:
             importlib.import_module(module).add_arguments(p)

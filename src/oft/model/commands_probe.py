@@ -15,7 +15,7 @@ import json
 import logging
 from pathlib import Path
 
-from oft.cli import COUNT, comma_list
+from oft.cli import COUNT, RawDescriptionHelpFormatter, comma_list
 from oft.model.commands import add_loading_arguments, load_from_args
 
 log = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ EPILOG = """what it prints (normalized action units, mean over the chunk):
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EPILOG
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.formatter_class = RawDescriptionHelpFormatter
     p.add_argument(  # a str: Path would turn a Hub id's '/' into '\\' on Windows
         "--checkpoint", required=True, help="checkpoint directory, training run or Hub id (oft.load_policy)"
     )
