@@ -7,12 +7,11 @@ as ``peg-insert-side-v3`` or a flag such as ``--action-noise`` could split the s
 
 from __future__ import annotations
 
-import argparse
 import re
 
 import pytest
 
-from oft.cli import COMMANDS, build_parser
+from oft.cli import COMMANDS, build_parser, command_parser
 
 SPLIT = re.compile(r"\w-$")  # a line ending inside a hyphenated word
 
@@ -21,8 +20,7 @@ def _helps(command: str | None) -> str:
     parser = build_parser([] if command is None else [command])
     if command is None:
         return parser.format_help()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return sub.choices[command].format_help()
+    return command_parser(parser, command).format_help()
 
 
 @pytest.mark.parametrize("columns", ["60", "80", "100", "120"])

@@ -8,7 +8,6 @@ for ``1``; schematic lines (``…``, ``...``, ``[--opt]``, ``a|b``) are skipped.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import io
 import re
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from oft.cli import COMMANDS, build_parser
+from oft.cli import COMMANDS, build_parser, command_parser
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
@@ -85,7 +84,7 @@ def test_documented_command_parses(where, command):
             parser.parse_args(argv)
         except SystemExit:
             pytest.fail(f"{where}: {command}\n{errors.getvalue()}")
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[argv[0]]
+    sub = command_parser(parser, argv[0])
     options = {o for a in sub._actions for o in a.option_strings} | {"-v", "--verbose"}
     spelled = [t.split("=", 1)[0] for t in argv if t.startswith("--")]
     abbreviated = [t for t in spelled if t not in options]

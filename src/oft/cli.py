@@ -174,9 +174,15 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The parser of subcommand ``command`` inside :func:`build_parser`'s ``parser`` (its arguments are there
+    only when ``command`` was in the argv it was built for); KeyError for a name not in :data:`COMMANDS`."""
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+
+
 def _flag_kinds(parser: argparse.ArgumentParser, command: str) -> tuple[frozenset[str], str]:
     """(the flags of ``command`` that take no value, the names of its positionals joined by '/')."""
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    sub = command_parser(parser, command)
     no_value = frozenset(o for a in sub._actions if a.nargs == 0 for o in a.option_strings)
     return no_value, "/".join(a.dest for a in sub._actions if not a.option_strings)
 

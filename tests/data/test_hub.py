@@ -135,14 +135,13 @@ def test_every_option_that_takes_a_hub_id_keeps_its_text():
     """`oft eval --checkpoint` and `oft probe-instructions --checkpoint` parsed with ``type=Path``, which on
     Windows turns ``openvla/openvla-7b`` into ``openvla\\openvla-7b``, no longer a Hub id. Every checkpoint,
     base or dataset argument of every command keeps the text as given."""
-    import argparse
 
-    from oft.cli import COMMANDS, build_parser
+    from oft.cli import COMMANDS, build_parser, command_parser
 
     checked = []
     for command in COMMANDS:
         parser = build_parser([command])
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+        sub = command_parser(parser, command)
         for action in sub._actions:
             if action.dest in ("checkpoint", "base", "dataset"):
                 assert action.type is None, f"oft {command} {action.dest}: type {action.type}"
