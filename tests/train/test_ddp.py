@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file
 
 from oft.train.checkpoint import CheckpointManager
+from oft.train.feedback import read_metrics
 from oft.train.loop import train
 
 from .conftest import tiny_config
@@ -60,6 +61,11 @@ def test_two_gloo_ranks_equal_one_process_with_doubled_batch(tiny_dataset_dir, t
     single = train(tiny_config(**common), tmp_path / "single")
     diff = _max_diff(ddp, load_file(str(single.checkpoint / "model.safetensors")))
     assert diff < TOL, f"DDP and single-process weights differ by {diff:.3g}"
+    # the loss of each task counts both ranks' samples (summed over ranks), as one process's doubled batch
+    ddp_log, single_log = (read_metrics(run / "metrics.jsonl")[-1] for run in (out, single.out_dir))
+    tasks = sorted(k for k in single_log if k.startswith("task_loss/"))
+    assert tasks and tasks == sorted(k for k in ddp_log if k.startswith("task_loss/"))
+    assert [ddp_log[k] for k in tasks] == pytest.approx([single_log[k] for k in tasks], rel=1e-4)
 
     half = train(tiny_config(**{**common, "batch_size": 2}), tmp_path / "half")  # the test can fail
     assert _max_diff(ddp, load_file(str(half.checkpoint / "model.safetensors"))) > 10 * TOL

@@ -21,7 +21,9 @@ prepared: images already through the vision backbone and projector, proprio toke
 * ``compute_loss(vla, inputs, target, is_pad) -> (loss, metrics)``: ``target`` (B, K, D) *normalized*
   actions, ``is_pad`` (B, K) bool or None (True = chunk step past the episode end, excluded from the loss).
   ``metrics`` maps names to detached 0-dim tensors (for logging): no ``float()`` here, so a training step
-  never waits for the device; the loop converts them at log steps.
+  never waits for the device; the loop converts them at log steps. One entry is not a scalar:
+  ``metrics[SAMPLE_LOSS]``, the (B,) detached loss of each sample (its own mean over the chunk steps that are
+  not padding), from which the loop logs the loss of each task of a multi-task run.
 * ``predict(vla, inputs) -> (B, K, D)`` normalized actions (the policy un-normalizes).
 * ``config() -> dict`` (kwargs to rebuild), and for the paper's checkpoints the classmethods
   ``matches_reference(parts)`` (is this the head those files hold?) and ``kwargs_from_reference(parts)``, then
@@ -161,6 +163,10 @@ class ActionHead(nn.Module):
         return {"action_head": self.state_dict()}
 
 
+SAMPLE_LOSS = "sample_loss"
+"""The key of the (B,) per-sample loss in the metrics every head's ``compute_loss`` returns."""
+
+
 def masked_l1(pred: torch.Tensor, target: torch.Tensor, is_pad: torch.Tensor | None) -> torch.Tensor:
     """Mean |pred - target| over (B, K, D), excluding padded chunk steps (all steps count when None)."""
     return masked_mean((pred - target).abs(), is_pad)
@@ -172,6 +178,15 @@ def masked_mean(err: torch.Tensor, is_pad: torch.Tensor | None) -> torch.Tensor:
         return err.mean()
     keep = (~is_pad).to(err.dtype).unsqueeze(-1)  # (B, K, 1)
     return (err * keep).sum() / (keep.sum() * err.shape[-1]).clamp(min=1)
+
+
+def per_sample_mean(err: torch.Tensor, is_pad: torch.Tensor | None) -> torch.Tensor:
+    """(B,) mean of a (B, K, D) error over each sample's chunk steps that are not padding (all when None); a
+    sample whose every step is padding gets 0. No host sync."""
+    if is_pad is None:
+        return err.flatten(1).mean(1)
+    keep = (~is_pad).to(err.dtype).unsqueeze(-1)  # (B, K, 1)
+    return (err * keep).sum((1, 2)) / (keep.sum((1, 2)) * err.shape[-1]).clamp(min=1)
 
 
 class MLPResNetBlock(nn.Module):
@@ -277,6 +292,7 @@ def l1_loss_and_metrics(
     pad_rest = None if is_pad is None else is_pad[:, 1:]
     with torch.no_grad():
         metrics = {
+            SAMPLE_LOSS: per_sample_mean((pred - target).abs(), is_pad),
             "l1_loss": loss.detach(),
             "curr_action_l1_loss": masked_l1(pred[:, :1], target[:, :1], pad0),
         }
@@ -287,6 +303,7 @@ def l1_loss_and_metrics(
 
 __all__ = [
     "HEADS",
+    "SAMPLE_LOSS",
     "ActionHead",
     "L1RegressionHead",
     "MLPResNet",
@@ -295,5 +312,6 @@ __all__ = [
     "make_head",
     "masked_l1",
     "masked_mean",
+    "per_sample_mean",
     "register_head",
 ]

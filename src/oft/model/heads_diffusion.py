@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from oft.model.heads import ActionHead, MLPResNet, chunk_features, masked_mean, register_head
+from oft.model.heads import (
+    SAMPLE_LOSS,
+    ActionHead,
+    MLPResNet,
+    chunk_features,
+    masked_mean,
+    per_sample_mean,
+    register_head,
+)
 
 if TYPE_CHECKING:
     from oft.model.vla import VLA, Sequence, VLAInputs
@@ -199,7 +207,9 @@ class DiffusionHead(ActionHead):
         noisy = self.noise_scheduler.add_noise(target, noise, timesteps)  # (B, K, D)
         pred = self.predict_noise(vla, inputs, noisy, timesteps).float()
         loss = masked_mse(pred, noise, is_pad)
-        return loss, {"diffusion_mse_loss": loss.detach()}
+        with torch.no_grad():
+            sample_loss = per_sample_mean((pred - noise).square(), is_pad)
+        return loss, {SAMPLE_LOSS: sample_loss, "diffusion_mse_loss": loss.detach()}
 
     @torch.no_grad()
     def predict(

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from oft.model.heads import ActionHead, register_head
+from oft.model.heads import SAMPLE_LOSS, ActionHead, register_head
 
 if TYPE_CHECKING:
     from oft.model.vla import VLA, VLAInputs
@@ -125,15 +125,18 @@ class DiscreteHead(ActionHead):
         if is_pad is not None:
             labels[is_pad.repeat_interleave(self.action_dim, dim=1)] = -100
         # every chunk step padded: no target, zero loss (not NaN); a sum over a clamped count needs no sync
-        ce = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="sum")
-        loss = ce / (labels != -100).sum().clamp(min=1)
+        ce = F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100, reduction="none")
+        ce = ce.view_as(labels)  # (B, K*D), 0 where ignored
+        loss = ce.sum() / (labels != -100).sum().clamp(min=1)
         with torch.no_grad():  # masked means without boolean indexing: no host sync
             pred = self._argmax_action_ids(logits, tok)
             valid = (labels != -100).float()
             n = valid.sum().clamp(min=1)
             acc = ((pred == labels).float() * valid).sum() / n
             l1 = ((tok.decode(pred) - tok.decode(target_ids)).abs() * valid).sum() / n
-        return loss, {"ce_loss": loss.detach(), "token_accuracy": acc, "l1_loss": l1}
+            sample_loss = ce.detach().sum(1) / valid.sum(1).clamp(min=1)  # (B,)
+        metrics = {"ce_loss": loss.detach(), "token_accuracy": acc, "l1_loss": l1}
+        return loss, {SAMPLE_LOSS: sample_loss, **metrics}
 
     @torch.no_grad()
     def predict(self, vla: VLA, inputs: VLAInputs) -> torch.Tensor:

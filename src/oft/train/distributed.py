@@ -116,6 +116,15 @@ def mean_over_ranks(value: float, info: DistInfo) -> float:
     return float(t.item()) / info.world_size
 
 
+def sum_over_ranks(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
+    """``t`` summed over all ranks (one all-reduce; ``t`` itself where there is one process)."""
+    if not info.enabled:
+        return t
+    t = t.clone()
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
 __all__ = [
     "DistInfo",
     "all_gather",
@@ -125,6 +134,7 @@ __all__ = [
     "init_distributed",
     "mean_over_ranks",
     "resolve_device",
+    "sum_over_ranks",
     "unwrap",
     "wrap_ddp",
 ]

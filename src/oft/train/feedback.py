@@ -159,7 +159,8 @@ def seconds_trained(train_dir: Path, samples_per_step: int, up_to_step: int | No
 
 
 def plot_loss_curve(metrics_path: Path, png_path: Path, title: str = "training loss") -> Path | None:
-    """Draw loss (log scale) and lr against step from ``metrics.jsonl``; None if there is nothing to draw."""
+    """Draw loss (log scale), each task's loss where the run logged it (``task_loss/<instruction>``) and lr
+    against step from ``metrics.jsonl``; None if there is nothing to draw."""
     rows = read_metrics(metrics_path)
     if not rows:
         return None
@@ -171,6 +172,13 @@ def plot_loss_curve(metrics_path: Path, png_path: Path, title: str = "training l
     steps = [r["step"] for r in rows]
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(steps, [r["loss"] for r in rows], label="loss", color="tab:blue")
+    tasks = sorted({k for r in rows for k in r if k.startswith("task_loss/")})
+    for k in tasks:  # a multi-task run: each task's loss, thin, under the mean
+        task_steps = [r["step"] for r in rows if k in r]
+        label = k.removeprefix("task_loss/")[:40]
+        ax.plot(task_steps, [r[k] for r in rows if k in r], linewidth=0.7, alpha=0.7, label=label)
+    if tasks:
+        ax.legend(fontsize=6, loc="upper right", ncol=2)
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss")
     ax.set_yscale("log")

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from oft.model.heads import SAMPLE_LOSS
 from oft.observation import Batch
 from oft.spec import RobotSpec, get_spec, with_dataset_conventions
 from oft.train import distributed as D
@@ -82,6 +83,7 @@ class _State:
     setup_started: float = 0.0  # time.perf_counter() when this process's segment began (its set-up)
     started: float = 0.0  # time.perf_counter() at the loop's first step: the budget's clock
     seconds_before: float = 0.0  # training seconds earlier segments spent up to the resumed checkpoint
+    tasks: dict[str, int] = field(default_factory=dict)  # instruction -> index, for the loss of each task
 
     def run_seconds(self) -> float:
         """The run's training seconds so far, resumed segments included, set-up excluded: what ``max_minutes``
@@ -246,7 +248,25 @@ def _make_state(cfg: TrainConfig, policy, dataset, spec: RobotSpec, info: D.Dist
         log.info("ema_decay=%g: checkpoints serve the average of %d trainable tensors; trainer_state.pt "
                  "keeps the optimizer's weights", cfg.ema_decay, len(ema.params))  # fmt: skip
     return _State(policy=policy, model=model, optimizer=optimizer, scheduler=scheduler, loader=loader,
-                  ema=ema)  # fmt: skip
+                  ema=ema, tasks=logged_tasks(loader.instructions))  # fmt: skip
+
+
+MAX_LOGGED_TASKS = 100
+"""The most tasks whose loss the loop logs one by one (LIBERO-90 has 90); a dataset with more distinct
+instructions (one per episode, as in DROID) logs the mean loss only."""
+
+
+def logged_tasks(instructions: list[str]) -> dict[str, int]:
+    """{instruction: index} of the tasks whose training loss is logged apart (``task_loss/<instruction>`` in
+    ``metrics.jsonl``, TensorBoard and W&B), in sorted order; empty for a single task or more than
+    :data:`MAX_LOGGED_TASKS` distinct instructions. A task is an instruction, as in LeRobot's ``tasks``."""
+    names = sorted(set(instructions))
+    if len(names) > MAX_LOGGED_TASKS:
+        log.info("%d distinct instructions: more than %d, so the loss is not logged per task", len(names),
+                 MAX_LOGGED_TASKS)  # fmt: skip
+    if not 2 <= len(names) <= MAX_LOGGED_TASKS:
+        return {}
+    return {name: i for i, name in enumerate(names)}
 
 
 def make_loader(cfg: TrainConfig, dataset, spec: RobotSpec, pipeline, info: D.DistInfo):
@@ -450,7 +470,9 @@ def _run(cfg: TrainConfig, state: _State, mgr: CheckpointManager, info: D.DistIn
                          cfg.decay_at)  # fmt: skip
             logged = None
             if log_now:  # the one host sync of a logging interval
+                task_sums = sums.pop(TASK_SUMS, None)
                 logged = {k: D.mean_over_ranks(float(v) / since_log, info) for k, v in sums.items()}
+                logged.update(task_losses(task_sums, state.tasks, info))
                 logged["lr"] = metrics["lr"]
                 loss, sums, since_log = logged["loss"], {}, 0
             feedback.step(state.step, samples, logged or {}, log_now=log_now)
@@ -542,6 +564,10 @@ def train_step(cfg: TrainConfig, state: _State, batches, info: D.DistInfo) -> tu
         with sync:
             (loss / cfg.grad_accum).backward()
         total = _add(total, loss.detach() / cfg.grad_accum)
+        sample_loss = metrics.pop(SAMPLE_LOSS, None)
+        if state.tasks and sample_loss is not None:
+            per_task = task_sums(sample_loss, batch.instructions, state.tasks)
+            sums[TASK_SUMS] = _add(sums.get(TASK_SUMS), per_task)
         for k, v in metrics.items():
             sums[k] = _add(sums.get(k), (v.detach() if torch.is_tensor(v) else v) / cfg.grad_accum)
     if cfg.grad_clip is not None:
@@ -557,6 +583,29 @@ def train_step(cfg: TrainConfig, state: _State, batches, info: D.DistInfo) -> tu
 
 def _add(a, b):
     return b if a is None else a + b
+
+
+TASK_SUMS = "task_sums"  # the (2, T) per-task loss sums and sample counts among a step's metrics
+
+
+def task_sums(sample_loss: torch.Tensor, instructions: list[str], tasks: dict[str, int]) -> torch.Tensor:
+    """(2, T) the sum of the (B,) ``sample_loss`` over each task's samples, and their count, for the T
+    ``tasks`` ({instruction: index}); on the loss's device, no host sync."""
+    index = torch.tensor([tasks[text] for text in instructions]).to(sample_loss.device, non_blocking=True)
+    out = torch.zeros(2, len(tasks), device=sample_loss.device)
+    out[0].index_add_(0, index, sample_loss.float())
+    out[1].index_add_(0, index, torch.ones_like(sample_loss, dtype=torch.float32))
+    return out
+
+
+def task_losses(sums: torch.Tensor | None, tasks: dict[str, int], info: D.DistInfo) -> dict[str, float]:
+    """``{"task_loss/<instruction>": mean loss}`` over a logging interval from the (2, T) sums of
+    :func:`task_sums` (all ranks' samples; one all-reduce), for the tasks drawn in it."""
+    if sums is None:
+        return {}
+    sums = D.sum_over_ranks(sums, info).cpu()
+    return {f"task_loss/{name}": float(sums[0, i] / sums[1, i]) for name, i in tasks.items()
+            if sums[1, i] > 0}  # fmt: skip
 
 
 def _accumulate(sums: dict, metrics: dict) -> None:
