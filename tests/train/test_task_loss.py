@@ -103,3 +103,62 @@ def test_training_logs_each_tasks_loss(tmp_path):
     lines = (run.out_dir / "metrics.jsonl").read_text().splitlines()
     assert lines and not any(k.startswith("task_loss/") for line in lines for k in json.loads(line))
     assert np.isfinite([json.loads(line)["loss"] for line in lines]).all()
+
+
+def _stats(lo, hi):
+    from oft.data.normalize import Stats
+
+    lo, hi = np.asarray(lo, float), np.asarray(hi, float)
+    return Stats(mean=(lo + hi) / 2, std=hi - lo, min=lo, max=hi, q01=lo, q99=hi)
+
+
+def test_squeezed_dims_are_those_a_task_fills_less_than_half_of():
+    from oft.train.build import squeezed_dims
+
+    rng = np.random.default_rng(0)
+    actions = np.stack([rng.uniform(-0.4, 0.4, 5000), rng.uniform(-1, 1, 5000), np.zeros(5000)], axis=1)
+    squeezed = squeezed_dims(actions, _stats([-1, -1, -1], [1, 1, 1]), "bounds_q99")
+    assert list(squeezed) == [0] and squeezed[0] == pytest.approx(
+        0.4, abs=0.02
+    )  # a constant dim is not scaled
+    assert (
+        squeezed_dims(actions, _stats([-0.4, -1, 0], [0.4, 1, 0]), "bounds_q99") == {}
+    )  # its own statistics
+    masked = _stats([-1, -1, -1], [1, 1, 1])
+    masked.mask = np.array([False, True, True])
+    assert squeezed_dims(actions, masked, "bounds_q99") == {}
+
+
+def test_a_task_squeezed_by_shared_statistics_is_warned_about_and_not_with_its_own(tmp_path, caplog):
+    """One set of statistics over two tasks, one with small actions: training names that task; normalized
+    per dataset (one dataset per task), nothing to warn about."""
+    from types import SimpleNamespace
+
+    from oft.data.dataset import ListDataset
+    from oft.train.build import warn_squeezed_tasks
+    from oft.train.loop import train
+
+    from .conftest import make_episodes, tiny_config
+
+    episodes = make_episodes(n=4)
+    for ep in episodes[1::2]:  # "open the drawer number 1": a fifth of the others' motion in x
+        ep.actions[:, 0] *= 0.2
+    with caplog.at_level("WARNING", logger="oft.train.build"):
+        train(tiny_config(max_steps=1), tmp_path / "merged", dataset=ListDataset(episodes))
+    warned = [r.getMessage() for r in caplog.records if "its actions span only part" in r.getMessage()]
+    assert len(warned) == 1 and "'open the drawer number 1'" in warned[0] and "dim 0" in warned[0]
+
+    actions = torch.from_numpy(np.concatenate([ep.actions for ep in episodes]))
+    loader = SimpleNamespace(actions=actions, frame_episode=np.repeat(np.arange(4), 16),
+                             instructions=[ep.instruction for ep in episodes],
+                             episode_norm_key=[f"task{i % 2}" for i in range(4)])  # fmt: skip
+    own = {f"task{k}": np.concatenate([ep.actions for ep in episodes[k::2]]) for k in (0, 1)}
+    stats = {
+        k: SimpleNamespace(action=_stats(np.quantile(a, 0.01, 0), np.quantile(a, 0.99, 0)))
+        for k, a in own.items()
+    }
+    policy = SimpleNamespace(spec=SimpleNamespace(normalization="bounds_q99"), dataset_stats=stats,
+                             norm_stats=stats["task0"], unnorm_key="task0")  # fmt: skip
+    assert warn_squeezed_tasks(loader, policy) == []
+    loader.episode_norm_key = None  # the same data under task0's statistics alone: task 1 is squeezed
+    assert len(warn_squeezed_tasks(loader, policy)) == 1

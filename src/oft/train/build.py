@@ -304,6 +304,71 @@ def warn_clipped(policy, dataset, cfg: TrainConfig) -> None:
                 )  # fmt: skip
 
 
+SQUEEZE_SHARE = 0.5
+"""A task whose actions span less than this share of its normalizer's range in some dimension is warned
+about (:func:`warn_squeezed_tasks`)."""
+
+
+def squeezed_dims(actions: np.ndarray, stats, kind: str, below: float = SQUEEZE_SHARE) -> dict[int, float]:
+    """{dim: share} where the (N, D) raw ``actions`` of one task span (their own 1st..99th percentile, or
+    min..max for ``kind="bounds"``) less than ``below`` of the range ``stats`` (a
+    :class:`~oft.data.normalize.Stats`) normalizes that dim over. Masked-off dims, dims the task holds
+    constant and dims the statistics hold constant are skipped: none of them is scaled."""
+    lo, hi = (np.asarray(v, np.float64) for v in stats.bounds(kind))
+    if kind == "bounds":
+        tlo, thi = actions.min(0), actions.max(0)
+    else:
+        tlo, thi = np.quantile(actions, [0.01, 0.99], axis=0)
+    span, own = hi - lo, thi - tlo
+    mask = np.ones(len(lo), bool) if stats.mask is None else np.asarray(stats.mask, bool)
+    keep = mask & (span > 1e-8) & (own > 1e-8 * np.maximum(span, 1.0))
+    share = np.where(keep, own / np.maximum(span, 1e-8), 1.0)
+    return {int(i): float(share[i]) for i in np.flatnonzero(keep & (share < below))}
+
+
+def warn_squeezed_tasks(loader, policy, max_frames: int = 100_000) -> list[str]:
+    """Warn for each task (instruction) whose actions fill less than :data:`SQUEEZE_SHARE` of the range its
+    statistics normalize them over, in some dimension, and return the warnings. One set of statistics over
+    several tasks (one multi-task dataset, or ``mixture_stats="merged"``) scales each task by the union's
+    range: a task whose actions are small (MetaWorld reach's x and z, within about -0.4..0.4 of the union's
+    -1..1) then has its errors counted that many times less by the loss, and its precision suffers beside
+    the others (docs/results/study-mt10.md: reach beside six other tasks reached 31 of 100 goals with merged
+    statistics, 56 with per-dataset ones, 74 alone). ``loader`` is a training loader (its ``actions`` (F, D),
+    ``frame_episode`` (F,), per-episode ``instructions`` and ``episode_norm_key``); at most ``max_frames``
+    frames of a task are read (a fixed subsample)."""
+    keys = getattr(loader, "episode_norm_key", None)
+    frame_episode = np.asarray(loader.frame_episode)
+    episode_group = [(text, None if keys is None else keys[e]) for e, text in enumerate(loader.instructions)]
+    groups = sorted(set(episode_group), key=str)
+    actions = loader.actions.numpy() if hasattr(loader.actions, "numpy") else np.asarray(loader.actions)
+    index = {g: i for i, g in enumerate(groups)}
+    frame_group = np.asarray([index[g] for g in episode_group])[frame_episode]
+    rng = np.random.default_rng(0)
+    kind, warnings = policy.spec.normalization, []
+    if kind not in ("bounds_q99", "bounds"):
+        return warnings
+    for (text, key), i in index.items():
+        rows = np.flatnonzero(frame_group == i)
+        if len(rows) > max_frames:
+            rows = np.sort(rng.choice(rows, max_frames, replace=False))
+        stats = policy.dataset_stats.get(key, policy.norm_stats) if key is not None else policy.norm_stats
+        squeezed = squeezed_dims(actions[rows], stats.action, kind)
+        if not squeezed:
+            continue
+        dims = ", ".join(f"dim {d}: {100 * v:.0f}%" for d, v in squeezed.items())
+        where = "" if key is None else f" (dataset {key!r})"
+        factor = 1 / min(squeezed.values())
+        message = (
+            f"task {text!r}{where}: its actions span only part of the range its statistics normalize over "
+            f"({dims}; {kind}), so the loss counts its errors up to {factor:.1f}x smaller than a task that "
+            "fills the range; a dataset of its own with mixture_stats=per_dataset normalizes it with its own "
+            "statistics"
+        )
+        log.warning("%s", message)
+        warnings.append(message)
+    return warnings
+
+
 def dataset_stats(dataset):
     """Statistics saved with the dataset, else computed over it (streaming, no images decoded)."""
     stats = getattr(dataset, "stats", None)

@@ -238,6 +238,10 @@ def _make_state(cfg: TrainConfig, policy, dataset, spec: RobotSpec, info: D.Dist
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = make_scheduler(optimizer, cfg.decay_step, cfg.decay_factor, cfg.warmup_steps)
     loader = make_loader(cfg, dataset, spec, policy.image_pipeline, info)
+    if info.is_main:
+        from oft.train.build import warn_squeezed_tasks
+
+        warn_squeezed_tasks(loader, policy)
     # the policy records the size of the frames it was trained on: simulators render at it (oft eval asks)
     policy.config.frame_sizes = {c: list(hw) for c, hw in loader.frame_sizes.items()}
     model = D.wrap_ddp(policy, info)
