@@ -162,3 +162,4 @@ def test_a_task_squeezed_by_shared_statistics_is_warned_about_and_not_with_its_o
     assert warn_squeezed_tasks(loader, policy) == []
     loader.episode_norm_key = None  # the same data under task0's statistics alone: task 1 is squeezed
     assert len(warn_squeezed_tasks(loader, policy)) == 1
+    assert warn_squeezed_tasks(loader, policy, max_tasks=1) == []  # an instruction per episode: not checked

@@ -326,7 +326,7 @@ def squeezed_dims(actions: np.ndarray, stats, kind: str, below: float = SQUEEZE_
     return {int(i): float(share[i]) for i in np.flatnonzero(keep & (share < below))}
 
 
-def warn_squeezed_tasks(loader, policy, max_frames: int = 100_000) -> list[str]:
+def warn_squeezed_tasks(loader, policy, max_frames: int = 100_000, max_tasks: int = 100) -> list[str]:
     """Warn for each task (instruction) whose actions fill less than :data:`SQUEEZE_SHARE` of the range its
     statistics normalize them over, in some dimension, and return the warnings. One set of statistics over
     several tasks (one multi-task dataset, or ``mixture_stats="merged"``) scales each task by the union's
@@ -335,20 +335,22 @@ def warn_squeezed_tasks(loader, policy, max_frames: int = 100_000) -> list[str]:
     the others (docs/results/study-mt10.md: reach beside six other tasks reached 31 of 100 goals with merged
     statistics, 56 with per-dataset ones, 74 alone). ``loader`` is a training loader (its ``actions`` (F, D),
     ``frame_episode`` (F,), per-episode ``instructions`` and ``episode_norm_key``); at most ``max_frames``
-    frames of a task are read (a fixed subsample)."""
+    frames of a task are read (a fixed subsample), and data with more than ``max_tasks`` distinct
+    instructions (one per episode, as in DROID) is not checked."""
     keys = getattr(loader, "episode_norm_key", None)
-    frame_episode = np.asarray(loader.frame_episode)
     episode_group = [(text, None if keys is None else keys[e]) for e, text in enumerate(loader.instructions)]
     groups = sorted(set(episode_group), key=str)
+    kind, warnings = policy.spec.normalization, []
+    if kind not in ("bounds_q99", "bounds") or len(groups) > max_tasks:
+        return warnings
     actions = loader.actions.numpy() if hasattr(loader.actions, "numpy") else np.asarray(loader.actions)
     index = {g: i for i, g in enumerate(groups)}
-    frame_group = np.asarray([index[g] for g in episode_group])[frame_episode]
+    frame_group = np.asarray([index[g] for g in episode_group])[np.asarray(loader.frame_episode)]
+    order = np.argsort(frame_group, kind="stable")  # the frames of each group, contiguous, in one sort
+    edges = np.searchsorted(frame_group[order], np.arange(len(groups) + 1))
     rng = np.random.default_rng(0)
-    kind, warnings = policy.spec.normalization, []
-    if kind not in ("bounds_q99", "bounds"):
-        return warnings
     for (text, key), i in index.items():
-        rows = np.flatnonzero(frame_group == i)
+        rows = order[edges[i] : edges[i + 1]]
         if len(rows) > max_frames:
             rows = np.sort(rng.choice(rows, max_frames, replace=False))
         stats = policy.dataset_stats.get(key, policy.norm_stats) if key is not None else policy.norm_stats
