@@ -9,7 +9,7 @@ import torch
 from oft import load_policy
 from oft.data.normalize import NormStats, Stats
 from oft.model import build_policy
-from oft.model.heads import make_head
+from oft.model.heads import SAMPLE_LOSS, make_head
 from oft.observation import Batch, Observation
 from oft.spec import RobotSpec
 
@@ -227,7 +227,8 @@ def test_one_embedding_lookup_per_chunk(policy):
 
 @pytest.mark.parametrize("head", ["l1", "diffusion", "discrete"])
 def test_loss_metrics_stay_on_the_device(head):
-    """Metrics come back as detached 0-dim tensors (a float() per micro-step would wait for the device)."""
+    """Metrics come back as detached 0-dim tensors (a float() per micro-step would wait for the device), and
+    each sample's loss as a detached (B,) tensor."""
     if head == "diffusion":
         pytest.importorskip("diffusers", reason="the diffusion head's DDIM scheduler comes from diffusers")
     torch.manual_seed(0)
@@ -241,10 +242,13 @@ def test_loss_metrics_stay_on_the_device(head):
         action_is_pad=torch.tensor([[False, False], [True, True]]),
     )
     loss, metrics = policy(batch)
+    sample = metrics.pop(SAMPLE_LOSS)
+    assert torch.is_tensor(sample) and sample.shape == (2,) and not sample.requires_grad
     assert metrics and all(
         torch.is_tensor(v) and v.dim() == 0 and not v.requires_grad for v in metrics.values()
     )
     assert all(torch.isfinite(v) for v in metrics.values()) and torch.isfinite(loss)
+    assert torch.isfinite(sample).all() and sample[1] == 0  # every step of sample 1 is padding
 
 
 @pytest.mark.parametrize("attn", ["sdpa", "eager"])
