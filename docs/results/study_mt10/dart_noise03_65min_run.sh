@@ -15,7 +15,7 @@ echo "collect4 end $(date -u +%T)"
 $OFT collect metaworld --tasks mt10 --episodes 50 --out $R/data --cameras workspace,gripperPOV \
     --image-size 64 --images png --workers 2 --action-noise $NOISE
 echo "collect end $(date -u +%T)"
-$OFT train --dataset $R/data --out $R/train --preset metaworld-tiny \
+$OFT train --resume --dataset $R/data --out $R/train --preset metaworld-tiny \
     --set cameras=workspace,gripperPOV --set proprio=true --set head=l1 --set decode=parallel --set film=false \
     --set max_minutes=$MIN --set max_steps=200000 --set save_every=2000 --set keep_last=60 --set num_threads=2
 echo "train end $(date -u +%T)"

@@ -10,7 +10,7 @@ MIN=${MIN:-65}  # run on 1ed1eb0, 2026-12-05 02:59-04:10 UTC
 D=/work/runs/mt10_dart/data
 R=/work/runs/mt10_film
 echo "commit $(git rev-parse --short HEAD) minutes $MIN start $(date -u +%T)"
-$OFT train --dataset $D --out $R/train --preset metaworld-language \
+$OFT train --resume --dataset $D --out $R/train --preset metaworld-language \
     --set cameras=workspace,gripperPOV --set proprio=true --set head=l1 --set decode=parallel \
     --set max_minutes=$MIN --set max_steps=200000 --set save_every=2000 --set keep_last=60 --set num_threads=2
 echo "train end $(date -u +%T)"

@@ -13,7 +13,7 @@ echo "commit $(git rev-parse --short HEAD) minutes $MIN start $(date -u +%T)"
 $OFT collect metaworld --tasks $T --episodes 200 --out $R/data --cameras workspace,gripperPOV \
     --image-size 64 --images png --workers 2 --action-noise 0.3
 echo "collect end $(date -u +%T)"
-$OFT train --dataset $R/data --out $R/train --preset metaworld-tiny \
+$OFT train --resume --dataset $R/data --out $R/train --preset metaworld-tiny \
     --set cameras=workspace,gripperPOV --set proprio=true --set head=l1 --set decode=parallel --set film=false \
     --set max_minutes=$MIN --set max_steps=200000 --set save_every=2000 --set keep_last=60 --set num_threads=2
 echo "train end $(date -u +%T)"

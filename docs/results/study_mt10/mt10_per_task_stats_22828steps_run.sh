@@ -39,7 +39,7 @@ PY
 )
 echo "weights $WEIGHTS"
 DATASETS=$(for T in $FOUR $SIX; do echo -n " --dataset $R/data/$T"; done)
-$OFT train $DATASETS --out $R/train --preset metaworld-tiny \
+$OFT train --resume $DATASETS --out $R/train --preset metaworld-tiny \
     --set cameras=workspace,gripperPOV --set proprio=true --set head=l1 --set decode=parallel --set film=false \
     --set mixture_stats=per_dataset --set dataset_weights=$WEIGHTS \
     --set max_steps=22828 --set decay_at=none --set decay_step=17320 --set save_every=1000 --set keep_last=60 \

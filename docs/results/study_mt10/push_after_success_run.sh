@@ -13,7 +13,7 @@ echo "commit $(git rev-parse --short HEAD) task $T start $(date -u +%T)"
 [ -e $R/data ] || $OFT collect metaworld --tasks $T --episodes 200 --out $R/data --cameras workspace,gripperPOV \
     --image-size 64 --images png --workers 2 --action-noise 0.3 --after-success 30
 echo "collect end $(date -u +%T)"
-$OFT train --dataset $R/data --out $R/train --preset metaworld-tiny --set cameras=workspace,gripperPOV \
+$OFT train --resume --dataset $R/data --out $R/train --preset metaworld-tiny --set cameras=workspace,gripperPOV \
     --set proprio=true --set head=l1 --set decode=parallel --set film=false --set max_steps=2191 \
     --set num_threads=2
 echo "train end $(date -u +%T)"

@@ -10,7 +10,7 @@ R=/work/runs/alone/push-v3
 echo "commit $(git rev-parse --short HEAD) start $(date -u +%T)"
 [ -e $R/data ] || $OFT collect metaworld --tasks push-v3 --episodes 200 --out $R/data --cameras workspace,gripperPOV \
     --image-size 64 --images png --workers 2 --action-noise 0.3
-$OFT train --dataset $R/data --out $R/train_8764 --preset metaworld-tiny --set cameras=workspace,gripperPOV \
+$OFT train --resume --dataset $R/data --out $R/train_8764 --preset metaworld-tiny --set cameras=workspace,gripperPOV \
     --set proprio=true --set head=l1 --set decode=parallel --set film=false --set max_steps=8764 \
     --set save_every=2191 --set keep_last=10 --set num_threads=2
 echo "train end $(date -u +%T)"

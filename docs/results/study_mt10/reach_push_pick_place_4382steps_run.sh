@@ -13,7 +13,7 @@ $OFT collect metaworld --tasks reach-v3 --episodes 200 \
 $OFT collect metaworld --tasks push-v3,pick-place-v3 --episodes 200 \
     --out $R/push_pick --cameras workspace,gripperPOV --image-size 64 --images png --workers 2 --action-noise 0.3
 echo "collect end $(date -u +%T)"
-$OFT train --dataset $R/reach --dataset $R/push_pick --out $R/train --preset metaworld-tiny \
+$OFT train --resume --dataset $R/reach --dataset $R/push_pick --out $R/train --preset metaworld-tiny \
     --set cameras=workspace,gripperPOV --set proprio=true --set head=l1 --set decode=parallel --set film=false \
     --set mixture_stats=merged --set dataset_weights=0.5,0.5 --set max_steps=4382 --set num_threads=2
 echo "train end $(date -u +%T)"

@@ -11,7 +11,7 @@ OFT=/work/main/.venv/bin/oft
 R=/work/runs/reach_six_per_dataset
 mkdir -p $R
 echo "commit $(git rev-parse --short HEAD) start $(date -u +%T)"
-$OFT train --dataset /work/runs/scene3/reach --dataset /work/runs/mt10_weighted/six --out $R/train \
+$OFT train --resume --dataset /work/runs/scene3/reach --dataset /work/runs/mt10_weighted/six --out $R/train \
     --preset metaworld-tiny --set cameras=workspace,gripperPOV --set proprio=true --set head=l1 \
     --set decode=parallel --set film=false --set mixture_stats=per_dataset --set dataset_weights=0.5,0.5 \
     --set max_steps=4382 --set num_threads=2 --set save_every=1000 --set keep_last=10

@@ -13,12 +13,12 @@ mkdir -p $R
 echo "commit $(git rev-parse --short HEAD) start $(date -u +%T)"
 COMMON="--preset metaworld-tiny --set cameras=workspace,gripperPOV --set proprio=true --set head=l1
     --set decode=parallel --set film=false --set num_threads=2 --set save_every=1000 --set keep_last=10"
-$OFT train --dataset /work/runs/scene3/reach --out $R/reach_alone $COMMON --set max_steps=2191
+$OFT train --resume --dataset /work/runs/scene3/reach --out $R/reach_alone $COMMON --set max_steps=2191
 echo "reach alone train end $(date -u +%T)"
 [ -e $R/reach_alone_eval/results.json ] || $OFT eval --env metaworld --tasks reach-v3 \
     --checkpoint $R/reach_alone --episodes 20 --out $R/reach_alone_eval --workers 2 --video-episodes 0
 echo "reach alone eval end $(date -u +%T)"
-$OFT train --dataset /work/runs/scene3/reach --dataset /work/runs/mt10_weighted/six --out $R/reach_six $COMMON \
+$OFT train --resume --dataset /work/runs/scene3/reach --dataset /work/runs/mt10_weighted/six --out $R/reach_six $COMMON \
     --set mixture_stats=merged --set dataset_weights=0.5,0.5 --set max_steps=4382
 echo "reach + six train end $(date -u +%T)"
 [ -e $R/reach_six_eval/results.json ] || $OFT eval --env metaworld --tasks mt10 --checkpoint $R/reach_six \

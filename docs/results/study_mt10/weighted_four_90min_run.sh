@@ -16,7 +16,7 @@ echo "collect four end $(date -u +%T)"
 $OFT collect metaworld --tasks door-open-v3,drawer-open-v3,drawer-close-v3,button-press-topdown-v3,window-open-v3,window-close-v3 \
     --episodes 50 --out $R/six --cameras workspace,gripperPOV --image-size 64 --images png --workers 2 --action-noise 0.3
 echo "collect six end $(date -u +%T)"
-$OFT train --dataset $R/four --dataset $R/six --out $R/train --preset metaworld-tiny \
+$OFT train --resume --dataset $R/four --dataset $R/six --out $R/train --preset metaworld-tiny \
     --set cameras=workspace,gripperPOV --set proprio=true --set head=l1 --set decode=parallel --set film=false \
     --set mixture_stats=merged --set dataset_weights=0.8,0.2 \
     --set max_minutes=$MIN --set max_steps=200000 --set save_every=2000 --set keep_last=60 --set num_threads=2
