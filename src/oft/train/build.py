@@ -16,6 +16,7 @@ import torch
 
 from oft.spec import RobotSpec
 from oft.train.config import TrainConfig
+from oft.train.feedback import MAX_LOGGED_TASKS
 
 log = logging.getLogger(__name__)
 
@@ -326,7 +327,9 @@ def squeezed_dims(actions: np.ndarray, stats, kind: str, below: float = SQUEEZE_
     return {int(i): float(share[i]) for i in np.flatnonzero(keep & (share < below))}
 
 
-def warn_squeezed_tasks(loader, policy, max_frames: int = 100_000, max_tasks: int = 100) -> list[str]:
+def warn_squeezed_tasks(
+    loader, policy, max_frames: int = 100_000, max_tasks: int = MAX_LOGGED_TASKS
+) -> list[str]:
     """Warn for each task (instruction) whose actions fill less than :data:`SQUEEZE_SHARE` of the range its
     statistics normalize them over, in some dimension, and return the warnings. One set of statistics over
     several tasks (one multi-task dataset, or ``mixture_stats="merged"``) scales each task by the union's

@@ -158,8 +158,16 @@ def seconds_trained(train_dir: Path, samples_per_step: int, up_to_step: int | No
     return seconds
 
 
+TASK_LOSS = "task_loss/"
+"""The prefix of each task's loss among the logged metrics: ``task_loss/<instruction>``."""
+MAX_LOGGED_TASKS = 100
+"""The most tasks whose loss is logged one by one (LIBERO-90 has 90); data with more distinct instructions
+(one per episode, as in DROID) logs the mean loss only, and its tasks are not checked one by one either
+(:func:`oft.train.build.warn_squeezed_tasks`)."""
+
+
 def plot_loss_curve(metrics_path: Path, png_path: Path, title: str = "training loss") -> Path | None:
-    """Draw loss (log scale), each task's loss where the run logged it (``task_loss/<instruction>``) and lr
+    """Draw loss (log scale), each task's loss where the run logged it (:data:`TASK_LOSS`) and lr
     against step from ``metrics.jsonl``; None if there is nothing to draw."""
     rows = read_metrics(metrics_path)
     if not rows:
@@ -172,10 +180,10 @@ def plot_loss_curve(metrics_path: Path, png_path: Path, title: str = "training l
     steps = [r["step"] for r in rows]
     fig, ax = plt.subplots(figsize=(7, 4))
     ax.plot(steps, [r["loss"] for r in rows], label="loss", color="tab:blue")
-    tasks = sorted({k for r in rows for k in r if k.startswith("task_loss/")})
+    tasks = sorted({k for r in rows for k in r if k.startswith(TASK_LOSS)})
     for k in tasks:  # a multi-task run: each task's loss, thin, under the mean
         task_steps = [r["step"] for r in rows if k in r]
-        label = k.removeprefix("task_loss/")[:40]
+        label = k.removeprefix(TASK_LOSS)[:40]
         ax.plot(task_steps, [r[k] for r in rows if k in r], linewidth=0.7, alpha=0.7, label=label)
     if tasks:
         ax.legend(fontsize=6, loc="upper right", ncol=2)
@@ -193,4 +201,11 @@ def plot_loss_curve(metrics_path: Path, png_path: Path, title: str = "training l
     return Path(png_path)
 
 
-__all__ = ["TrainFeedback", "budget_total", "plot_loss_curve", "read_metrics"]
+__all__ = [
+    "MAX_LOGGED_TASKS",
+    "TASK_LOSS",
+    "TrainFeedback",
+    "budget_total",
+    "plot_loss_curve",
+    "read_metrics",
+]

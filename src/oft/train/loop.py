@@ -36,7 +36,7 @@ from oft.train.checkpoint import (
 )
 from oft.train.config import RESUME_APPLIED, TrainConfig, resume_changes
 from oft.train.ema import RAW_WEIGHTS, WeightEMA, restore_raw_weights
-from oft.train.feedback import TrainFeedback, plot_loss_curve
+from oft.train.feedback import MAX_LOGGED_TASKS, TASK_LOSS, TrainFeedback, plot_loss_curve
 from oft.train.presets import check_dataset_robot
 from oft.train.schedule import (
     DecayAtFraction,
@@ -253,11 +253,6 @@ def _make_state(cfg: TrainConfig, policy, dataset, spec: RobotSpec, info: D.Dist
                  "keeps the optimizer's weights", cfg.ema_decay, len(ema.params))  # fmt: skip
     return _State(policy=policy, model=model, optimizer=optimizer, scheduler=scheduler, loader=loader,
                   ema=ema, tasks=logged_tasks(loader.instructions))  # fmt: skip
-
-
-MAX_LOGGED_TASKS = 100
-"""The most tasks whose loss the loop logs one by one (LIBERO-90 has 90); a dataset with more distinct
-instructions (one per episode, as in DROID) logs the mean loss only."""
 
 
 def logged_tasks(instructions: list[str]) -> dict[str, int]:
@@ -608,7 +603,7 @@ def task_losses(sums: torch.Tensor | None, tasks: dict[str, int], info: D.DistIn
     if sums is None:
         return {}
     sums = D.sum_over_ranks(sums, info).cpu()
-    return {f"task_loss/{name}": float(sums[0, i] / sums[1, i]) for name, i in tasks.items()
+    return {f"{TASK_LOSS}{name}": float(sums[0, i] / sums[1, i]) for name, i in tasks.items()
             if sums[1, i] > 0}  # fmt: skip
 
 
