@@ -147,6 +147,27 @@ def test_clip_to_training_bounds_is_optional_and_reported():
     assert moved == 2
 
 
+class PerTaskPolicy(ConstantPolicy):
+    """Acts by instruction (per-task statistics): task 0's actions are bounded by [-1, 1], task 1's by
+    [-5, 5]."""
+
+    def acting_stats(self, instructions):
+        d = self.spec.action_dim
+        wide = type("NS", (), {"action": Stats(np.zeros(d), np.ones(d), -5 * np.ones(d), 5 * np.ones(d),
+                                               -5 * np.ones(d), 5 * np.ones(d))})()  # fmt: skip
+        return [wide if t.endswith("1") else self.norm_stats for t in instructions]
+
+
+def test_clip_uses_the_statistics_each_observation_acted_with():
+    """A policy that normalizes each task with its own statistics is clipped to each task's bounds, not to
+    its default set's (which would cut task 1's actions to task 0's range)."""
+    config = ServerConfig(port=0, clip_actions=True)
+    with ServerThread(PerTaskPolicy(3.0), config) as srv, WebsocketClientPolicy(srv.ws_url, None) as c:
+        task0, task1 = c.infer(libero_request(0)), c.infer(libero_request(1))
+    assert np.all(task0["actions"] == 1.0) and task0["server_timing"]["clipped"] == 8 * 7
+    assert np.all(task1["actions"] == 3.0) and task1["server_timing"]["clipped"] == 0
+
+
 def test_server_checks_finiteness_of_any_policy():
     nan = ConstantPolicy(float("nan"))
     with ServerThread(nan, ServerConfig(port=0)) as srv, WebsocketClientPolicy(srv.ws_url, None) as c:

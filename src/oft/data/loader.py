@@ -47,6 +47,10 @@ def _torch_threads(n: int | None):
         torch.set_num_threads(prev)
 
 
+BY_INSTRUCTION = "instruction"
+"""``norm_keys`` value naming each sample's statistics by its instruction (``mixture_stats="per_task"``)."""
+
+
 class ChunkLoader:
     """Infinite iterator of :class:`~oft.observation.Batch` (images (B, N, H, W, 3) uint8, actions (B, K, D)).
 
@@ -59,6 +63,8 @@ class ChunkLoader:
     leave the setting alone). ``weights``: sampling weight of each dataset of a mixture (a ConcatDataset).
     ``norm_keys``: one name per dataset of a mixture; each batch then carries the name of every sample's
     dataset (``Batch.norm_keys``), so the policy normalizes it with that dataset's statistics.
+    :data:`BY_INSTRUCTION` (``"instruction"``) names each sample by its own instruction instead (per-task
+    statistics).
     ``start_repeat``: samples that start within the first ``start_frames`` frames of an episode (default
     ``chunk_len``: the first chunk) are visited that many times per epoch (1: once, like every other sample;
     :func:`~oft.data.samples.repeat_episode_starts`).
@@ -81,7 +87,7 @@ class ChunkLoader:
         aug_threads: int | None = 1,
         pipeline: ImagePipeline | None = None,
         weights: Sequence[float] | None = None,
-        norm_keys: Sequence[str] | None = None,
+        norm_keys: Sequence[str] | str | None = None,
         start_repeat: int = 1,
         start_frames: int | None = None,
     ):
@@ -280,10 +286,18 @@ class ChunkLoader:
         self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
 
 
-def _episode_keys(dataset: EpisodeDataset, norm_keys: Sequence[str] | None) -> list[str] | None:
-    """The ``norm_keys`` entry of each episode's dataset (E,), or None."""
+def _episode_keys(dataset: EpisodeDataset, norm_keys: Sequence[str] | str | None) -> list[str] | None:
+    """The ``norm_keys`` entry of each episode's dataset (E,), each episode's instruction for
+    :data:`BY_INSTRUCTION`, or None. ValueError for another string, or a count that is not one per dataset."""
     if norm_keys is None:
         return None
+    if isinstance(norm_keys, str):
+        if norm_keys != BY_INSTRUCTION:
+            raise ValueError(
+                f"norm_keys={norm_keys!r}: expected one name per dataset or {BY_INSTRUCTION!r} (each "
+                "sample's instruction)"
+            )
+        return list(dataset.instructions)
     parts = getattr(dataset, "datasets", [dataset])
     if len(norm_keys) != len(parts):
         raise ValueError(f"norm_keys={list(norm_keys)}: expected one name per dataset ({len(parts)})")

@@ -213,13 +213,17 @@ def _load_oft(path: Path, device, dtype, unnorm_key: str | None = None) -> Polic
         config = PolicyConfig.from_dict(meta)
         norm_stats = NormStats.from_dict(meta["norm_stats"], f"{path / CONFIG_FILE} norm_stats")
         all_stats = _oft_dataset_stats(path, meta)
-    key = _choose_unnorm_key(path, all_stats, unnorm_key)
+        instruction_keys = _oft_instruction_keys(path, meta, all_stats)
+    saved = meta.get("unnorm_key")
+    key = _choose_unnorm_key(path, all_stats, unnorm_key, by_instruction=bool(instruction_keys), saved=saved)
     tokenizer = TextTokenizer.load(path, meta.get("tokenizer"))
 
     with config_values(path / CONFIG_FILE):  # wrongly typed sizes fail while the modules are built
         policy = assemble_policy(config, tokenizer, norm_stats, device=device, dtype=dtype, empty=True)
     if all_stats:
-        policy.set_dataset_stats(all_stats, key)
+        policy.set_dataset_stats(all_stats, key, instruction_keys)
+        # a key the caller chose acts for every instruction (OpenVLA's unnorm_key); none: each its own
+        policy.act_by_instruction = policy.act_by_instruction and unnorm_key is None
     load_safetensors_into(policy, [path / WEIGHTS_FILE], strict=True)
     return policy
 
@@ -236,9 +240,34 @@ def _oft_dataset_stats(path: Path, meta: dict) -> dict[str, NormStats]:
     return {k: NormStats.from_dict(v, f"{where}[{k!r}]") for k, v in found.items()}
 
 
-def _choose_unnorm_key(path: Path, all_stats: dict[str, NormStats], unnorm_key: str | None) -> str | None:
+def _oft_instruction_keys(path: Path, meta: dict, all_stats: dict[str, NormStats]) -> dict[str, str]:
+    """{instruction: ``dataset_stats`` key} an oft checkpoint records (training instructions that belong to
+    one entry); {} when it records none. CorruptFileError for a malformed map or a key without statistics."""
+    found = meta.get("instruction_keys") or {}
+    ok = isinstance(found, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in found.items())
+    if not ok:
+        raise CorruptFileError(
+            path / CONFIG_FILE, "instruction_keys is not an object of instruction -> statistics key strings"
+        )
+    missing = sorted({v for v in found.values() if v not in all_stats})
+    if missing:
+        raise CorruptFileError(
+            path / CONFIG_FILE, f"instruction_keys names statistics {missing} that dataset_stats lacks"
+        )
+    return dict(found)
+
+
+def _choose_unnorm_key(
+    path: Path,
+    all_stats: dict[str, NormStats],
+    unnorm_key: str | None,
+    by_instruction: bool = False,
+    saved: str | None = None,
+) -> str | None:
     """The key of ``all_stats`` to act with. With several, the caller must choose (OpenVLA's
-    ``unnorm_key``): un-normalizing with another robot's ranges would give wrong actions silently."""
+    ``unnorm_key``): un-normalizing with another robot's ranges would give wrong actions silently; a policy
+    that records which instruction each entry serves (``by_instruction``) acts by instruction instead and
+    keeps its ``saved`` key as the default."""
     where = f"{path / CONFIG_FILE} dataset_stats"
     if not all_stats:
         if unnorm_key is not None:
@@ -246,12 +275,12 @@ def _choose_unnorm_key(path: Path, all_stats: dict[str, NormStats], unnorm_key: 
                         unnorm_key)  # fmt: skip
         return None
     if unnorm_key is None:
-        if len(all_stats) > 1:
+        if len(all_stats) > 1 and not by_instruction:
             raise ValueError(
                 f"{where} holds statistics for {sorted(all_stats)} (a mixture with per-dataset statistics); "
                 "pass unnorm_key= naming the robot to act for"
             )
-        unnorm_key = next(iter(all_stats))
+        unnorm_key = saved if saved in all_stats else next(iter(all_stats))
     if unnorm_key not in all_stats:
         raise KeyError(f"unnorm_key {unnorm_key!r} not in {where}; available: {sorted(all_stats)}")
     return unnorm_key

@@ -93,9 +93,13 @@ class Policy(nn.Module):
 
     ``norm_stats``: the statistics inference normalizes proprio and un-normalizes actions with.
     ``dataset_stats``: {key: statistics} of every dataset the policy was trained on, one normalizer per robot
-    (OpenVLA's ``norm_stats`` dict; key: the dataset's name); ``unnorm_key`` says which of them
-    ``norm_stats`` is. In training, a batch whose ``norm_keys`` name each sample's dataset is normalized per
-    sample with that dataset's entry (a mixture trained with ``mixture_stats="per_dataset"``).
+    (OpenVLA's ``norm_stats`` dict; key: the dataset's name, or the task's instruction with
+    ``mixture_stats="per_task"``); ``unnorm_key`` says which of them ``norm_stats`` is. In training, a batch
+    whose ``norm_keys`` name each sample's entry is normalized per sample with it.
+    ``instruction_keys``: {instruction: ``dataset_stats`` key} of the training instructions that belong to one
+    entry. When ``act_by_instruction`` is set (a policy with several entries and this map, loaded without an
+    ``unnorm_key``), each observation acts with the entry of its instruction, as its samples were normalized
+    in training; an instruction outside the map raises ValueError.
     ``checkpoint_dir``: the directory :func:`oft.load_policy` read the weights from, as an absolute path
     (symlinks kept; for an ``oft train`` run directory, the newest ``checkpoints/step_XXXXXXX`` it stood
     for); None for a policy built in memory.
@@ -110,6 +114,8 @@ class Policy(nn.Module):
         self.norm_stats = norm_stats
         self.dataset_stats: dict[str, NormStats] = {}
         self.unnorm_key: str | None = None
+        self.instruction_keys: dict[str, str] = {}
+        self.act_by_instruction = False
         self.checkpoint_dir: Path | None = None
         self._queue: collections.deque[np.ndarray] = collections.deque()
         _check_stats(config.spec, norm_stats)
@@ -118,14 +124,41 @@ class Policy(nn.Module):
     def spec(self) -> RobotSpec:
         return self.config.spec
 
-    def set_dataset_stats(self, stats: dict[str, NormStats], unnorm_key: str) -> None:
-        """Every training dataset's statistics by key; ``norm_stats`` becomes ``stats[unnorm_key]``."""
+    def set_dataset_stats(
+        self, stats: dict[str, NormStats], unnorm_key: str, instruction_keys: dict[str, str] | None = None
+    ) -> None:
+        """Every training dataset's (or task's) statistics by key; ``norm_stats`` becomes
+        ``stats[unnorm_key]``. ``instruction_keys``: {instruction: key of ``stats``}; with several entries the
+        policy then acts by instruction (:attr:`act_by_instruction`). KeyError for a key not in ``stats``."""
         if unnorm_key not in stats:
             raise KeyError(f"unnorm_key {unnorm_key!r} not among the dataset statistics {sorted(stats)}")
+        mapping = dict(instruction_keys or {})
+        unknown = sorted({k for k in mapping.values() if k not in stats})
+        if unknown:
+            raise KeyError(f"instruction_keys name statistics {unknown}; the policy has {sorted(stats)}")
         for s in stats.values():
             _check_stats(self.spec, s)
         self.dataset_stats, self.unnorm_key = dict(stats), unnorm_key
         self.norm_stats = stats[unnorm_key]
+        self.instruction_keys = mapping
+        self.act_by_instruction = bool(mapping) and len(stats) > 1
+
+    def acting_stats(self, instructions: list[str]) -> list[NormStats]:
+        """The statistics each observation acts with (B,): its instruction's entry when
+        :attr:`act_by_instruction`, else ``norm_stats``. ValueError for an instruction the policy has no
+        statistics for, naming it and the known ones."""
+        if not self.act_by_instruction:
+            return [self.norm_stats] * len(instructions)
+        unknown = [t for t in dict.fromkeys(instructions) if t not in self.instruction_keys]
+        if unknown:
+            known = sorted(self.instruction_keys)
+            shown = known[:10] + (["..."] if len(known) > 10 else [])
+            raise ValueError(
+                f"instruction {unknown[0]!r} has no statistics: this policy normalizes each task with its "
+                f"own (trained on {shown}); use one of those instructions, or load it with unnorm_key= "
+                f"naming one set of statistics ({sorted(self.dataset_stats)})"
+            )
+        return [self.dataset_stats[self.instruction_keys[t]] for t in instructions]
 
     @property
     def device(self) -> torch.device:
@@ -197,14 +230,20 @@ class Policy(nn.Module):
         batch = [obs] if single else list(obs)
         if not batch:
             raise ValueError("predict_action_chunk got an empty list of observations")
-        images, proprio = self._stack_observations(batch)
-        self._check_prompts([o.instruction for o in batch])
-        inputs = self.prepare(images, proprio, [o.instruction for o in batch])
+        for o in batch:
+            if not isinstance(o, Observation):
+                raise ValueError(f"expected an Observation, got {type(o).__name__}")
+        instructions = [o.instruction for o in batch]
+        stats = self.acting_stats(instructions)
+        images, proprio = self._stack_observations(batch, stats)
+        self._check_prompts(instructions)
+        inputs = self.prepare(images, proprio, instructions)
         norm = self.head.predict(self.vla, inputs).float().cpu().numpy()  # (B, K, D)
-        actions = unnormalize(norm, self.norm_stats.action, self.spec.normalization, self.spec.mask)
+        kind, mask = self.spec.normalization, self.spec.mask
+        actions = _by_rows(norm, stats, lambda x, s: unnormalize(x, s.action, kind, mask))
         actions = check_actions(actions.astype(np.float32))  # NaN/inf never leave
         if clip:
-            actions, _ = clip_to_bounds(actions, self.norm_stats.action)
+            actions = _by_rows(actions, stats, lambda x, s: clip_to_bounds(x, s.action)[0])
         return actions[0] if single else actions
 
     def _check_prompts(self, instructions: list[str]) -> None:
@@ -219,13 +258,15 @@ class Policy(nn.Module):
             if len(make_prompt(text).encode("utf-8")) + extra > budget:
                 check_prompt(self, text)
 
-    def _stack_observations(self, batch: list[Observation]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _stack_observations(
+        self, batch: list[Observation], stats: list[NormStats] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, N, S, S, 3) uint8 images and (B, P) proprio normalized with ``stats`` (one per observation;
+        None: ``norm_stats``)."""
         pipeline = self.image_pipeline
         p_dim = self.spec.proprio_dim if self.uses_proprio else None
         imgs, props = [], []
         for o in batch:
-            if not isinstance(o, Observation):
-                raise ValueError(f"expected an Observation, got {type(o).__name__}")
             o.validate(self.spec.num_cameras, p_dim)
             imgs.append(pipeline.resize_cameras(o.images))  # (N, S, S, 3): cameras may differ in size
             if self.uses_proprio:
@@ -233,7 +274,9 @@ class Policy(nn.Module):
         images = torch.from_numpy(np.stack(imgs))  # (B, N, S, S, 3)
         if not self.uses_proprio:
             return images, None
-        p = normalize(np.stack(props), self.norm_stats.proprio, self.spec.normalization)
+        stats = stats or [self.norm_stats] * len(batch)
+        kind = self.spec.normalization
+        p = _by_rows(np.stack(props), stats, lambda x, s: normalize(x, s.proprio, kind))
         return images, torch.from_numpy(np.asarray(p, dtype=np.float32))
 
     def select_action(self, obs: Observation) -> np.ndarray:
@@ -327,6 +370,8 @@ class Policy(nn.Module):
         if self.dataset_stats:  # OpenVLA's layout: {unnorm_key: {"action": ..., "proprio": ...}}
             meta["dataset_stats"] = {k: s.to_dict() for k, s in self.dataset_stats.items()}
             meta["unnorm_key"] = self.unnorm_key
+            if self.instruction_keys:
+                meta["instruction_keys"] = dict(self.instruction_keys)
         (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
         self.vla.tokenizer.save(path)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
@@ -336,6 +381,18 @@ class Policy(nn.Module):
         write_checksums(path, [CONFIG_FILE, "tokenizer.json", WEIGHTS_FILE])  # load_policy verifies them
         log.info("saved policy to %s", path)
         return path
+
+
+def _by_rows(x: np.ndarray, stats: list[NormStats], fn) -> np.ndarray:
+    """``fn(x, stats)`` for the (B, ...) rows of ``x``, each with its own entry of ``stats`` (B,): one call
+    when all rows share one set (the usual case), else one per distinct set."""
+    if all(s is stats[0] for s in stats):
+        return np.asarray(fn(x, stats[0]))
+    out = np.empty(x.shape, np.float64)
+    for s in {id(s): s for s in stats}.values():
+        rows = np.asarray([t is s for t in stats])
+        out[rows] = fn(x[rows], s)
+    return out
 
 
 def _check_stats(spec: RobotSpec, stats: NormStats) -> None:

@@ -240,8 +240,16 @@ class BatchingPredictor:
                     "batch_size": len(batch),
                 }
                 if self.clip_actions:
-                    result, timing["clipped"] = clip_to_bounds(result, self.policy.norm_stats.action)
+                    bounds = self._action_stats(pending.obs)
+                    result, timing["clipped"] = clip_to_bounds(result, bounds)
                 pending.future.set_result((result, timing))
+
+    def _action_stats(self, obs: Observation):
+        """The action statistics ``obs`` was answered with: its instruction's for a policy that acts by
+        instruction (per-task statistics), else the policy's ``norm_stats``."""
+        choose = getattr(self.policy, "acting_stats", None)
+        stats = choose([obs.instruction])[0] if choose is not None else self.policy.norm_stats
+        return stats.action
 
     def _record(self, result: np.ndarray | Exception) -> None:
         if isinstance(result, ModelError):

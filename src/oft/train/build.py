@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from oft.spec import RobotSpec
-from oft.train.config import TrainConfig
+from oft.train.config import MIXTURE_STATS, TrainConfig
 from oft.train.feedback import MAX_LOGGED_TASKS
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ def _build_from_scratch(cfg: TrainConfig, spec: RobotSpec, dataset):
         action_slots=cfg.action_slots,
         film_input=cfg.film_input,
     )
-    policy.set_dataset_stats(all_stats, key)
+    policy.set_dataset_stats(all_stats, key, instruction_keys(dataset, cfg.mixture_stats))
     return policy
 
 
@@ -168,7 +168,7 @@ def _continue_from(cfg: TrainConfig, spec: RobotSpec, base: Path, dataset):
             key, all_stats = training_stats(dataset, cfg.mixture_stats)
             log.info("continuing %s with the training data's statistics %s (base_stats=dataset)", base,
                      sorted(all_stats))  # fmt: skip
-            policy.set_dataset_stats(all_stats, key)
+            policy.set_dataset_stats(all_stats, key, instruction_keys(dataset, cfg.mixture_stats))
         else:
             _add_missing_stats(policy, cfg, dataset)
             warn_clipped(policy, dataset, cfg)
@@ -217,7 +217,7 @@ def _from_openvla(cfg: TrainConfig, spec: RobotSpec, base: Path, dataset):
     config = PolicyConfig(vla_cfg, spec, cfg.head, head_kwargs, center_crop=cfg.augment, source="openvla")
     key, all_stats = training_stats(dataset, cfg.mixture_stats)
     policy = assemble_policy(config, tokenizer, all_stats[key], dtype=dtype, empty=True)
-    policy.set_dataset_stats(all_stats, key)
+    policy.set_dataset_stats(all_stats, key, instruction_keys(dataset, cfg.mixture_stats))
     vla = policy.vla
     new = [n for n in vla.state_dict() if n.startswith("proprio_projector.") or _FILM_KEY.search(n)]
     load_safetensors_into(vla, weight_files(base), strict=True, allow_missing=tuple(new))
@@ -245,29 +245,85 @@ def _init_new_modules(vla) -> None:
 
 def training_stats(dataset, mode: str = "per_dataset") -> tuple[str, dict]:
     """(default key, {key: NormStats}) a run normalizes with: one entry per dataset of a mixture, keyed by
-    its name (``mode="per_dataset"``, OpenVLA's ``norm_stats`` dict), or one entry over the union of the
-    datasets (``"merged"``, key: their names joined by "+"). The default key is the first dataset's."""
+    its name (``mode="per_dataset"``, OpenVLA's ``norm_stats`` dict), one entry over the union of the
+    datasets (``"merged"``, key: their names joined by "+"), or one entry per instruction over its episodes
+    in any dataset (``"per_task"``, key: the instruction; a single dataset too). The default key is the first
+    dataset's (the first instruction's). ValueError for another mode."""
+    if mode not in MIXTURE_STATS:
+        raise ValueError(f"mixture statistics mode {mode!r} is invalid: expected one of {MIXTURE_STATS}")
+    if mode == "per_task":
+        groups: dict[str, list[int]] = {}
+        for e, text in enumerate(dataset.instructions):
+            groups.setdefault(text, []).append(e)
+        log.info("per-task statistics for %d instructions", len(groups))
+        stats = {text: _stats_of_episodes(dataset, episodes) for text, episodes in groups.items()}
+        return next(iter(stats)), stats
     parts = getattr(dataset, "datasets", None)
     if parts is None or mode == "merged":
         key = "+".join(d.key for d in parts) if parts is not None else dataset.key
         return key, {key: dataset_stats(dataset)}
-    if mode != "per_dataset":
-        raise ValueError(f"mixture statistics mode {mode!r} is invalid: expected 'per_dataset' or 'merged'")
     stats = {key: dataset_stats(d) for key, d in zip(dataset.keys, parts, strict=True)}
     log.info("per-dataset statistics for %s", list(stats))
     return next(iter(stats)), stats
 
 
-def _add_missing_stats(policy, cfg: TrainConfig, dataset) -> None:
-    """A checkpoint continued on a per-dataset mixture: datasets it has no statistics for bring their own."""
+def instruction_keys(dataset, mode: str = "per_dataset") -> dict[str, str]:
+    """{instruction: key of :func:`training_stats`} for the instructions whose samples one entry normalizes:
+    each instruction itself (``"per_task"``), the one dataset of a mixture holding it (``"per_dataset"``;
+    an instruction in several datasets is left out: its statistics depend on the robot, which the
+    instruction does not name); {} for one set of statistics. Inference picks statistics by it."""
+    if mode == "per_task":
+        return {text: text for text in dict.fromkeys(dataset.instructions)}
     parts = getattr(dataset, "datasets", None)
-    if parts is None or cfg.mixture_stats != "per_dataset":
+    if parts is None or mode != "per_dataset":
+        return {}
+    owners: dict[str, set[str]] = {}
+    for key, d in zip(dataset.keys, parts, strict=True):
+        for text in d.instructions:
+            owners.setdefault(text, set()).add(key)
+    return {text: next(iter(keys)) for text, keys in owners.items() if len(keys) == 1}
+
+
+class _Episodes:
+    """The episodes ``indices`` of ``dataset`` as a dataset of their own, for statistics (numeric arrays)."""
+
+    def __init__(self, dataset, indices: list[int]) -> None:
+        self.dataset, self.indices, self.path = dataset, list(indices), getattr(dataset, "path", None)
+
+    @property
+    def num_episodes(self) -> int:
+        return len(self.indices)
+
+    def episode_arrays(self, i: int):
+        return self.dataset.episode_arrays(self.indices[i])
+
+
+def _stats_of_episodes(dataset, episodes: list[int]):
+    from oft.data.stats import compute_stats
+
+    return compute_stats(_Episodes(dataset, episodes))
+
+
+def _add_missing_stats(policy, cfg: TrainConfig, dataset) -> None:
+    """A checkpoint continued on a per-dataset mixture (or per task): datasets (tasks) it has no statistics
+    for bring their own."""
+    parts = getattr(dataset, "datasets", None)
+    if cfg.mixture_stats == "merged" or (parts is None and cfg.mixture_stats == "per_dataset"):
         return
     known = dict(policy.dataset_stats) or {policy.unnorm_key or "base": policy.norm_stats}
-    new = {k: dataset_stats(d) for k, d in zip(dataset.keys, parts, strict=True) if k not in known}
+    if cfg.mixture_stats == "per_task":
+        texts = list(dict.fromkeys(dataset.instructions))
+        new = {
+            t: _stats_of_episodes(dataset, [e for e, u in enumerate(dataset.instructions) if u == t])
+            for t in texts
+            if t not in known
+        }
+    else:
+        new = {k: dataset_stats(d) for k, d in zip(dataset.keys, parts, strict=True) if k not in known}
     if new:
         log.info("continuing with the checkpoint's statistics %s; adding %s", sorted(known), sorted(new))
-        policy.set_dataset_stats({**known, **new}, policy.unnorm_key or next(iter(known)))
+        mapping = {**policy.instruction_keys, **instruction_keys(dataset, cfg.mixture_stats)}
+        policy.set_dataset_stats({**known, **new}, policy.unnorm_key or next(iter(known)), mapping)
 
 
 def stats_overrun(have, data, kind: str) -> dict[int, tuple[float, float, float, float]]:
@@ -285,7 +341,9 @@ def stats_overrun(have, data, kind: str) -> dict[int, tuple[float, float, float,
 def warn_clipped(policy, dataset, cfg: TrainConfig) -> None:
     """Warn when a continued checkpoint's statistics clip the training data (``base_stats="checkpoint"``):
     a policy fits the clipped values, so it never learns to command past the old bounds."""
-    per_dataset = hasattr(dataset, "datasets") and cfg.mixture_stats == "per_dataset"
+    per_dataset = (hasattr(dataset, "datasets") and cfg.mixture_stats == "per_dataset") or (
+        cfg.mixture_stats == "per_task"
+    )
     kind = policy.spec.normalization
     for key, stats in training_stats(dataset, cfg.mixture_stats)[1].items():
         # a per-dataset mixture normalizes each part by its own entry, anything else by the policy's one
@@ -366,8 +424,7 @@ def warn_squeezed_tasks(
         message = (
             f"task {text!r}{where}: its actions span only part of the range its statistics normalize over "
             f"({dims}; {kind}), so the loss counts its errors up to {factor:.1f}x smaller than a task that "
-            "fills the range; a dataset of its own with mixture_stats=per_dataset normalizes it with its own "
-            "statistics"
+            "fills the range; mixture_stats=per_task normalizes each task with its own statistics"
         )
         log.warning("%s", message)
         warnings.append(message)

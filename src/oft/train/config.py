@@ -22,7 +22,7 @@ from oft.spec import unknown_name_message
 
 DEVICES = ("auto", "cpu", "cuda")
 DATA_LOADERS = ("auto", "memory", "stream")
-MIXTURE_STATS = ("per_dataset", "merged")
+MIXTURE_STATS = ("per_dataset", "merged", "per_task")
 BASE_STATS = ("checkpoint", "dataset")
 
 
@@ -94,8 +94,14 @@ class TrainConfig:
       mixture_stats: how a mixture is normalized. "per_dataset" (OpenVLA's): each dataset's samples with its
         own statistics, all kept in the checkpoint under the dataset's name (its directory name, or the Hub
         id without revision) — one normalizer per robot; inference picks one with ``unnorm_key``
-        (``oft eval/serve --unnorm-key NAME``). "merged": one set of statistics over the union, for datasets
-        of the same robot (the checkpoint's one key is the names joined by "+").
+        (``oft eval/serve --unnorm-key NAME``), or, for instructions found in one dataset only, by the
+        observation's instruction when none is named. "merged": one set of statistics over the union, for
+        datasets of the same robot (the checkpoint's one key is the names joined by "+"). "per_task" (ours):
+        each task's samples (one instruction, in any dataset, a single multi-task dataset included) with that
+        task's own statistics, kept under the instruction; inference picks them by the observation's
+        instruction. One set over tasks whose actions differ in scale counts the small ones' errors less: on
+        MetaWorld, reach beside six other tasks reached 31 of 100 goals with one set and 56 with its own
+        (docs/results/study-mt10.md). Training warns about such a task (``warn_squeezed_tasks``).
       base_stats: the statistics a run continued from an ``oft`` checkpoint (``--base <dir>``) normalizes
         with. "checkpoint" keeps the ones it was trained with (resuming on its own data; a new dataset of a
         per-dataset mixture adds its own); training values outside their bounds are clipped to them, which

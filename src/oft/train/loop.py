@@ -300,9 +300,14 @@ def make_loader(cfg: TrainConfig, dataset, spec: RobotSpec, pipeline, info: D.Di
     return StreamLoader(dataset, num_workers=workers, **common)
 
 
-def mixture_norm_keys(cfg: TrainConfig, dataset) -> list[str] | None:
-    """The dataset name of each part of a mixture trained with per-dataset statistics (the loader tags every
-    sample with it, the policy normalizes by it), else None."""
+def mixture_norm_keys(cfg: TrainConfig, dataset) -> list[str] | str | None:
+    """What names each sample's statistics (the loader tags every sample with it, the policy normalizes by
+    it): the dataset name of each part of a mixture trained with per-dataset statistics, ``"instruction"``
+    with per-task statistics, else None."""
+    if cfg.mixture_stats == "per_task":
+        from oft.data.loader import BY_INSTRUCTION
+
+        return BY_INSTRUCTION
     if cfg.mixture_stats != "per_dataset" or not hasattr(dataset, "datasets"):
         return None
     return dataset.keys
