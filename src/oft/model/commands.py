@@ -26,7 +26,11 @@ def add_loading_arguments(p: argparse.ArgumentParser) -> None:
         help="model dtype (default: the checkpoint's: its saved weights, or its config's torch_dtype)",
     )  # fmt: skip
     p.add_argument(
-        "--unnorm-key", default=None, help="dataset statistics to use when the checkpoint holds several"
+        "--unnorm-key",
+        default=None,
+        help="dataset statistics to use when the checkpoint holds several (default: each observation's "
+        "instruction's, for a policy trained with per-task statistics or on datasets with their own "
+        "instructions)",
     )
     p.add_argument(
         "--center-crop", action=argparse.BooleanOptionalAction, default=None,
