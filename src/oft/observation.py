@@ -62,8 +62,9 @@ class Batch:
     instructions: B strings.
     actions: (B, K, D) float32 raw action chunks, actions t..t+K-1.
     action_is_pad: (B, K) bool, True where the chunk ran past the episode end (LeRobot-style), or None.
-    norm_keys: B dataset names, whose statistics normalize each sample (a mixture with per-dataset
-        statistics), or None: the policy's ``norm_stats`` for all.
+    norm_keys: B keys of the policy's ``dataset_stats`` whose statistics normalize each sample: dataset names
+        (a mixture with per-dataset statistics) or instructions (per-task statistics); None: the policy's
+        ``norm_stats`` for all.
     """
 
     images: torch.Tensor

@@ -193,3 +193,63 @@ def test_squeezed_task_warning_names_the_per_task_fix(multitask, tmp_path, caplo
     with caplog.at_level("WARNING", logger="oft.train.build"):
         _train([multitask], tmp_path / "per_task", max_steps=1, save_every=1, mixture_stats="per_task")
     assert "normalize over" not in caplog.text
+
+
+def test_instruction_matching_follows_the_prompt_and_output_stays_float32(multitask, tmp_path):
+    policy = oft.load_policy(_train([multitask], tmp_path / "run", mixture_stats="per_task"))
+    reach, push = _obs("reach the goal"), _obs("push the puck", seed=1)
+    shouted = Observation(reach.images, reach.proprio, "Reach the goal")  # the prompt lower-cases it
+    np.testing.assert_array_equal(policy.predict_action_chunk(shouted), policy.predict_action_chunk(reach))
+    assert policy.predict_action_chunk([reach, push], clip=True).dtype == np.float32  # mixed rows too
+    from oft.bench.latency import fake_observation
+    from oft.model.commands import describe, format_info
+
+    # the benchmarks' made-up instruction becomes one the policy has statistics for (timing is unchanged)
+    assert fake_observation(policy, "put the bowl on the plate", 0).instruction in TASKS
+    policy.predict_action_chunk(fake_observation(policy, "put the bowl on the plate", 0))
+    assert "each observation's instruction picks its own" in format_info(describe(policy))
+
+
+def test_continuing_a_per_task_checkpoint_keeps_its_normalization(multitask, tmp_path):
+    from oft.train.build import checkpoint_normalization
+
+    ckpt = _train([multitask], tmp_path / "run", mixture_stats="per_task")
+    assert checkpoint_normalization(ckpt) == {"mixture_stats": "per_task"}  # oft train --base defaults to it
+    # normalizing every sample with the first task's statistics while the checkpoint acts with each task's
+    # would train one thing and serve another
+    with pytest.raises(ValueError, match=r"--set mixture_stats=per_task"):
+        _train([multitask], tmp_path / "on", base=str(ckpt))
+    on = _train([multitask], tmp_path / "on", base=str(ckpt), mixture_stats="per_task")
+    assert json.loads((on / "oft_config.json").read_text())["instruction_keys"] == {t: t for t in TASKS}
+    merged = _train([multitask], tmp_path / "merged", mixture_stats="merged")
+    assert checkpoint_normalization(merged) == {}
+
+
+def test_per_task_refuses_an_instruction_per_episode(monkeypatch):
+    import oft.train.build as build
+
+    monkeypatch.setattr(build, "MAX_TASK_STATS", 1)
+    with pytest.raises(ValueError, match="2 distinct instructions"):
+        training_stats(ListDataset(_episodes()), "per_task")
+
+
+def test_the_withheld_control_acts_with_the_default_statistics(monkeypatch):
+    """The language suite's control withholds the instruction: a per-task policy has none to pick its
+    statistics by, so it acts with its default set; told, each instruction picks its own."""
+    import oft.study.language as language
+
+    seen = []
+
+    class Policy:
+        act_by_instruction = True
+
+    def fake_evaluate(policy, env_name, tasks, episodes, **kw):
+        seen.append((kw["env_kwargs"].get("instruction"), policy.act_by_instruction))
+        row = {"success_rate": 1.0, "ci95": [0.5, 1.0], "successes": 1, "episodes": 1, "seeds": [0]}
+        return {"tasks": {tasks[0]: row}}
+
+    monkeypatch.setattr(language, "evaluate", fake_evaluate)
+    policy = Policy()
+    language.evaluate_instruction_following(policy, "metaworld", ["a", "b"], 1)
+    assert seen == [(None, True)] * 4 + [("", False)] * 4
+    assert policy.act_by_instruction  # restored

@@ -165,8 +165,14 @@ def build_variant(base: Policy, variant: Variant) -> Policy:
 
 
 def fake_observation(policy: Policy, instruction: str, seed: int) -> Observation:
-    """Random camera images at the model's input size and a random in-range proprio vector."""
+    """Random camera images at the model's input size and a random in-range proprio vector. For a policy that
+    acts by instruction (per-task statistics) an ``instruction`` it has no statistics for is replaced by its
+    first training instruction of the same length or longer (cost depends on the prompt's length), else its
+    longest."""
     rng = np.random.default_rng(seed)
+    known = sorted(getattr(policy, "instruction_keys", {}), key=len)
+    if getattr(policy, "act_by_instruction", False) and instruction not in known:
+        instruction = next((t for t in known if len(t) >= len(instruction)), known[-1])
     size = policy.image_size
     images = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in policy.spec.cameras]
     proprio = None

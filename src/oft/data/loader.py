@@ -111,7 +111,7 @@ class ChunkLoader:
             chunk_starts(self.lengths, chunk_len, pad), self.lengths, self.start_frames, start_repeat
         )
         self._set_weights(dataset, weights)
-        self.episode_norm_key = _episode_keys(dataset, norm_keys)
+        self.episode_norm_key = _episode_keys(dataset, norm_keys, self.instructions)
         _warn_short_episodes(dataset, self.lengths, chunk_len, pad)
         self.per_rank = len(self.starts) // world_size
         full, rest = divmod(self.per_rank, batch_size)
@@ -286,9 +286,12 @@ class ChunkLoader:
         self.epoch, self.batch = int(state["epoch"]), int(state["batch"])
 
 
-def _episode_keys(dataset: EpisodeDataset, norm_keys: Sequence[str] | str | None) -> list[str] | None:
-    """The ``norm_keys`` entry of each episode's dataset (E,), each episode's instruction for
-    :data:`BY_INSTRUCTION`, or None. ValueError for another string, or a count that is not one per dataset."""
+def _episode_keys(
+    dataset: EpisodeDataset, norm_keys: Sequence[str] | str | None, instructions: list[str]
+) -> list[str] | None:
+    """The ``norm_keys`` entry of each episode's dataset (E,), each episode's instruction (``instructions``,
+    (E,), as the loader read them) for :data:`BY_INSTRUCTION`, or None. ValueError for another string, or a
+    count that is not one per dataset."""
     if norm_keys is None:
         return None
     if isinstance(norm_keys, str):
@@ -297,7 +300,7 @@ def _episode_keys(dataset: EpisodeDataset, norm_keys: Sequence[str] | str | None
                 f"norm_keys={norm_keys!r}: expected one name per dataset or {BY_INSTRUCTION!r} (each "
                 "sample's instruction)"
             )
-        return list(dataset.instructions)
+        return list(instructions)
     parts = getattr(dataset, "datasets", [dataset])
     if len(norm_keys) != len(parts):
         raise ValueError(f"norm_keys={list(norm_keys)}: expected one name per dataset ({len(parts)})")

@@ -130,6 +130,10 @@ def describe(policy: Policy) -> dict:
         "parameters": {"total": total, "trainable": trainable, "lora": lora, **parts},
         "spec": policy.spec.to_dict(),
         "norm_stats": None if stats is None else stats.to_dict(),
+        # every set of statistics it holds, and whether each observation's instruction picks its own
+        "dataset_stats": sorted(policy.dataset_stats),
+        "unnorm_key": policy.unnorm_key,
+        "act_by_instruction": policy.act_by_instruction,
         "dtype": str(policy.dtype),
         "center_crop": policy.config.center_crop,
     }
@@ -162,6 +166,12 @@ def format_info(info: dict) -> str:
         "  " + ", ".join(f"{k} {v:,}" for k, v in p.items() if k not in ("total", "trainable", "lora")),
         "robot spec: " + ", ".join(f"{k}={v}" for k, v in info["spec"].items()),
     ]  # fmt: skip
+    keys = info.get("dataset_stats") or []
+    if len(keys) > 1:
+        by_instruction = info.get("act_by_instruction")
+        how = "each observation's instruction picks its own" if by_instruction else "--unnorm-key picks one"
+        shown = ", ".join(repr(k) for k in keys[:5]) + (f", ... ({len(keys)})" if len(keys) > 5 else "")
+        lines.append(f"statistics: {shown}; {how}; default {info.get('unnorm_key')!r}")
     if info["norm_stats"]:
         for part, s in info["norm_stats"].items():
             lines.append(f"norm stats [{part}]:")

@@ -91,7 +91,8 @@ class PolicyConfig:
 class Policy(nn.Module):
     """VLA trunk + action head + normalizer. See ``oft.model.heads`` for the head contract.
 
-    ``norm_stats``: the statistics inference normalizes proprio and un-normalizes actions with.
+    ``norm_stats``: the statistics inference normalizes proprio and un-normalizes actions with (the default
+    set when the policy acts by instruction, below).
     ``dataset_stats``: {key: statistics} of every dataset the policy was trained on, one normalizer per robot
     (OpenVLA's ``norm_stats`` dict; key: the dataset's name, or the task's instruction with
     ``mixture_stats="per_task"``); ``unnorm_key`` says which of them ``norm_stats`` is. In training, a batch
@@ -115,6 +116,7 @@ class Policy(nn.Module):
         self.dataset_stats: dict[str, NormStats] = {}
         self.unnorm_key: str | None = None
         self.instruction_keys: dict[str, str] = {}
+        self._folded_keys: dict[str, str] = {}
         self.act_by_instruction = False
         self.checkpoint_dir: Path | None = None
         self._queue: collections.deque[np.ndarray] = collections.deque()
@@ -141,24 +143,29 @@ class Policy(nn.Module):
         self.dataset_stats, self.unnorm_key = dict(stats), unnorm_key
         self.norm_stats = stats[unnorm_key]
         self.instruction_keys = mapping
+        # the prompt lower-cases the instruction (make_prompt): "Reach the goal" is the task "reach the goal"
+        self._folded_keys = {t.lower(): k for t, k in mapping.items()}
         self.act_by_instruction = bool(mapping) and len(stats) > 1
 
     def acting_stats(self, instructions: list[str]) -> list[NormStats]:
         """The statistics each observation acts with (B,): its instruction's entry when
-        :attr:`act_by_instruction`, else ``norm_stats``. ValueError for an instruction the policy has no
-        statistics for, naming it and the known ones."""
+        :attr:`act_by_instruction` (matched as the prompt reads it, lower-cased), else ``norm_stats``.
+        ValueError for an instruction the policy has no statistics of its own for (one it was not trained
+        on, or one found in several datasets of a mixture), naming it and the known ones."""
         if not self.act_by_instruction:
             return [self.norm_stats] * len(instructions)
-        unknown = [t for t in dict.fromkeys(instructions) if t not in self.instruction_keys]
+        keys = [self.instruction_keys.get(t) or self._folded_keys.get(t.lower()) for t in instructions]
+        unknown = [t for t, k in zip(instructions, keys, strict=True) if k is None]
         if unknown:
             known = sorted(self.instruction_keys)
             shown = known[:10] + (["..."] if len(known) > 10 else [])
             raise ValueError(
-                f"instruction {unknown[0]!r} has no statistics: this policy normalizes each task with its "
-                f"own (trained on {shown}); use one of those instructions, or load it with unnorm_key= "
-                f"naming one set of statistics ({sorted(self.dataset_stats)})"
+                f"instruction {unknown[0]!r} has no statistics of its own in this policy, which normalizes "
+                f"each task (or dataset) with its own: it knows {shown} (an instruction found in several "
+                "datasets of a mixture has none); use one of those, or load it with unnorm_key= naming one "
+                f"set of statistics ({sorted(self.dataset_stats)})"
             )
-        return [self.dataset_stats[self.instruction_keys[t]] for t in instructions]
+        return [self.dataset_stats[k] for k in keys]
 
     @property
     def device(self) -> torch.device:
@@ -221,8 +228,11 @@ class Policy(nn.Module):
     def predict_action_chunk(self, obs: Observation | list[Observation], *, clip: bool = False) -> np.ndarray:
         """-> (K, D) float32 actions in robot units, or (B, K, D) for a list of observations.
 
-        Raises :class:`oft.model.safety.NonFiniteActionError` instead of returning NaN/inf actions and
-        :class:`oft.model.safety.PromptTooLongError` when an instruction does not fit the model's positions.
+        Each observation is normalized and its actions un-normalized with :meth:`acting_stats` (its
+        instruction's statistics for a policy that acts by instruction; ValueError for an instruction it has
+        none for). Raises :class:`oft.model.safety.NonFiniteActionError` instead of returning NaN/inf
+        actions and :class:`oft.model.safety.PromptTooLongError` when an instruction does not fit the model's
+        positions.
         clip: clamp the actions to the range of the training data (the action statistics' min/max); a
         warning is logged when a value moved.
         """
@@ -244,6 +254,7 @@ class Policy(nn.Module):
         actions = check_actions(actions.astype(np.float32))  # NaN/inf never leave
         if clip:
             actions = _by_rows(actions, stats, lambda x, s: clip_to_bounds(x, s.action)[0])
+        actions = actions.astype(np.float32, copy=False)
         return actions[0] if single else actions
 
     def _check_prompts(self, instructions: list[str]) -> None:
@@ -305,8 +316,9 @@ class Policy(nn.Module):
 
     def _normalize_rows(self, x: torch.Tensor, part: str, keys: list[str] | None) -> torch.Tensor:
         """(B, ...) raw ``part`` ("action" | "proprio") normalized row by row with the statistics of
-        ``keys[b]`` (``norm_stats`` for every row when ``keys`` is None, or when the policy predates
-        per-dataset statistics: a merged run continuing). One masked select per dataset present, no sync."""
+        ``keys[b]`` (a dataset's name, or a task's instruction with per-task statistics; ``norm_stats`` for
+        every row when ``keys`` is None, or when the policy predates per-dataset statistics: a merged run
+        continuing). One masked select per entry present, no sync. KeyError for a key it has no entry for."""
         mask = self.spec.mask if part == "action" else None
         present = list(dict.fromkeys(keys)) if keys is not None and self.dataset_stats else [self.unnorm_key]
         if present == [self.unnorm_key]:
@@ -314,7 +326,7 @@ class Policy(nn.Module):
         missing = [k for k in present if k not in self.dataset_stats]
         if missing:
             raise KeyError(
-                f"batch samples come from datasets {missing}, the policy has statistics for "
+                f"batch samples are tagged {missing} (datasets or tasks), the policy has statistics for "
                 f"{sorted(self.dataset_stats)}"
             )
         out = None
@@ -388,10 +400,12 @@ def _by_rows(x: np.ndarray, stats: list[NormStats], fn) -> np.ndarray:
     when all rows share one set (the usual case), else one per distinct set."""
     if all(s is stats[0] for s in stats):
         return np.asarray(fn(x, stats[0]))
-    out = np.empty(x.shape, np.float64)
+    out = None
     for s in {id(s): s for s in stats}.values():
         rows = np.asarray([t is s for t in stats])
-        out[rows] = fn(x[rows], s)
+        part = np.asarray(fn(x[rows], s))
+        out = np.empty(x.shape, part.dtype) if out is None else out
+        out[rows] = part
     return out
 
 

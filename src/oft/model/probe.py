@@ -7,7 +7,9 @@ the policy doing *a* task, not the one it was told. This probe asks the question
 demonstrations, in seconds, for any dataset a policy can read (a real robot's included). Distances are mean
 absolute differences over the chunk's (K, D) actions in the policy's normalized units ([-1, 1] for "bounds"
 and "bounds_q99"), so dimensions of different units weigh alike; dimensions the spec leaves unnormalized
-(``action_norm_mask``, or ``normalization="none"``) count in robot units.
+(``action_norm_mask``, or ``normalization="none"``) count in robot units. One set of units for every
+instruction, so chunks under different instructions compare: the policy's ``norm_stats`` (for a policy with
+per-task statistics, its default task's; another task's actions beyond that range clip to it).
 
 * **instruction swap.** At chosen frames of chosen episodes, the policy predicts its action chunk under the
   episode's own instruction and under every other instruction of the dataset. ``swap_change`` is how far the

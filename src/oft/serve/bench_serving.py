@@ -267,6 +267,8 @@ def benchmark_serving(
     config = config or ServerConfig(port=0)
     sizes = getattr(policy, "render_sizes", None) if image_size is None else None
     request = fake_request(policy.spec, sizes or image_size or 224)
+    if getattr(policy, "act_by_instruction", False):  # per-task statistics: a prompt it has statistics for
+        request["prompt"] = next(iter(policy.instruction_keys))
     image_size = image_size or max(h for h, _ in (sizes or {"": (224, 224)}).values())
     with _server(policy, config, checkpoint, server_args or []) as url:
         ws_url = url.replace("http://", "ws://") + "/"

@@ -65,28 +65,38 @@ def evaluate_instruction_following(
         raise ValueError(f"instruction following needs at least two tasks to swap, got {tasks}")
     out = Path(out) if out is not None else None
     kinds = {"following": None, **({"withheld": ""} if withheld else {})}
+    by_instruction = getattr(policy, "act_by_instruction", False)
     found: dict[str, dict[str, dict]] = {kind: {} for kind in kinds}
-    for kind, instruction in kinds.items():
-        for scene in tasks:
-            for told in tasks:
-                kw = dict(env_kwargs or {}, layout_task=scene)
-                if instruction is not None:
-                    kw["instruction"] = instruction
-                res = evaluate(
-                    policy,
-                    env_name,
-                    [told],
-                    episodes,
-                    seed=seed,
-                    out=None if out is None else out / kind / f"{scene}__{told}",
-                    env_kwargs=kw,
-                    max_steps=max_steps,
-                    video_episodes=video_episodes,
-                    workers=workers,
-                    progress=progress,
-                    policy_source=policy_source,
-                )
-                found[kind][direction_name(scene, told)] = _counts(res, told) | {"scene": scene, "told": told}
+    try:
+        for kind, instruction in kinds.items():
+            # withheld, a policy with per-task statistics has no instruction to pick them by: it acts
+            # with its default set (unnorm_key), as for any observation without its task's
+            if by_instruction:
+                policy.act_by_instruction = kind == "following"  # type: ignore[union-attr]
+            for scene in tasks:
+                for told in tasks:
+                    kw = dict(env_kwargs or {}, layout_task=scene)
+                    if instruction is not None:
+                        kw["instruction"] = instruction
+                    res = evaluate(
+                        policy,
+                        env_name,
+                        [told],
+                        episodes,
+                        seed=seed,
+                        out=None if out is None else out / kind / f"{scene}__{told}",
+                        env_kwargs=kw,
+                        max_steps=max_steps,
+                        video_episodes=video_episodes,
+                        workers=workers,
+                        progress=progress,
+                        policy_source=policy_source,
+                    )
+                    where = {"scene": scene, "told": told}
+                    found[kind][direction_name(scene, told)] = _counts(res, told) | where
+    finally:
+        if by_instruction:
+            policy.act_by_instruction = True  # type: ignore[union-attr]
     following = found["following"]
     results = {
         "env": env_name,

@@ -125,6 +125,16 @@ def checkpoint_model_fields(checkpoint: str | Path) -> dict:
     return fields
 
 
+def checkpoint_normalization(checkpoint: str | Path) -> dict:
+    """{"mixture_stats": "per_task"} for an ``oft`` checkpoint trained with per-task statistics, else {}:
+    ``oft train --base <checkpoint>`` continues it normalized as it was trained."""
+    import json
+
+    meta = json.loads((Path(checkpoint) / "oft_config.json").read_text())
+    keys, stats = meta.get("instruction_keys") or {}, meta.get("dataset_stats") or {}
+    return {"mixture_stats": "per_task"} if len(stats) > 1 and _maps_to_itself(keys) else {}
+
+
 def _check_same_model(cfg: TrainConfig, spec: RobotSpec, base: Path) -> None:
     """ValueError naming every model field where ``cfg`` asks for another model than the checkpoint's."""
     have = checkpoint_model_fields(base)
@@ -164,6 +174,7 @@ def _continue_from(cfg: TrainConfig, spec: RobotSpec, base: Path, dataset):
         # keeps training in the dtype it has, and its statistics (new datasets of a mixture add theirs)
         policy = load_policy(base, dtype=checkpoint_dtype(base), unnorm_key=saved_unnorm_key(base))
         policy.checkpoint_dir = None  # it trains on: what it saves goes elsewhere
+        _check_same_normalization(cfg, base, policy)
         if cfg.base_stats == "dataset":
             key, all_stats = training_stats(dataset, cfg.mixture_stats)
             log.info("continuing %s with the training data's statistics %s (base_stats=dataset)", base,
@@ -186,6 +197,30 @@ def _continue_from(cfg: TrainConfig, spec: RobotSpec, base: Path, dataset):
         f"TrainConfig.base={str(base)!r} is neither an oft checkpoint (oft_config.json) nor an OpenVLA "
         "directory (config.json + safetensors)"
     )
+
+
+def is_per_task(policy) -> bool:
+    """Whether ``policy`` was trained with ``mixture_stats="per_task"``: several statistics, each the entry of
+    the instruction that names it."""
+    keys = policy.instruction_keys
+    return len(policy.dataset_stats) > 1 and _maps_to_itself(keys)
+
+
+def _maps_to_itself(keys) -> bool:
+    return isinstance(keys, dict) and bool(keys) and all(t == k for t, k in keys.items())
+
+
+def _check_same_normalization(cfg: TrainConfig, base: Path, policy) -> None:
+    """ValueError when a per-task checkpoint would be continued on its own statistics
+    (``base_stats="checkpoint"``) but normalized otherwise: training would normalize every sample with the
+    first task's statistics while the checkpoint acts with each task's."""
+    if cfg.base_stats == "checkpoint" and is_per_task(policy) and cfg.mixture_stats != "per_task":
+        raise ValueError(
+            f"TrainConfig.base={str(base)!r} normalizes each task with its own statistics "
+            f"(mixture_stats='per_task'), the config asks for mixture_stats={cfg.mixture_stats!r}: continue "
+            "it with --set mixture_stats=per_task, or --set base_stats=dataset to normalize the new data the "
+            "config's way"
+        )
 
 
 def _from_openvla(cfg: TrainConfig, spec: RobotSpec, base: Path, dataset):
@@ -255,6 +290,12 @@ def training_stats(dataset, mode: str = "per_dataset") -> tuple[str, dict]:
         groups: dict[str, list[int]] = {}
         for e, text in enumerate(dataset.instructions):
             groups.setdefault(text, []).append(e)
+        if len(groups) > MAX_TASK_STATS:
+            raise ValueError(
+                f"mixture_stats='per_task' on data with {len(groups)} distinct instructions (at most "
+                f"{MAX_TASK_STATS}): data with an instruction per episode (as DROID) has no tasks to "
+                "normalize apart; use mixture_stats=per_dataset or merged"
+            )
         log.info("per-task statistics for %d instructions", len(groups))
         stats = {text: _stats_of_episodes(dataset, episodes) for text, episodes in groups.items()}
         return next(iter(stats)), stats
@@ -265,6 +306,10 @@ def training_stats(dataset, mode: str = "per_dataset") -> tuple[str, dict]:
     stats = {key: dataset_stats(d) for key, d in zip(dataset.keys, parts, strict=True)}
     log.info("per-dataset statistics for %s", list(stats))
     return next(iter(stats)), stats
+
+
+MAX_TASK_STATS = 1000
+"""``mixture_stats="per_task"`` refuses data with more distinct instructions than this."""
 
 
 def instruction_keys(dataset, mode: str = "per_dataset") -> dict[str, str]:
@@ -346,7 +391,7 @@ def warn_clipped(policy, dataset, cfg: TrainConfig) -> None:
     )
     kind = policy.spec.normalization
     for key, stats in training_stats(dataset, cfg.mixture_stats)[1].items():
-        # a per-dataset mixture normalizes each part by its own entry, anything else by the policy's one
+        # a per-dataset mixture (per-task data) normalizes each part (task) by its own entry, else the one set
         have = policy.dataset_stats.get(key, policy.norm_stats) if per_dataset else policy.norm_stats
         for what, h, d in (("action", have.action, stats.action), ("proprio", have.proprio, stats.proprio)):
             if h is None or d is None:

@@ -78,9 +78,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
         base = resolve(args.base, "model")  # a Hub id: its cached snapshot
         if (base / "oft_config.json").is_file():
-            from oft.train.build import checkpoint_model_fields
+            from oft.train.build import checkpoint_model_fields, checkpoint_normalization
 
-            cfg = cfg.replace(**checkpoint_model_fields(base))
+            cfg = cfg.replace(**checkpoint_model_fields(base), **checkpoint_normalization(base))
     overrides = list(args.overrides)
     if args.steps is not None:
         overrides.append(f"max_steps={args.steps}")

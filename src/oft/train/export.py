@@ -72,7 +72,8 @@ def export_reference(
     unnorm_key: the dataset-statistics key (the paper's ``--unnorm_key``); default the robot spec's name.
         A mixture trained with per-dataset statistics exports every dataset's, under its name; unnorm_key
         (one of them; default the policy's) is the one recorded as the export's own: KeyError listing them
-        for any other name, before anything is written.
+        for any other name, before anything is written. Per-task statistics export under each instruction:
+        the paper's code, which has no instruction map, picks a task's with ``--unnorm_key "<instruction>"``.
     mode: "merged" (LoRA folded into the weights) or "adapter" (``base/`` + ``lora_adapter/``).
     """
     if mode not in EXPORT_MODES:
