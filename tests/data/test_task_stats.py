@@ -223,6 +223,20 @@ def test_continuing_a_per_task_checkpoint_keeps_its_normalization(multitask, tmp
     assert json.loads((on / "oft_config.json").read_text())["instruction_keys"] == {t: t for t in TASKS}
     merged = _train([multitask], tmp_path / "merged", mixture_stats="merged")
     assert checkpoint_normalization(merged) == {}
+    # on the command line, --base naming the run directory (its newest checkpoint) carries the model's fields
+    # and its normalization over, as naming the checkpoint directory does
+    import argparse
+
+    from oft.train.commands import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    for base in (tmp_path / "run", ckpt):
+        args = parser.parse_args(["--dataset", str(multitask), "--out", str(tmp_path / "cli"), "--base",
+                                  str(base), "--set", "chunk_len=4"])  # fmt: skip
+        cfg = config_from_args(args)
+        assert cfg.mixture_stats == "per_task" and cfg.base == str(base)
+        assert cfg.cameras == tuple(json.loads((ckpt / "oft_config.json").read_text())["spec"]["cameras"])
 
 
 def test_per_task_refuses_an_instruction_per_episode(monkeypatch):

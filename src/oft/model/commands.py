@@ -171,7 +171,7 @@ def format_info(info: dict) -> str:
         by_instruction = info.get("act_by_instruction")
         how = "each observation's instruction picks its own" if by_instruction else "--unnorm-key picks one"
         shown = ", ".join(repr(k) for k in keys[:5]) + (f", ... ({len(keys)})" if len(keys) > 5 else "")
-        lines.append(f"statistics: {shown}; {how}; default {info.get('unnorm_key')!r}")
+        lines.append(f"statistics: {shown}; {how}; the norm stats below are {info.get('unnorm_key')!r}'s")
     if info["norm_stats"]:
         for part, s in info["norm_stats"].items():
             lines.append(f"norm stats [{part}]:")

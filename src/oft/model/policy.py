@@ -159,11 +159,13 @@ class Policy(nn.Module):
         if unknown:
             known = sorted(self.instruction_keys)
             shown = known[:10] + (["..."] if len(known) > 10 else [])
+            per_task = all(t == k for t, k in self.instruction_keys.items())
+            what = "task" if per_task else "dataset (an instruction found in several datasets has none)"
             raise ValueError(
                 f"instruction {unknown[0]!r} has no statistics of its own in this policy, which normalizes "
-                f"each task (or dataset) with its own: it knows {shown} (an instruction found in several "
-                "datasets of a mixture has none); use one of those, or load it with unnorm_key= naming one "
-                f"set of statistics ({sorted(self.dataset_stats)})"
+                f"each {what} with its own: it knows {shown}; use one of those, or name one set of "
+                f"statistics to act with for every instruction (load_policy(..., unnorm_key=KEY), "
+                f"--unnorm-key KEY on the command line; keys: {sorted(self.dataset_stats)})"
             )
         return [self.dataset_stats[k] for k in keys]
 

@@ -31,7 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=COUNT, default=None, help="max optimizer steps (overrides the preset)")
     p.add_argument(
         "--base", default=None,
-        help="architecture name, OpenVLA directory or oft checkpoint (continued with its own model fields)",
+        help="architecture name, OpenVLA directory, oft checkpoint or oft train run (its newest checkpoint), "
+        "continued with its own model fields and per-task statistics",
     )  # fmt: skip
     p.add_argument(
         "--set",
@@ -64,8 +65,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
     It starts from, in this order of precedence: ``--preset``; with ``--resume``, the run's own
     ``<out>/train_config.json`` (so a resume restates nothing it does not change); else the dataset's robot's
-    preset. With ``--base <oft checkpoint>`` the model's fields (:data:`oft.train.config.MODEL_FIELDS`) come
-    from the checkpoint, so continuing a model needs no ``--set`` describing it.
+    preset. With ``--base <oft checkpoint or run>`` the model's fields (:data:`oft.train.config.MODEL_FIELDS`)
+    and per-task statistics (:func:`oft.train.build.checkpoint_normalization`) come from the checkpoint, so
+    continuing a model needs no ``--set`` describing it.
     """
     saved = Path(args.out) / TRAIN_CONFIG
     if args.preset is None and args.resume and saved.is_file():
@@ -74,9 +76,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     else:
         cfg = get_preset(args.preset or default_preset(args.dataset))
     if args.base is not None:
-        from oft.hub import resolve
+        from oft.model.loading import resolve_checkpoint
 
-        base = resolve(args.base, "model")  # a Hub id: its cached snapshot
+        # a Hub id: its cached snapshot; an oft train run directory: its newest checkpoint (what is continued)
+        base = resolve_checkpoint(args.base)
         if (base / "oft_config.json").is_file():
             from oft.train.build import checkpoint_model_fields, checkpoint_normalization
 
