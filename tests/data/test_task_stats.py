@@ -208,6 +208,12 @@ def test_instruction_matching_follows_the_prompt_and_output_stays_float32(multit
     assert fake_observation(policy, "put the bowl on the plate", 0).instruction in TASKS
     policy.predict_action_chunk(fake_observation(policy, "put the bowl on the plate", 0))
     assert "each observation's instruction picks its own" in format_info(describe(policy))
+    from oft.sim.evaluate import acting_statistics  # what an evaluation's results.json records
+
+    assert acting_statistics(policy) == "instruction"
+    push_only = oft.load_policy(policy.checkpoint_dir, unnorm_key="push the puck")
+    assert acting_statistics(push_only) == "push the puck"
+    assert acting_statistics(object()) is None
 
 
 def test_continuing_a_per_task_checkpoint_keeps_its_normalization(multitask, tmp_path):

@@ -40,6 +40,15 @@ PolicyOrFactory = ChunkPolicy | Callable[[SimEnv], ChunkPolicy]
 VIDEO_FPS = 30
 
 
+def acting_statistics(policy) -> str | None:
+    """What a result records as the statistics ``policy`` acted with: ``"instruction"`` when each
+    observation's instruction picked its own (per-task statistics), else the key of its one set
+    (``unnorm_key``), or None (one set without a key; a scripted policy or factory)."""
+    if getattr(policy, "act_by_instruction", False):
+        return "instruction"
+    return getattr(policy, "unnorm_key", None)
+
+
 def resolve_tasks(env_name: str, tasks: str | list[str]) -> list[str]:
     """Task names from ``"a,b"``, a list, ``"all"``, or a group: MetaWorld ``"mt10"``, or the prefix of
     ``group/name`` tasks (LIBERO ``"libero_spatial"`` = ``libero_spatial/0`` ... ``libero_spatial/9``)."""
@@ -344,6 +353,7 @@ def evaluate(
         "env_options": json.loads(json.dumps(env_kwargs, default=str)),  # what was rendered, as JSON
         "policy": policy_source,
         "policy_step": checkpoint_step(policy_source),
+        "statistics": acting_statistics(policy),
         "episodes_per_task": episodes,
         "seed": seed,
         "layouts": layouts,
@@ -482,6 +492,7 @@ def evaluate_instructions(
         "env": env_name,
         "policy": policy_source,
         "policy_step": checkpoint_step(policy_source),
+        "statistics": acting_statistics(policy),
         "episodes_per_task": episodes,
         "seed": first["seed"],
         "layouts": first["layouts"],
