@@ -227,6 +227,17 @@ def test_continuing_a_per_task_checkpoint_keeps_its_normalization(multitask, tmp
         _train([multitask], tmp_path / "on", base=str(ckpt))
     on = _train([multitask], tmp_path / "on", base=str(ckpt), mixture_stats="per_task")
     assert json.loads((on / "oft_config.json").read_text())["instruction_keys"] == {t: t for t in TASKS}
+    # continued on data with a new task: it brings its own statistics, the old tasks keep theirs
+    door = _write(tmp_path / "door", _episodes({"open the door": (5.0, 6.0)}))
+    more = _train([multitask, door], tmp_path / "more", base=str(ckpt), mixture_stats="per_task")
+    meta = json.loads((more / "oft_config.json").read_text())
+    assert meta["instruction_keys"] == {t: t for t in [*TASKS, "open the door"]}
+    grown = oft.load_policy(more)
+    np.testing.assert_allclose(grown.dataset_stats["open the door"].action.q01, 5.0, atol=0.05)
+    np.testing.assert_array_equal(
+        grown.dataset_stats["push the puck"].action.q99,
+        oft.load_policy(ckpt).dataset_stats["push the puck"].action.q99,
+    )
     merged = _train([multitask], tmp_path / "merged", mixture_stats="merged")
     assert checkpoint_normalization(merged) == {}
     # on the command line, --base naming the run directory (its newest checkpoint) carries the model's fields

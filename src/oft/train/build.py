@@ -357,12 +357,10 @@ def _add_missing_stats(policy, cfg: TrainConfig, dataset) -> None:
         return
     known = dict(policy.dataset_stats) or {policy.unnorm_key or "base": policy.norm_stats}
     if cfg.mixture_stats == "per_task":
-        texts = list(dict.fromkeys(dataset.instructions))
-        new = {
-            t: _stats_of_episodes(dataset, [e for e, u in enumerate(dataset.instructions) if u == t])
-            for t in texts
-            if t not in known
-        }
+        episodes: dict[str, list[int]] = {}
+        for e, text in enumerate(dataset.instructions):  # read once: a reader may build the list per call
+            episodes.setdefault(text, []).append(e)
+        new = {t: _stats_of_episodes(dataset, ep) for t, ep in episodes.items() if t not in known}
     else:
         new = {k: dataset_stats(d) for k, d in zip(dataset.keys, parts, strict=True) if k not in known}
     if new:
