@@ -147,6 +147,11 @@ class Policy(nn.Module):
         self._folded_keys = {t.lower(): k for t, k in mapping.items()}
         self.act_by_instruction = bool(mapping) and len(stats) > 1
 
+    @property
+    def per_task(self) -> bool:
+        """Whether the policy normalizes each task with its own statistics (``mixture_stats="per_task"``)."""
+        return is_per_task(self.instruction_keys, len(self.dataset_stats))
+
     def acting_stats(self, instructions: list[str]) -> list[NormStats]:
         """The statistics each observation acts with (B,): its instruction's entry when
         :attr:`act_by_instruction` (matched as the prompt reads it, lower-cased), else ``norm_stats``.
@@ -159,8 +164,7 @@ class Policy(nn.Module):
         if unknown:
             known = sorted(self.instruction_keys)
             shown = known[:10] + (["..."] if len(known) > 10 else [])
-            per_task = all(t == k for t, k in self.instruction_keys.items())
-            what = "task" if per_task else "dataset (an instruction found in several datasets has none)"
+            what = "task" if self.per_task else "dataset (an instruction found in several datasets has none)"
             raise ValueError(
                 f"instruction {unknown[0]!r} has no statistics of its own in this policy, which normalizes "
                 f"each {what} with its own: it knows {shown}; use one of those, or name one set of "
@@ -395,6 +399,13 @@ class Policy(nn.Module):
         write_checksums(path, [CONFIG_FILE, "tokenizer.json", WEIGHTS_FILE])  # load_policy verifies them
         log.info("saved policy to %s", path)
         return path
+
+
+def is_per_task(instruction_keys, num_stats: int) -> bool:
+    """Whether statistics recorded as ``instruction_keys`` ({instruction: key}, as saved in a checkpoint) and
+    ``num_stats`` entries are per-task ones: several entries, each keyed by the instruction it serves."""
+    keys = instruction_keys
+    return num_stats > 1 and isinstance(keys, dict) and bool(keys) and all(t == k for t, k in keys.items())
 
 
 def _by_rows(x: np.ndarray, stats: list[NormStats], fn) -> np.ndarray:

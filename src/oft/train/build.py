@@ -131,8 +131,10 @@ def checkpoint_normalization(checkpoint: str | Path) -> dict:
     import json
 
     meta = json.loads((Path(checkpoint) / "oft_config.json").read_text())
+    from oft.model.policy import is_per_task
+
     keys, stats = meta.get("instruction_keys") or {}, meta.get("dataset_stats") or {}
-    return {"mixture_stats": "per_task"} if len(stats) > 1 and _maps_to_itself(keys) else {}
+    return {"mixture_stats": "per_task"} if is_per_task(keys, len(stats)) else {}
 
 
 def _check_same_model(cfg: TrainConfig, spec: RobotSpec, base: Path) -> None:
@@ -199,22 +201,11 @@ def _continue_from(cfg: TrainConfig, spec: RobotSpec, base: Path, dataset):
     )
 
 
-def is_per_task(policy) -> bool:
-    """Whether ``policy`` was trained with ``mixture_stats="per_task"``: several statistics, each the entry of
-    the instruction that names it."""
-    keys = policy.instruction_keys
-    return len(policy.dataset_stats) > 1 and _maps_to_itself(keys)
-
-
-def _maps_to_itself(keys) -> bool:
-    return isinstance(keys, dict) and bool(keys) and all(t == k for t, k in keys.items())
-
-
 def _check_same_normalization(cfg: TrainConfig, base: Path, policy) -> None:
     """ValueError when a per-task checkpoint would be continued on its own statistics
     (``base_stats="checkpoint"``) but normalized otherwise: training would normalize every sample with the
     first task's statistics while the checkpoint acts with each task's."""
-    if cfg.base_stats == "checkpoint" and is_per_task(policy) and cfg.mixture_stats != "per_task":
+    if cfg.base_stats == "checkpoint" and policy.per_task and cfg.mixture_stats != "per_task":
         raise ValueError(
             f"TrainConfig.base={str(base)!r} normalizes each task with its own statistics "
             f"(mixture_stats='per_task'), the config asks for mixture_stats={cfg.mixture_stats!r}: continue "
@@ -287,17 +278,8 @@ def training_stats(dataset, mode: str = "per_dataset") -> tuple[str, dict]:
     if mode not in MIXTURE_STATS:
         raise ValueError(f"mixture statistics mode {mode!r} is invalid: expected one of {MIXTURE_STATS}")
     if mode == "per_task":
-        groups: dict[str, list[int]] = {}
-        for e, text in enumerate(dataset.instructions):
-            groups.setdefault(text, []).append(e)
-        if len(groups) > MAX_TASK_STATS:
-            raise ValueError(
-                f"mixture_stats='per_task' on data with {len(groups)} distinct instructions (at most "
-                f"{MAX_TASK_STATS}): data with an instruction per episode (as DROID) has no tasks to "
-                "normalize apart; use mixture_stats=per_dataset or merged"
-            )
-        log.info("per-task statistics for %d instructions", len(groups))
-        stats = {text: _stats_of_episodes(dataset, episodes) for text, episodes in groups.items()}
+        stats = _per_task_stats(dataset)
+        log.info("per-task statistics for %d instructions", len(stats))
         return next(iter(stats)), stats
     parts = getattr(dataset, "datasets", None)
     if parts is None or mode == "merged":
@@ -343,10 +325,21 @@ class _Episodes:
         return self.dataset.episode_arrays(self.indices[i])
 
 
-def _stats_of_episodes(dataset, episodes: list[int]):
+def _per_task_stats(dataset, known=()) -> dict:
+    """{instruction: NormStats over its episodes} for each instruction of ``dataset`` not in ``known``
+    (instructions read once). ValueError for more than :data:`MAX_TASK_STATS` instructions."""
     from oft.data.stats import compute_stats
 
-    return compute_stats(_Episodes(dataset, episodes))
+    groups: dict[str, list[int]] = {}
+    for e, text in enumerate(dataset.instructions):  # read once: a reader may build the list per call
+        groups.setdefault(text, []).append(e)
+    if len(groups) > MAX_TASK_STATS:
+        raise ValueError(
+            f"mixture_stats='per_task' on data with {len(groups)} distinct instructions (at most "
+            f"{MAX_TASK_STATS}): data with an instruction per episode (as DROID) has no tasks to "
+            "normalize apart; use mixture_stats=per_dataset or merged"
+        )
+    return {t: compute_stats(_Episodes(dataset, ep)) for t, ep in groups.items() if t not in known}
 
 
 def _add_missing_stats(policy, cfg: TrainConfig, dataset) -> None:
@@ -357,10 +350,7 @@ def _add_missing_stats(policy, cfg: TrainConfig, dataset) -> None:
         return
     known = dict(policy.dataset_stats) or {policy.unnorm_key or "base": policy.norm_stats}
     if cfg.mixture_stats == "per_task":
-        episodes: dict[str, list[int]] = {}
-        for e, text in enumerate(dataset.instructions):  # read once: a reader may build the list per call
-            episodes.setdefault(text, []).append(e)
-        new = {t: _stats_of_episodes(dataset, ep) for t, ep in episodes.items() if t not in known}
+        new = _per_task_stats(dataset, known)
     else:
         new = {k: dataset_stats(d) for k, d in zip(dataset.keys, parts, strict=True) if k not in known}
     if new:
