@@ -225,6 +225,7 @@ def test_continuing_a_per_task_checkpoint_keeps_its_normalization(multitask, tmp
     # would train one thing and serve another
     with pytest.raises(ValueError, match=r"--set mixture_stats=per_task"):
         _train([multitask], tmp_path / "on", base=str(ckpt))
+    assert not (tmp_path / "on").exists()  # refused before the run is recorded
     on = _train([multitask], tmp_path / "on", base=str(ckpt), mixture_stats="per_task")
     assert json.loads((on / "oft_config.json").read_text())["instruction_keys"] == {t: t for t in TASKS}
     # continued on data with a new task: it brings its own statistics, the old tasks keep theirs

@@ -249,3 +249,43 @@ def test_resume_keeps_the_dtype_the_run_trained_in(tmp_path):
     assert floating and set(floating.values()) == {torch.bfloat16}, set(floating.values())
     changed = [k for k in floating if not torch.equal(resumed[k], as_bf16[k])]
     assert changed, "the resumed bf16 run did not train"
+
+
+def _one_camera(data):
+    """``data``'s episodes with only their corner camera: data the metaworld spec's cameras do not fit."""
+    from dataclasses import replace
+
+    from oft.data.dataset import ListDataset
+
+    return ListDataset(
+        [
+            replace(ep, images={"corner": ep.images["corner"]})
+            for ep in map(data.episode, range(data.num_episodes))
+        ]
+    )
+
+
+def test_a_run_refused_by_its_data_writes_nothing(tmp_path):
+    """Refused before any work: a new run whose data lack a camera leaves no run directory behind."""
+    from .conftest import tiny_config
+
+    out = tmp_path / "new"
+    with pytest.raises(ValueError, match="lacks"):
+        train(tiny_config(), out, dataset=_one_camera(_data()))
+    assert not out.exists()
+
+
+def test_a_resume_refused_by_its_data_keeps_the_recorded_config(tmp_path):
+    """A resume that changes the learning rate (applied on resume) but is then refused by its data: the run's
+    train_config.json still holds the values in force, so the next plain --resume does not pick up a change
+    that never ran."""
+    cfg, data = _first_run(tmp_path)
+    recorded = (tmp_path / "train_config.json").read_text()
+    with pytest.raises(ValueError, match="lacks"):
+        train(
+            cfg.replace(max_steps=RESUMED_STEPS, lr=cfg.lr / 7),
+            tmp_path,
+            resume=True,
+            dataset=_one_camera(data),
+        )
+    assert (tmp_path / "train_config.json").read_text() == recorded

@@ -120,18 +120,18 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, dataset, info: D.DistInfo,
     # checked before anything is written: a refused resume leaves the run directory as it was
     resume_from = mgr.latest() if resume else None
     changes = _check_resumable(cfg, resume_from) if resume_from is not None else {}
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        mgr.clean_partial()
-        cfg.save(out / TRAIN_CONFIG)
-    D.barrier(info)
-
     if resume and resume_from is None:
         log.info("--resume: no checkpoint in %s yet, starting from step 0", mgr.root)
     dataset = dataset if dataset is not None else open_datasets(cfg.datasets)
     spec = check_dataset_robot(cfg, robot_spec_for(cfg), dataset)  # the robot the dataset records, if any
     spec = with_dataset_conventions(spec, dataset)  # what the dataset's actions mean
     policy = make_policy(cfg, spec, dataset, resume_from)
+    # the data and the model are accepted (both refuse what does not fit): only now is the run recorded
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        mgr.clean_partial()
+        cfg.save(out / TRAIN_CONFIG)
+    D.barrier(info)
     from oft.sim.collect import recorded_scene  # light: imports no simulator
 
     policy.config.scene = recorded_scene(dataset)  # what evaluation renders (oft eval asks)
