@@ -177,3 +177,24 @@ def test_study_cameras_choose_what_is_recorded_and_what_each_variant_sees(tmp_pa
     argv = ["study", "--suite", "mt10", "--out", str(out), "--cameras", "workspace, gripperPOV"]
     assert main(argv) == 0
     assert seen["config"].cameras == ("workspace", "gripperPOV")
+
+
+@pytest.mark.parametrize(
+    ("settings", "error"),
+    [
+        ({"preset": "metaworld-tiyn"}, r"unknown training preset 'metaworld-tiyn'.*metaworld-tiny"),
+        ({"overrides": ("lr=abc",)}, r"TrainConfig.lr='abc' is invalid"),
+        ({"overrides": ("base=openvla/openvla-7b",)}, r"from scratch: base must be one of"),
+        ({"overrides": ("batch_size=0",)}, r"batch_size"),
+    ],
+)
+def test_a_study_refused_for_its_training_settings_writes_nothing(settings, error, tmp_path):
+    """Refused before study.json records the study: a recorded study refuses reruns with other settings, so a
+    typo written down would also block the corrected command in the same --out."""
+    from oft.study import run as study_run
+
+    out = tmp_path / "study"
+    with pytest.raises((KeyError, ValueError), match=error):
+        small = {"variants": ("pdac_l1",), "tasks": ("drawer-close-v3",), "demos": 1, "episodes": 1}
+        study_run.run_study(StudyConfig(suite="mt10", out=str(out), **small, **settings))
+    assert not out.exists()

@@ -124,10 +124,11 @@ def run_study(config: StudyConfig) -> dict:
     tasks = _tasks(suite, config.tasks)
     _check_cameras(suite, config.cameras)
     out = Path(config.out).absolute()  # train.json and results.json name checkpoints valid from anywhere
-    out.mkdir(parents=True, exist_ok=True)
-    _check_settings(out, config)
     ctx = _Context(config, suite, tasks, out, out / "data")
     ctx.spec = _robot_spec(config)
+    _check_train_configs(ctx)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_settings(out, config)
     collect_demos(ctx)
     for variant in resolve_variants(config.variants):
         vdir = out / "variants" / variant.name
@@ -169,6 +170,15 @@ def _check_cameras(suite: Suite, cameras: tuple[str, ...] | None) -> None:
     for cam in cameras:
         if cam not in known:
             raise KeyError(unknown_name_message(f"{suite.env} camera", cam, known))
+
+
+def _check_train_configs(ctx: _Context) -> None:
+    """Every variant's training config built and validated before ``study.json`` records the study, so an
+    unknown ``--preset``, a bad ``--set`` or a base that is not a from-scratch architecture is refused with
+    nothing written (a recorded study refuses reruns with other settings)."""
+    model_image_size(ctx.config)
+    for variant in resolve_variants(ctx.config.variants):
+        variant_train_config(ctx, variant).validate(check_paths=False)
 
 
 def _check_settings(out: Path, config: StudyConfig) -> None:
