@@ -69,3 +69,40 @@ def test_the_quickstart_recipe_reads_its_instruction_with_film():
 
     # language study: 92.5% of instructions followed with FiLM, 50.0% without (docs/results/study-language.md)
     assert get_preset("metaworld-tiny").film is True
+
+
+@pytest.mark.parametrize(
+    ("setting", "error"),
+    [
+        ("lr=abc", "TrainConfig.lr='abc' is invalid"),
+        ("batch_size=0", "batch_size"),
+        ("base=openvla/openvla-7b", "unknown architecture 'openvla/openvla-7b'"),
+    ],
+)
+def test_a_quickstart_refused_for_its_training_settings_writes_nothing(setting, error, tmp_path, capsys):
+    """Refused before the demonstrations are collected (minutes of work) and before --out is created."""
+    pytest.importorskip("metaworld", reason="MetaWorld is not installed (pip install 'oft[sim]')")
+    out = tmp_path / "qs"
+    argv = ["quickstart", "--out", str(out), "--tasks", "drawer-close-v3", "--demos", "1", "--steps", "1",
+            "--eval-episodes", "1", "--eval-max-steps", "4", "--threads", "1", "--set", setting]  # fmt: skip
+    assert main(argv) == 2
+    assert error in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_demonstrations_are_rendered_for_the_model_that_trains_on_them():
+    """The frames the demonstrations are rendered with follow --set base (its input size) and --set cameras,
+    so the quickstart's model reads them without a resize and finds the cameras it asks for."""
+    import argparse
+
+    from oft.train import quickstart
+
+    parser = argparse.ArgumentParser()
+    quickstart.add_arguments(parser)
+
+    def frames(*sets):
+        args = parser.parse_args([a for s in sets for a in ("--set", s)])
+        return quickstart.demo_frames([quickstart.train_config((args.head, args.decode, []), args)])
+
+    assert frames() == (64, ("corner", "gripperPOV"))  # metaworld-tiny: 64 px, the spec's cameras
+    assert frames("base=small-128", "cameras=workspace,gripperPOV") == (128, ("workspace", "gripperPOV"))

@@ -38,14 +38,6 @@ CAMERAS = ("corner", "gripperPOV")
 PRESET = "metaworld-tiny"
 
 
-def model_image_size(preset: str = PRESET) -> int:
-    """The input side of the preset's architecture: demos are rendered at it, so no resize is involved."""
-    from oft.model.build import input_size
-    from oft.train.presets import get_preset
-
-    return input_size(get_preset(preset).base)
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=DEFAULT_OUT, help=f"output directory (default {DEFAULT_OUT})")
     p.add_argument(
@@ -83,6 +75,13 @@ def run(args: argparse.Namespace) -> int:
     from oft.sim.metaworld import resolve_tasks
 
     tasks = resolve_tasks(args.tasks)  # an unknown or empty --tasks is refused before anything is written
+    runs = [("oft", args.head, args.decode, [])]
+    if args.compare_baseline:
+        # OpenVLA as the paper compares against it: action tokens decoded one by one, one action per query
+        runs.append(("baseline", "discrete", "autoregressive", ["chunk_len=1", "film=false"]))
+    # every run's config checked before anything is written (a bad --set is refused before the demos)
+    configs = [train_config((head, decode, extra), args) for _, head, decode, extra in runs]
+    image_size, cameras = demo_frames(configs)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
@@ -94,14 +93,10 @@ def run(args: argparse.Namespace) -> int:
     args.env_kwargs = scene_options(tasks, args.goal_markers)
     log.info("goal markers %s", "hidden" if args.env_kwargs else "shown")
     t0 = time.perf_counter()
-    collect_phase(out / "data", tasks, args.demos, model_image_size(), args.env_kwargs)
+    collect_phase(out / "data", tasks, args.demos, image_size, args.env_kwargs, cameras)
     datasets = [out / "data"]
     walls["collect_s"] = time.perf_counter() - t0
 
-    runs = [("oft", args.head, args.decode, [])]
-    if args.compare_baseline:
-        # OpenVLA as the paper compares against it: action tokens decoded one by one, one action per query
-        runs.append(("baseline", "discrete", "autoregressive", ["chunk_len=1", "film=false"]))
     summary = {}
     for i, (name, head, decode, extra) in enumerate(runs):
         run_dir = out if name == "oft" else out / "baseline"
@@ -178,7 +173,25 @@ def scene_options(tasks: list[str], choice: str = "auto") -> dict:
     return {"show_goal": False, "shared_layouts": True}
 
 
-def collect_phase(root: Path, tasks: list[str], demos: int, image_size: int, env_kwargs=None) -> dict:
+def demo_frames(configs) -> tuple[int, tuple[str, ...]]:
+    """The image side (pixels) and cameras the demonstrations are rendered with: the trained model's input
+    size and the cameras it reads (``--set cameras=...``, else the robot spec's), so no resize is involved.
+
+    Raises KeyError for a base that is not one of the from-scratch architectures (the quickstart builds its
+    model), and ValueError when the runs' models differ in either."""
+    from oft.model.build import input_size
+    from oft.spec import get_spec
+
+    frames = {(input_size(c.base), tuple(c.cameras or get_spec(c.robot).cameras)) for c in configs}
+    if len(frames) != 1:
+        raise ValueError(
+            f"the quickstart's runs share one dataset; their models read different frames: {frames}"
+        )
+    return frames.pop()
+
+
+def collect_phase(root: Path, tasks: list[str], demos: int, image_size: int, env_kwargs=None,
+                  cameras: tuple[str, ...] = CAMERAS) -> dict:  # fmt: skip
     """Expert demonstrations of every task in one LeRobot dataset; a rerun keeps them and tops them up.
 
     Frames are rendered at the model's input size (evaluation then renders at the size the trained policy
@@ -187,25 +200,34 @@ def collect_phase(root: Path, tasks: list[str], demos: int, image_size: int, env
     """
     from oft.sim.collect import CollectConfig, collect
 
-    cfg = CollectConfig(cameras=CAMERAS, image_size=image_size, workers=2, video=False,
+    cfg = CollectConfig(cameras=tuple(cameras), image_size=image_size, workers=2, video=False,
                         env_kwargs=dict(env_kwargs or {}))  # fmt: skip
     return collect("metaworld", tasks, demos, root, cfg, progress=True)
 
 
-def train_phase(run_dir: Path, datasets: list[Path], variant, minutes: float, args):
+def train_config(variant, args):
+    """The quickstart preset with ``variant`` = (head, decode, extra ``field=value`` overrides) and the
+    command line's ``--set`` / ``--steps`` / ``--seed`` / ``--threads``, validated (the data added later).
+
+    Raises ValueError / KeyError naming a bad override."""
     from oft.train.config import apply_overrides
-    from oft.train.loop import train
     from oft.train.presets import get_preset
 
     head, decode, extra = variant
-    cfg = get_preset(PRESET)
-    overrides = [f"head={head}", f"decode={decode}", f"seed={args.seed}", f"num_threads={args.threads}"]
+    overrides = [f"head={head}", f"decode={decode}", f"seed={args.seed}"]
+    overrides += [f"num_threads={args.threads}"] if args.threads else []
     overrides += [*extra, *args.overrides]
     if args.steps is not None:
         overrides.append(f"max_steps={args.steps}")
-    cfg = apply_overrides(cfg, overrides)
+    return apply_overrides(get_preset(PRESET), overrides).validate(check_paths=False)
+
+
+def train_phase(run_dir: Path, datasets: list[Path], variant, minutes: float, args):
+    from oft.train.loop import train
+
+    cfg = train_config(variant, args)
     cfg = cfg.replace(datasets=tuple(str(p) for p in datasets), max_minutes=minutes)
-    log.info("training %s/%s for at most %.1f min (%d steps)", head, decode, minutes, cfg.max_steps)
+    log.info("training %s/%s for at most %.1f min (%d steps)", *variant[:2], minutes, cfg.max_steps)
     return train(cfg, run_dir, resume=True)
 
 
