@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -158,6 +159,10 @@ def test_study_cameras_choose_what_is_recorded_and_what_each_variant_sees(tmp_pa
     assert "cameras=workspace" in VARIANTS["pdac_l1"].overrides(spec)
     assert "cameras=workspace,gripperPOV" in VARIANTS["pdac_l1_extra_inputs"].overrides(spec)
     assert study_run._robot_spec(StudyConfig(suite="mt10", out="x")).cameras == ("corner", "gripperPOV")
+    # a preset naming its cameras is studied with them, unless --cameras says otherwise
+    mt10 = StudyConfig(suite="mt10", out="x", preset="metaworld-mt10")
+    assert study_run._robot_spec(mt10).cameras == ("workspace", "gripperPOV")
+    assert study_run._robot_spec(replace(mt10, cameras=("corner",))).cameras == ("corner",)
 
     for bad in ((), ("corner", "corner")):
         with pytest.raises(ValueError, match="distinct cameras"):

@@ -42,8 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="TrainConfig override for every variant (e.g. base=tiny, batch_size=16)")  # fmt: skip
     p.add_argument("--cameras", default=None,
                    help="cameras to record and draw from, comma-separated: the first is the base variants' "
-                   "primary camera, the first two the extra-inputs variants' (default: the robot's, "
-                   "MetaWorld corner,gripperPOV; e.g. workspace,gripperPOV)")  # fmt: skip
+                   "primary camera, the first two the extra-inputs variants' (default: the preset's, "
+                   "else the robot's, MetaWorld corner,gripperPOV; e.g. workspace,gripperPOV)")  # fmt: skip
     p.add_argument("--seed", type=COUNT_OR_ZERO, default=0)
     p.add_argument(
         "--eval-max-steps", type=COUNT, default=None, help="episode step limit (default: the env's)"

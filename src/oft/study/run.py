@@ -232,11 +232,14 @@ def base_train_config(config: StudyConfig):
 
 
 def _robot_spec(config: StudyConfig):
-    """The preset's robot spec, with the study's ``cameras`` when given."""
+    """The preset's robot spec with the cameras the study records and draws from: ``--cameras`` when given,
+    else the preset's (``metaworld-mt10``: the table camera and the gripper's), else the robot's."""
     from oft.spec import get_spec
 
-    spec = get_spec(base_train_config(config).robot)
-    return spec.replace(cameras=tuple(config.cameras)) if config.cameras else spec
+    base = base_train_config(config)
+    spec = get_spec(base.robot)
+    cameras = config.cameras or base.cameras
+    return spec.replace(cameras=tuple(cameras)) if cameras else spec
 
 
 def model_image_size(config: StudyConfig) -> int:
