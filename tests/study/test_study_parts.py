@@ -190,7 +190,8 @@ def test_study_cameras_choose_what_is_recorded_and_what_each_variant_sees(tmp_pa
         ({"preset": "metaworld-tiyn"}, r"unknown training preset 'metaworld-tiyn'.*metaworld-tiny"),
         ({"overrides": ("lr=abc",)}, r"TrainConfig.lr='abc' is invalid"),
         ({"overrides": ("base=openvla/openvla-7b",)}, r"from scratch: base must be one of"),
-        ({"overrides": ("batch_size=0",)}, r"batch_size"),
+        ({"overrides": ("batch_size=0",)}, r"TrainConfig.batch_size=0 is invalid: expected an integer >= 1"),
+        ({"suite": "aloha", "preset": "metaworld-tiny"}, r"aloha camera 'corner'"),
     ],
 )
 def test_a_study_refused_for_its_training_settings_writes_nothing(settings, error, tmp_path):
@@ -200,6 +201,9 @@ def test_a_study_refused_for_its_training_settings_writes_nothing(settings, erro
 
     out = tmp_path / "study"
     with pytest.raises((KeyError, ValueError), match=error):
-        small = {"variants": ("pdac_l1",), "tasks": ("drawer-close-v3",), "demos": 1, "episodes": 1}
-        study_run.run_study(StudyConfig(suite="mt10", out=str(out), **small, **settings))
+        small = {"suite": "mt10", "variants": ("pdac_l1",), "tasks": ("drawer-close-v3",), "demos": 1,
+                 "episodes": 1}  # fmt: skip
+        if settings.get("suite") == "aloha":
+            small.update(variants=("oft_plus",), tasks=("transfer-cube",))
+        study_run.run_study(StudyConfig(out=str(out), **{**small, **settings}))
     assert not out.exists()

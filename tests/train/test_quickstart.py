@@ -75,8 +75,10 @@ def test_the_quickstart_recipe_reads_its_instruction_with_film():
     ("setting", "error"),
     [
         ("lr=abc", "TrainConfig.lr='abc' is invalid"),
-        ("batch_size=0", "batch_size"),
-        ("base=openvla/openvla-7b", "unknown architecture 'openvla/openvla-7b'"),
+        ("batch_size=0", "TrainConfig.batch_size=0 is invalid: expected an integer >= 1"),
+        ("base=openvla/openvla-7b", "trains from scratch: base must be one of"),
+        ("cameras=workspce", "metaworld camera 'workspce'"),
+        ("robot=aloha", "robot must be 'metaworld', got 'aloha'"),
     ],
 )
 def test_a_quickstart_refused_for_its_training_settings_writes_nothing(setting, error, tmp_path, capsys):

@@ -273,6 +273,9 @@ def test_a_run_refused_by_its_data_writes_nothing(tmp_path):
     with pytest.raises(ValueError, match="lacks"):
         train(tiny_config(), out, dataset=_one_camera(_data()))
     assert not out.exists()
+    with pytest.raises(ValueError, match="too few for batch_size=1000"):  # refused by the loader
+        train(tiny_config(batch_size=1000), out, dataset=_data())
+    assert not out.exists()
 
 
 def test_a_resume_refused_by_its_data_keeps_the_recorded_config(tmp_path):

@@ -193,7 +193,8 @@ def test_mean_centered_film_centers_on_the_datasets_instructions(tiny_dataset_di
 @pytest.mark.parametrize(
     "model, refused",
     [(["--set", "action_slots=per_step"], "action_slots='per_step'"),
-     (["--set", "film=true", "--set", "film_input=mean_rms"], "film_input='mean_rms'")],
+     (["--set", "film=true", "--set", "film_input=mean_rms"], "film_input='mean_rms'"),
+     (["--export-mode", "adapter"], "--export-mode adapter needs LoRA (lora_rank > 0), got lora_rank=0")],
 )  # fmt: skip
 def test_train_refuses_an_export_it_cannot_write_before_training(
     tiny_dataset_dir, tmp_path, capsys, model, refused

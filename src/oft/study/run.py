@@ -122,10 +122,10 @@ def run_study(config: StudyConfig) -> dict:
     config.validate()
     suite = get_suite(config.suite)
     tasks = _tasks(suite, config.tasks)
-    _check_cameras(suite, config.cameras)
     out = Path(config.out).absolute()  # train.json and results.json name checkpoints valid from anywhere
     ctx = _Context(config, suite, tasks, out, out / "data")
     ctx.spec = _robot_spec(config)
+    _check_cameras(suite, ctx.spec.cameras)  # --cameras, else the preset's or its robot's
     _check_train_configs(ctx)
     out.mkdir(parents=True, exist_ok=True)
     _check_settings(out, config)
@@ -159,7 +159,8 @@ def _tasks(suite: Suite, subset: tuple[str, ...] | None) -> list[str]:
 
 
 def _check_cameras(suite: Suite, cameras: tuple[str, ...] | None) -> None:
-    """KeyError naming a camera the suite's simulator cannot render, before ``study.json`` records it."""
+    """KeyError naming a camera the suite's simulator cannot render (a typo in ``--cameras``, or a preset
+    of another robot: ``--suite aloha --preset metaworld-tiny``), before ``study.json`` records it."""
     if not cameras:
         return
     import importlib

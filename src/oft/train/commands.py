@@ -106,6 +106,10 @@ def run(args: argparse.Namespace) -> int:
         from oft.train.export import reference_incompatibility
 
         problem = reference_incompatibility(cfg.action_slots, cfg.film, cfg.film_input)
+        if problem is None and args.export_mode == "adapter" and not cfg.lora_rank:
+            problem = (
+                "--export-mode adapter needs LoRA (lora_rank > 0), got lora_rank=0; use --export-mode merged"
+            )
         if problem is not None:
             raise ValueError(f"--export {args.export}: this run's model cannot be exported: {problem}")
     from oft.train.loop import train

@@ -85,6 +85,9 @@ def export_reference(
     problem = reference_incompatibility(cfg.action_slots, cfg.use_film, cfg.film_input)
     if problem is not None:
         raise ValueError(f"this policy cannot be exported to the paper's layout: {problem}")
+    has_lora = any(".lora_" in n for n, _ in policy.vla.named_parameters())
+    if mode == "adapter" and not has_lora:  # before anything is written
+        raise ValueError("export mode 'adapter' needs a policy trained with LoRA (lora_rank > 0)")
     out = Path(out)
     tmp = out.with_name(f".tmp-{out.name}")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -92,14 +95,11 @@ def export_reference(
     key = (unnorm_key or policy.unnorm_key) if mixture else unnorm_key
     key = key or policy.spec.name
     vla = copy.deepcopy(policy.vla).float().cpu()
-    has_lora = any(".lora_" in n for n, _ in vla.named_parameters())
     model_dir = tmp
-    if mode == "adapter" and has_lora:
+    if mode == "adapter":
         model_dir = tmp / "base"
         model_dir.mkdir()
         _write_adapter(vla, tmp / "lora_adapter", policy.config.lora or {})
-    elif mode == "adapter":
-        raise ValueError("export mode 'adapter' needs a policy trained with LoRA (lora_rank > 0)")
     from oft.model.lora import merge_lora
 
     # components first: the FiLM backbone is saved with its LoRA unmerged, as the paper saves it

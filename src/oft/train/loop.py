@@ -126,17 +126,18 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, dataset, info: D.DistInfo,
     spec = check_dataset_robot(cfg, robot_spec_for(cfg), dataset)  # the robot the dataset records, if any
     spec = with_dataset_conventions(spec, dataset)  # what the dataset's actions mean
     policy = make_policy(cfg, spec, dataset, resume_from)
-    # the data and the model are accepted (both refuse what does not fit): only now is the run recorded
-    if info.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        mgr.clean_partial()
-        cfg.save(out / TRAIN_CONFIG)
-    D.barrier(info)
     from oft.sim.collect import recorded_scene  # light: imports no simulator
 
     policy.config.scene = recorded_scene(dataset)  # what evaluation renders (oft eval asks)
     state = _make_state(cfg, policy, dataset, spec, info)
     state.setup_started = t0
+    # the data, the model and the loader are accepted (each refuses what does not fit): only now is the run
+    # recorded, so a refused run leaves no directory and a refused resume the config in force
+    if info.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        mgr.clean_partial()
+        cfg.save(out / TRAIN_CONFIG)
+    D.barrier(info)
     if resume_from is not None:
         resumed = _restore(state, resume_from, info)
         state.seconds_before = _seconds_before(resumed, out, cfg, info)

@@ -177,11 +177,24 @@ def demo_frames(configs) -> tuple[int, tuple[str, ...]]:
     """The image side (pixels) and cameras the demonstrations are rendered with: the trained model's input
     size and the cameras it reads (``--set cameras=...``, else the robot spec's), so no resize is involved.
 
-    Raises KeyError for a base that is not one of the from-scratch architectures (the quickstart builds its
-    model), and ValueError when the runs' models differ in either."""
-    from oft.model.build import input_size
-    from oft.spec import get_spec
+    Raises ValueError for a base that is not one of the from-scratch architectures (the quickstart builds its
+    model) or a robot other than MetaWorld, KeyError for a camera MetaWorld does not have, and ValueError
+    when the runs' models differ in size or cameras."""
+    from oft.model.build import ARCHITECTURES, input_size
+    from oft.sim.metaworld import CAMERAS as KNOWN
+    from oft.spec import get_spec, unknown_name_message
 
+    for c in configs:
+        if c.base not in ARCHITECTURES:
+            known = ", ".join(ARCHITECTURES)
+            raise ValueError(f"the quickstart trains from scratch: base must be one of {known}, "
+                             f"got {c.base!r} (continue a checkpoint with oft train --base)")  # fmt: skip
+        if c.robot != "metaworld":
+            raise ValueError(f"the quickstart collects MetaWorld demonstrations: robot must be 'metaworld', "
+                             f"got {c.robot!r}")  # fmt: skip
+        for cam in c.cameras or ():
+            if cam not in KNOWN:
+                raise KeyError(unknown_name_message("metaworld camera", cam, KNOWN))
     frames = {(input_size(c.base), tuple(c.cameras or get_spec(c.robot).cameras)) for c in configs}
     if len(frames) != 1:
         raise ValueError(
