@@ -655,9 +655,13 @@ class LeRobotWriter:
         old = {k: (v["dtype"], list(v["shape"])) for k, v in self.info["features"].items()}
         new = {k: (v["dtype"], list(v["shape"])) for k, v in features.items()}
         if old != new or int(self.info["fps"]) != int(fps):
+            differ = [f"{k}: {old.get(k, 'absent')} -> {new.get(k, 'absent')}" for k in sorted({*old, *new})
+                      if old.get(k) != new.get(k)]  # fmt: skip
+            if int(self.info["fps"]) != int(fps):
+                differ.append(f"fps: {self.info['fps']} -> {fps}")
             raise ValueError(
-                f"{self.root}: existing dataset has features {old} at {self.info['fps']} fps; "
-                f"cannot append episodes with {new} at {fps} fps"
+                f"{self.root}: cannot append episodes unlike the existing dataset's ({'; '.join(differ)}): "
+                "record them with its cameras, image size and rate, or write to another directory"
             )
         had = Conventions.from_dict(self.info["features"][ACTION_KEY].get(CONVENTIONS_KEY))
         if None not in (had, self.conventions) and had != self.conventions:
