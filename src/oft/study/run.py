@@ -25,6 +25,7 @@ from pathlib import Path
 
 import torch
 
+from oft.sim import check_cameras
 from oft.study.suites import Suite, get_suite
 from oft.study.variants import PAPER_VARIANTS, VARIANT_FIELDS, VARIANTS, StudyVariant, resolve_variants
 
@@ -125,7 +126,9 @@ def run_study(config: StudyConfig) -> dict:
     out = Path(config.out).absolute()  # train.json and results.json name checkpoints valid from anywhere
     ctx = _Context(config, suite, tasks, out, out / "data")
     ctx.spec = _robot_spec(config)
-    _check_cameras(suite, ctx.spec.cameras)  # --cameras, else the preset's or its robot's
+    # --cameras, else the preset's or its robot's: a typo, or a preset of another robot (--suite aloha
+    # --preset metaworld-tiny), is refused before study.json records it
+    check_cameras(suite.env, ctx.spec.cameras)
     _check_train_configs(ctx)
     out.mkdir(parents=True, exist_ok=True)
     _check_settings(out, config)
@@ -156,21 +159,6 @@ def _tasks(suite: Suite, subset: tuple[str, ...] | None) -> list[str]:
             f"suite {suite.name} swaps instructions between tasks; keep two or more, got {subset}"
         )
     return [t for t in tasks if t in subset]
-
-
-def _check_cameras(suite: Suite, cameras: tuple[str, ...] | None) -> None:
-    """KeyError naming a camera the suite's simulator cannot render (a typo in ``--cameras``, or a preset
-    of another robot: ``--suite aloha --preset metaworld-tiny``), before ``study.json`` records it."""
-    if not cameras:
-        return
-    import importlib
-
-    from oft.spec import unknown_name_message
-
-    known = importlib.import_module(f"oft.sim.{suite.env}").CAMERAS
-    for cam in cameras:
-        if cam not in known:
-            raise KeyError(unknown_name_message(f"{suite.env} camera", cam, known))
 
 
 def _check_train_configs(ctx: _Context) -> None:

@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 # two visually large goals, and a pair that only the instruction tells apart (markers hidden)
 DEFAULT_TASKS = ("drawer-open-v3", "drawer-close-v3", "faucet-open-v3", "faucet-close-v3")
 DEFAULT_OUT = "runs/quickstart"
-CAMERAS = ("corner", "gripperPOV")
 PRESET = "metaworld-tiny"
 
 
@@ -181,8 +180,8 @@ def demo_frames(configs) -> tuple[int, tuple[str, ...]]:
     model) or a robot other than MetaWorld, KeyError for a camera MetaWorld does not have, and ValueError
     when the runs' models differ in size or cameras."""
     from oft.model.build import ARCHITECTURES, input_size
-    from oft.sim.metaworld import CAMERAS as KNOWN
-    from oft.spec import get_spec, unknown_name_message
+    from oft.sim import check_cameras
+    from oft.spec import get_spec
 
     for c in configs:
         if c.base not in ARCHITECTURES:
@@ -192,9 +191,7 @@ def demo_frames(configs) -> tuple[int, tuple[str, ...]]:
         if c.robot != "metaworld":
             raise ValueError(f"the quickstart collects MetaWorld demonstrations: robot must be 'metaworld', "
                              f"got {c.robot!r}")  # fmt: skip
-        for cam in c.cameras or ():
-            if cam not in KNOWN:
-                raise KeyError(unknown_name_message("metaworld camera", cam, KNOWN))
+        check_cameras("metaworld", c.cameras)
     frames = {(input_size(c.base), tuple(c.cameras or get_spec(c.robot).cameras)) for c in configs}
     if len(frames) != 1:
         raise ValueError(
@@ -204,7 +201,7 @@ def demo_frames(configs) -> tuple[int, tuple[str, ...]]:
 
 
 def collect_phase(root: Path, tasks: list[str], demos: int, image_size: int, env_kwargs=None,
-                  cameras: tuple[str, ...] = CAMERAS) -> dict:  # fmt: skip
+                  cameras: tuple[str, ...] = ("corner", "gripperPOV")) -> dict:  # fmt: skip
     """Expert demonstrations of every task in one LeRobot dataset; a rerun keeps them and tops them up.
 
     Frames are rendered at the model's input size (evaluation then renders at the size the trained policy
