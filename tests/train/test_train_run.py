@@ -9,6 +9,7 @@ import pytest
 
 import oft
 from oft.cli import main
+from oft.model.loading import EXPORT_SIDECAR
 from oft.observation import Observation
 from oft.train.checkpoint import CheckpointManager
 
@@ -210,6 +211,23 @@ def test_train_refuses_an_export_it_cannot_write_before_training(
         in capsys.readouterr().err
     )
     assert not (out / "checkpoints").exists() and not (tmp_path / "x").exists()
+
+
+def test_train_refuses_an_export_key_it_will_not_have_before_training(tiny_dataset_dir, tmp_path, capsys):
+    """`--export --unnorm-key TYPO` on a policy with several statistics (here one per task) was refused only
+    after the whole run, by the export; the keys are checked on the built policy, before anything is
+    written."""
+    out, export = tmp_path / "run", tmp_path / "x"
+    per_task = ["--base", "tiny", "--steps", "1", "--set", "mixture_stats=per_task", "--export", str(export)]
+    assert _train(tiny_dataset_dir, out, *per_task, "--unnorm-key", "open the drawr number 1") == 2
+    err = capsys.readouterr().err
+    assert (
+        f"--export {export}: unnorm_key 'open the drawr number 1' is not one of the policy's instructions "
+        "['open the drawer number 0', 'open the drawer number 1']" in err
+    )
+    assert not out.exists() and not export.exists()
+    assert _train(tiny_dataset_dir, out, *per_task, "--unnorm-key", "open the drawer number 1") == 0
+    assert json.loads((export / EXPORT_SIDECAR).read_text())["unnorm_key"] == "open the drawer number 1"
 
 
 def test_freeze_token_embeddings_keeps_the_table_and_trains_the_rest(tmp_path):

@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--export {args.export}: this run's model cannot be exported: {problem}")
     from oft.train.loop import train
 
-    result = train(cfg, args.out, resume=args.resume)
+    result = train(cfg, args.out, resume=args.resume, accept=_export_key_check(args))
     if result.checkpoint is not None and args.export:
         from oft import load_policy
         from oft.model.loading import saved_unnorm_key
@@ -138,3 +138,20 @@ def run(args: argparse.Namespace) -> int:
             + (f"\nloss curve: {result.loss_curve}" if result.loss_curve else "")
         )
     return 0
+
+
+def _export_key_check(args: argparse.Namespace):
+    """With ``--export --unnorm-key KEY``: the check :func:`oft.train.loop.train` runs on the built policy
+    (its statistics' keys are known only once the data are opened), so a misspelled key is refused before
+    training rather than after it; else None."""
+    if not args.export or args.unnorm_key is None:
+        return None
+    from oft.train.export import check_unnorm_key
+
+    def accept(policy) -> None:
+        try:
+            check_unnorm_key(policy, args.unnorm_key)
+        except KeyError as e:
+            raise KeyError(f"--export {args.export}: {e.args[0]}") from None
+
+    return accept

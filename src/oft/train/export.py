@@ -64,6 +64,19 @@ def reference_incompatibility(action_slots: str, film: bool, film_input: str) ->
     return f"{reason}. Keep the oft checkpoint (oft eval / oft serve load it)."
 
 
+def check_unnorm_key(policy, unnorm_key: str | None) -> dict:
+    """The policy's statistics by key when it holds several (a mixture: per dataset or per task), else {}.
+
+    KeyError naming ``unnorm_key`` and the keys there are when it holds several and ``unnorm_key`` (None: the
+    policy's own) is none of them. ``oft train --export`` calls it on the built policy, before training."""
+    stats = getattr(policy, "dataset_stats", {})
+    mixture = stats if len(stats) > 1 else {}
+    if mixture and unnorm_key is not None and unnorm_key not in mixture:
+        kind = "instructions" if getattr(policy, "per_task", False) else "datasets"
+        raise KeyError(f"unnorm_key {unnorm_key!r} is not one of the policy's {kind} {sorted(mixture)}")
+    return mixture
+
+
 def export_reference(
     policy, out: str | Path, step: int = 0, unnorm_key: str | None = None, mode: str = "merged"
 ):
@@ -78,9 +91,7 @@ def export_reference(
     """
     if mode not in EXPORT_MODES:
         raise ValueError(f"export mode {mode!r} is invalid: expected one of {EXPORT_MODES}")
-    mixture = getattr(policy, "dataset_stats", {}) if len(getattr(policy, "dataset_stats", {})) > 1 else {}
-    if mixture and unnorm_key is not None and unnorm_key not in mixture:
-        raise KeyError(f"unnorm_key {unnorm_key!r} is not one of the policy's datasets {sorted(mixture)}")
+    mixture = check_unnorm_key(policy, unnorm_key)
     cfg = policy.vla.config
     problem = reference_incompatibility(cfg.action_slots, cfg.use_film, cfg.film_input)
     if problem is not None:

@@ -15,8 +15,10 @@ import math
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -97,24 +99,29 @@ def train(
     resume: bool = False,
     dataset=None,
     info: D.DistInfo | None = None,
+    accept: Callable[[Any], None] | None = None,
 ) -> TrainResult:
     """Train ``cfg`` into ``out_dir``; ``resume`` continues from the latest checkpoint there.
 
     ``dataset`` (an ``oft.data`` dataset) replaces ``cfg.datasets`` — tests and the quickstart pass episodes
     they already hold in memory. Local paths are recorded absolute (:meth:`TrainConfig.with_absolute_paths`).
+    ``accept(policy)``, called on the built policy before anything is written, refuses the run by raising:
+    what the caller does after training (``oft train --export``) checks what it needs of the policy there.
     """
     t0 = time.perf_counter()
     cfg = cfg.validate(check_paths=dataset is None).with_absolute_paths()  # the record reads from anywhere
     if info is not None:
-        return _train(cfg, Path(out_dir), resume, dataset, info, t0)
+        return _train(cfg, Path(out_dir), resume, dataset, info, t0, accept)
     info = D.init_distributed(train_device(cfg))
     try:
-        return _train(cfg, Path(out_dir), resume, dataset, info, t0)
+        return _train(cfg, Path(out_dir), resume, dataset, info, t0, accept)
     finally:
         D.cleanup(info)
 
 
-def _train(cfg: TrainConfig, out: Path, resume: bool, dataset, info: D.DistInfo, t0: float) -> TrainResult:
+def _train(
+    cfg: TrainConfig, out: Path, resume: bool, dataset, info: D.DistInfo, t0: float, accept=None
+) -> TrainResult:
     _setup_process(cfg, info)
     mgr = CheckpointManager(out, cfg.keep_last)
     # checked before anything is written: a refused resume leaves the run directory as it was
@@ -126,6 +133,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, dataset, info: D.DistInfo,
     spec = check_dataset_robot(cfg, robot_spec_for(cfg), dataset)  # the robot the dataset records, if any
     spec = with_dataset_conventions(spec, dataset)  # what the dataset's actions mean
     policy = make_policy(cfg, spec, dataset, resume_from)
+    if accept is not None:
+        accept(policy)
     from oft.sim.collect import recorded_scene  # light: imports no simulator
 
     policy.config.scene = recorded_scene(dataset)  # what evaluation renders (oft eval asks)
