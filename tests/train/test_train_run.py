@@ -230,6 +230,16 @@ def test_train_refuses_an_export_key_it_will_not_have_before_training(tiny_datas
     assert json.loads((export / EXPORT_SIDECAR).read_text())["unnorm_key"] == "open the drawer number 1"
 
 
+def test_train_refuses_an_unnorm_key_without_export(tiny_dataset_dir, tmp_path, capsys):
+    """`--unnorm-key` names an export's statistics; without `--export` it was silently ignored."""
+    out = tmp_path / "run"
+    assert _train(tiny_dataset_dir, out, "--base", "tiny", "--steps", "1", "--unnorm-key", "robot_a") == 2
+    assert "--unnorm-key 'robot_a' names the statistics of an export: it needs --export DIR" in (
+        capsys.readouterr().err
+    )
+    assert not out.exists()
+
+
 def test_freeze_token_embeddings_keeps_the_table_and_trains_the_rest(tmp_path):
     """`--set freeze_token_embeddings=true`: the table is the one built; without it the table trains."""
     import torch

@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from oft.cli import COUNT
 from oft.train.checkpoint import TRAIN_CONFIG
@@ -96,6 +98,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.unnorm_key is not None and not args.export:
+        raise ValueError(
+            f"--unnorm-key {args.unnorm_key!r} names the statistics of an export: it needs --export DIR "
+            "(oft eval / oft serve take their own --unnorm-key)"
+        )
     cfg = config_from_args(args).validate(check_paths=not args.print_config)
     if args.print_config:
         import json
@@ -140,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export_key_check(args: argparse.Namespace):
+def _export_key_check(args: argparse.Namespace) -> Callable[[Any], None] | None:
     """With ``--export --unnorm-key KEY``: the check :func:`oft.train.loop.train` runs on the built policy
     (its statistics' keys are known only once the data are opened), so a misspelled key is refused before
     training rather than after it; else None."""

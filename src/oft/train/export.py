@@ -31,9 +31,13 @@ import logging
 import re
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import save_file
+
+if TYPE_CHECKING:
+    from oft.data.normalize import NormStats
 
 log = logging.getLogger(__name__)
 
@@ -64,10 +68,10 @@ def reference_incompatibility(action_slots: str, film: bool, film_input: str) ->
     return f"{reason}. Keep the oft checkpoint (oft eval / oft serve load it)."
 
 
-def check_unnorm_key(policy, unnorm_key: str | None) -> dict:
+def check_unnorm_key(policy, unnorm_key: str | None) -> dict[str, NormStats]:
     """The policy's statistics by key when it holds several (a mixture: per dataset or per task), else {}.
 
-    KeyError naming ``unnorm_key`` and the keys there are when it holds several and ``unnorm_key`` (None: the
+    KeyError naming ``unnorm_key`` and the policy's keys when it holds several and ``unnorm_key`` (None: the
     policy's own) is none of them. ``oft train --export`` calls it on the built policy, before training."""
     stats = getattr(policy, "dataset_stats", {})
     mixture = stats if len(stats) > 1 else {}

@@ -120,7 +120,13 @@ def train(
 
 
 def _train(
-    cfg: TrainConfig, out: Path, resume: bool, dataset, info: D.DistInfo, t0: float, accept=None
+    cfg: TrainConfig,
+    out: Path,
+    resume: bool,
+    dataset,
+    info: D.DistInfo,
+    t0: float,
+    accept: Callable[[Any], None] | None = None,
 ) -> TrainResult:
     _setup_process(cfg, info)
     mgr = CheckpointManager(out, cfg.keep_last)
