@@ -230,13 +230,17 @@ def test_train_refuses_an_export_key_it_will_not_have_before_training(tiny_datas
     assert json.loads((export / EXPORT_SIDECAR).read_text())["unnorm_key"] == "open the drawer number 1"
 
 
-def test_train_refuses_an_unnorm_key_without_export(tiny_dataset_dir, tmp_path, capsys):
-    """`--unnorm-key` names an export's statistics; without `--export` it was silently ignored."""
+@pytest.mark.parametrize(
+    "flag, refused",
+    [(["--unnorm-key", "robot_a"], "--unnorm-key 'robot_a' names the statistics of an export: it needs"),
+     (["--export-mode", "adapter"], "--export-mode adapter says how to write an export: it needs")],
+)  # fmt: skip
+def test_train_refuses_an_export_flag_without_export(tiny_dataset_dir, tmp_path, capsys, flag, refused):
+    """`--unnorm-key` and `--export-mode` describe the export; without `--export` they were silently
+    ignored."""
     out = tmp_path / "run"
-    assert _train(tiny_dataset_dir, out, "--base", "tiny", "--steps", "1", "--unnorm-key", "robot_a") == 2
-    assert "--unnorm-key 'robot_a' names the statistics of an export: it needs --export DIR" in (
-        capsys.readouterr().err
-    )
+    assert _train(tiny_dataset_dir, out, "--base", "tiny", "--steps", "1", *flag) == 2
+    assert refused in capsys.readouterr().err
     assert not out.exists()
 
 

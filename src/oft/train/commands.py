@@ -57,7 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="after training, also write the last checkpoint in the paper's layout (for its eval scripts)",
     )
     p.add_argument(
-        "--export-mode", choices=("merged", "adapter"), default="merged", help="LoRA merged or not"
+        "--export-mode", choices=("merged", "adapter"), default=None, help="LoRA merged (default) or not"
     )
     p.add_argument("--unnorm-key", default=None, help="dataset-statistics key of the export (default: robot)")
 
@@ -98,11 +98,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.unnorm_key is not None and not args.export:
-        raise ValueError(
-            f"--unnorm-key {args.unnorm_key!r} names the statistics of an export: it needs --export DIR "
-            "(oft eval / oft serve take their own --unnorm-key)"
-        )
+    _check_export_flags(args)
+    mode = args.export_mode or "merged"
     cfg = config_from_args(args).validate(check_paths=not args.print_config)
     if args.print_config:
         import json
@@ -113,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         from oft.train.export import reference_incompatibility
 
         problem = reference_incompatibility(cfg.action_slots, cfg.film, cfg.film_input)
-        if problem is None and args.export_mode == "adapter" and not cfg.lora_rank:
+        if problem is None and mode == "adapter" and not cfg.lora_rank:
             problem = (
                 "--export-mode adapter needs LoRA (lora_rank > 0), got lora_rank=0; use --export-mode merged"
             )
@@ -128,10 +125,8 @@ def run(args: argparse.Namespace) -> int:
         from oft.train.export import export_reference
 
         policy = load_policy(result.checkpoint, unnorm_key=saved_unnorm_key(result.checkpoint))
-        export_reference(
-            policy, args.export, step=result.step, unnorm_key=args.unnorm_key, mode=args.export_mode
-        )
-        print(f"exported (paper layout, {args.export_mode}): {args.export}")
+        export_reference(policy, args.export, step=result.step, unnorm_key=args.unnorm_key, mode=mode)
+        print(f"exported (paper layout, {mode}): {args.export}")
     if result.checkpoint is not None:
         resumed = (
             f" from step {result.start_step} (the run: {result.run_s / 60:.1f} min in all)"
@@ -145,6 +140,22 @@ def run(args: argparse.Namespace) -> int:
             + (f"\nloss curve: {result.loss_curve}" if result.loss_curve else "")
         )
     return 0
+
+
+def _check_export_flags(args: argparse.Namespace) -> None:
+    """ValueError for ``--unnorm-key`` or ``--export-mode`` without ``--export``: they describe the export,
+    and without one they were silently ignored."""
+    if args.export:
+        return
+    if args.unnorm_key is not None:
+        raise ValueError(
+            f"--unnorm-key {args.unnorm_key!r} names the statistics of an export: it needs --export DIR "
+            "(oft eval / oft serve take their own --unnorm-key)"
+        )
+    if args.export_mode is not None:
+        raise ValueError(
+            f"--export-mode {args.export_mode} says how to write an export: it needs --export DIR"
+        )
 
 
 def _export_key_check(args: argparse.Namespace) -> Callable[[Any], None] | None:
