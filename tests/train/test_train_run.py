@@ -244,6 +244,19 @@ def test_train_refuses_an_export_flag_without_export(tiny_dataset_dir, tmp_path,
     assert not out.exists()
 
 
+def test_train_warns_when_the_decay_comes_after_the_last_step(tiny_dataset_dir, tmp_path, caplog):
+    """`--preset libero-openvla --steps 50000` (its decay at 100,000) ended at the full learning rate without
+    a word; the run goes on (a later `--resume --set max_steps=N` reaches the decay), warned."""
+    for decay, warned in ((3, True), (1, False)):
+        caplog.clear()
+        out = tmp_path / f"decay{decay}"
+        decay_step = ["--set", f"decay_step={decay}"]
+        assert _train(tiny_dataset_dir, out, "--base", "tiny", "--steps", "2", *decay_step) == 0
+        said = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+        expected = f"decay_step={decay} is not before max_steps=2: this run ends at the full learning rate"
+        assert any(expected in m for m in said) == warned, said
+
+
 def test_freeze_token_embeddings_keeps_the_table_and_trains_the_rest(tmp_path):
     """`--set freeze_token_embeddings=true`: the table is the one built; without it the table trains."""
     import torch

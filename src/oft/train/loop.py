@@ -129,6 +129,8 @@ def _train(
     accept: Callable[[Any], None] | None = None,
 ) -> TrainResult:
     _setup_process(cfg, info)
+    if info.is_main:
+        warn_unreached_decay(cfg)
     mgr = CheckpointManager(out, cfg.keep_last)
     # checked before anything is written: a refused resume leaves the run directory as it was
     resume_from = mgr.latest() if resume else None
@@ -521,6 +523,22 @@ def _run(cfg: TrainConfig, state: _State, mgr: CheckpointManager, info: D.DistIn
         loss_curve=curve,
         run_s=state.run_seconds(),
     )
+
+
+def warn_unreached_decay(cfg: TrainConfig) -> bool:
+    """Log a warning (and return True) when ``decay_step`` is set at or past ``max_steps``: the run would end
+    at the full learning rate without the decay the config names, e.g. ``--preset libero-openvla --steps
+    50000`` (its decay at 100,000, the paper's LIBERO schedule). Not refused: a run extended later (``--resume
+    --set max_steps=N``) reaches it."""
+    if cfg.decay_step is None or cfg.decay_step < cfg.max_steps:
+        return False
+    log.warning(
+        "decay_step=%d is not before max_steps=%d: this run ends at the full learning rate %g without its "
+        "decay (x%g); --set decay_step=N below max_steps or --set decay_at=0.75 takes it, --set "
+        "decay_step=none says there is none",
+        cfg.decay_step, cfg.max_steps, cfg.lr, cfg.decay_factor,
+    )  # fmt: skip
+    return True
 
 
 def _decay_rule(cfg: TrainConfig) -> DecayAtFraction | None:
