@@ -66,6 +66,15 @@ def test_study_config_refuses_what_would_erase_the_comparison():
         StudyConfig(suite="mt10", out="x", overrides=("head=l1",)).validate()
     with pytest.raises(ValueError, match="minutes or as steps"):
         StudyConfig(suite="mt10", out="x", budget_minutes=1.0, steps=5).validate()
+    # what a flag of the study sets: the --set was dropped (num_threads, max_steps) or left study.json wrong
+    with pytest.raises(ValueError, match=r"num_threads is set by the study \(--threads\)"):
+        StudyConfig(suite="mt10", out="x", overrides=("num_threads=4",)).validate()
+    with pytest.raises(ValueError, match=r"seed is set by the study \(--seed\)"):
+        StudyConfig(suite="mt10", out="x", overrides=("seed=3",)).validate()
+    with pytest.raises(ValueError, match=r"max_steps is set by the study \(--steps\)"):
+        StudyConfig(suite="mt10", out="x", steps=5, overrides=("max_steps=9",)).validate()
+    capped = StudyConfig(suite="mt10", out="x", budget_minutes=1.0, overrides=("max_steps=9",))
+    assert capped.validate() is capped  # a step cap inside a time budget is the user's to set
     with pytest.raises(KeyError, match="study variant"):
         StudyConfig(suite="mt10", out="x", variants=("pdac_l3",)).validate()
 

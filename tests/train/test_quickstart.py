@@ -79,6 +79,11 @@ def test_the_quickstart_recipe_reads_its_instruction_with_film():
         ("base=openvla/openvla-7b", "trains from scratch: base must be one of"),
         ("cameras=workspce", "metaworld camera 'workspce'"),
         ("robot=aloha", "robot must be 'metaworld', got 'aloha'"),
+        # what the quickstart sets itself: the --set was dropped (max_minutes, datasets) or fought its flag
+        ("max_minutes=5", "override 'max_minutes=5': max_minutes is set by the quickstart (the budget:"),
+        ("max-steps=5", "override 'max-steps=5': max_steps is set by the quickstart (--steps)"),
+        ("head=diffusion", "override 'head=diffusion': head is set by the quickstart (--head)"),
+        ("num_threads=2", "override 'num_threads=2': num_threads is set by the quickstart (--threads)"),
     ],
 )
 def test_a_quickstart_refused_for_its_training_settings_writes_nothing(setting, error, tmp_path, capsys):
@@ -108,3 +113,19 @@ def test_demonstrations_are_rendered_for_the_model_that_trains_on_them():
 
     assert frames() == (64, ("corner", "gripperPOV"))  # metaworld-tiny: 64 px, the spec's cameras
     assert frames("base=small-128", "cameras=workspace,gripperPOV") == (128, ("workspace", "gripperPOV"))
+
+
+def test_the_baseline_keeps_what_makes_it_the_papers_baseline():
+    """`--compare-baseline --set chunk_len=4`: the OFT run takes chunk_len=4; the baseline stays one action
+    per query without FiLM (the --set used to win there too, and the run was still called the baseline)."""
+    import argparse
+
+    from oft.train import quickstart
+
+    parser = argparse.ArgumentParser()
+    quickstart.add_arguments(parser)
+    args = parser.parse_args(["--compare-baseline", "--set", "chunk_len=4", "--set", "film=true"])
+    oft_run = quickstart.train_config((args.head, args.decode, []), args)
+    baseline = quickstart.train_config(("discrete", "autoregressive", ["chunk_len=1", "film=false"]), args)
+    assert (oft_run.chunk_len, oft_run.film) == (4, True)
+    assert (baseline.chunk_len, baseline.film, baseline.head) == (1, False, "discrete")

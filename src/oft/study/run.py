@@ -91,13 +91,14 @@ class StudyConfig:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
         if self.cameras is not None and (not self.cameras or len(set(self.cameras)) != len(self.cameras)):
             raise ValueError(f"cameras must name one or more distinct cameras, got {list(self.cameras)}")
-        for item in self.overrides:
-            name = item.partition("=")[0].strip().replace("-", "_")
-            if name in (*VARIANT_FIELDS, "datasets", "max_minutes"):
-                raise ValueError(
-                    f"override {item!r}: {name} is set by the study (variants decide "
-                    f"{', '.join(VARIANT_FIELDS)}; the budget is --budget-minutes/--steps)"
-                )
+        from oft.train.config import refuse_owned_overrides
+
+        owned = dict.fromkeys(VARIANT_FIELDS, f"its variants decide {', '.join(VARIANT_FIELDS)}")
+        owned.update(datasets="its demonstrations", max_minutes="the budget: --budget-minutes / --steps",
+                     num_threads="--threads", seed="--seed")  # fmt: skip
+        if self.steps is not None:
+            owned["max_steps"] = "--steps"
+        refuse_owned_overrides(self.overrides, owned, "the study")
         from oft.sim.rollout import check_action_noise
 
         check_action_noise(self.action_noise)

@@ -491,6 +491,17 @@ def _normalized(name: str, value):
 
 
 # --------------------------------------------------------------------------- overrides
+def refuse_owned_overrides(overrides: list[str] | tuple[str, ...], owned: dict[str, str], by: str) -> None:
+    """ValueError for an override (``--set field=value``) of a field that the command ``by`` sets itself, so
+    the override would be dropped or would change what the command records: ``owned`` maps each such field
+    to what sets it (a flag, the command's variants, its data). Field names compare as :func:`apply_overrides`
+    reads them (``max-steps`` is ``max_steps``)."""
+    for item in overrides:
+        name = item.partition("=")[0].strip().replace("-", "_")
+        if name in owned:
+            raise ValueError(f"override {item!r}: {name} is set by {by} ({owned[name]})")
+
+
 def apply_overrides(cfg: TrainConfig, overrides: list[str] | tuple[str, ...]) -> TrainConfig:
     """Apply ``field=value`` strings (``--set lr=1e-4``).
 

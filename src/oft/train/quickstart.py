@@ -218,18 +218,32 @@ def collect_phase(root: Path, tasks: list[str], demos: int, image_size: int, env
 def train_config(variant, args):
     """The quickstart preset with ``variant`` = (head, decode, extra ``field=value`` overrides) and the
     command line's ``--set`` / ``--steps`` / ``--seed`` / ``--threads``, validated (the data added later).
+    The variant's extra fields win over ``--set`` (the baseline's ``chunk_len=1``, ``film=false``).
 
-    Raises ValueError / KeyError naming a bad override."""
-    from oft.train.config import apply_overrides
+    Raises ValueError / KeyError naming a bad override, or a ``--set`` of what the quickstart sets itself
+    (head, decode, seed, num_threads, datasets, max_minutes; max_steps with ``--steps``)."""
+    from oft.train.config import apply_overrides, refuse_owned_overrides
     from oft.train.presets import get_preset
 
     head, decode, extra = variant
+    owned = dict(head="--head", decode="--decode", seed="--seed", num_threads="--threads",
+                 datasets="its demonstrations",
+                 max_minutes="the budget: --train-minutes / --budget-minutes")  # fmt: skip
+    if args.steps is not None:
+        owned["max_steps"] = "--steps"
+    refuse_owned_overrides(args.overrides, owned, "the quickstart")
     overrides = [f"head={head}", f"decode={decode}", f"seed={args.seed}"]
     overrides += [f"num_threads={args.threads}"] if args.threads else []
-    overrides += [*extra, *args.overrides]
-    if args.steps is not None:
-        overrides.append(f"max_steps={args.steps}")
+    overrides += [f"max_steps={args.steps}"] if args.steps is not None else []
+    kept = sorted(_names(args.overrides) & _names(extra))
+    if kept:  # the baseline's own fields (chunk_len=1, film=false) are what make it the paper's baseline
+        log.info("%s/%s keeps its own %s over --set", head, decode, ", ".join(kept))
+    overrides += [*args.overrides, *extra]
     return apply_overrides(get_preset(PRESET), overrides).validate(check_paths=False)
+
+
+def _names(overrides) -> set[str]:
+    return {item.partition("=")[0].strip().replace("-", "_") for item in overrides}
 
 
 def train_phase(run_dir: Path, datasets: list[Path], variant, minutes: float, args):
