@@ -9,7 +9,9 @@
   (requests/s x chunk length) and the mean batch the server formed.
 
 The server runs in a subprocess (``oft serve CHECKPOINT``) when a checkpoint path is given, as on a robot
-where client and server are different processes; otherwise in a thread of this process.
+where client and server are different processes; otherwise in a thread of this process. Either way it runs
+with every option of the given :class:`ServerConfig` (API key included: the benchmark's clients send it), so
+the numbers are those of the configuration asked for.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -133,7 +135,15 @@ def deploy_request(spec: RobotSpec, request: dict) -> dict:
     return body
 
 
-def measure_latency(policy: ServablePolicy, ws_url: str, http_url: str, request: dict, n: int, warmup: int):
+def measure_latency(
+    policy: ServablePolicy,
+    ws_url: str,
+    http_url: str,
+    request: dict,
+    n: int,
+    warmup: int,
+    api_key: str | None = None,
+):
     """(in-process, websocket, http) times and the websocket transport time (round trip - server infer_ms).
 
     In-process calls run in a phase of their own, while the server is idle: interleaved with round trips, a
@@ -143,8 +153,8 @@ def measure_latency(policy: ServablePolicy, ws_url: str, http_url: str, request:
     in_process = _time_interleaved({"in_process": lambda: policy.predict_action_chunk(obs)}, n, warmup)
     http_request = deploy_request(policy.spec, request)
     transport: list[float] = []
-    http_client = HttpClientPolicy(http_url)
-    with WebsocketClientPolicy(ws_url, None) as client:
+    http_client = HttpClientPolicy(http_url, api_key)
+    with WebsocketClientPolicy(ws_url, None, api_key) as client:
 
         def ws_call() -> None:
             t0 = time.perf_counter()
@@ -161,10 +171,10 @@ def measure_latency(policy: ServablePolicy, ws_url: str, http_url: str, request:
 
 
 def measure_throughput(
-    ws_url: str, request: dict, clients: int, seconds: float, chunk_len: int
+    ws_url: str, request: dict, clients: int, seconds: float, chunk_len: int, api_key: str | None = None
 ) -> ThroughputRow:
     """``clients`` threads, one connection each, sending back to back for ``seconds``."""
-    conns = [WebsocketClientPolicy(ws_url, None) for _ in range(clients)]
+    conns = [WebsocketClientPolicy(ws_url, None, api_key) for _ in range(clients)]
     for c in conns:
         c.infer(request)  # warm each connection
     latencies: list[list[float]] = [[] for _ in range(clients)]
@@ -208,14 +218,42 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def serve_flags(config: ServerConfig) -> list[str]:
+    """The ``oft serve`` flags that give its server ``config``, every field but ``api_key`` (it would show in
+    process lists; :func:`server_subprocess` passes it as ``$OFT_API_KEY``). ValueError for a field no flag
+    sets (a ``hard_limit_factor`` other than the default), rather than a server configured otherwise."""
+    if config.hard_limit_factor != ServerConfig.hard_limit_factor:
+        raise ValueError(
+            f"hard_limit_factor {config.hard_limit_factor}: oft serve has no flag for it (it always uses "
+            f"{ServerConfig.hard_limit_factor}), so a server subprocess cannot run this config"
+        )
+    flags = ["--host", config.host, "--port", str(config.port), "--max-batch", str(config.max_batch)]
+    flags += ["--batch-wait-ms", str(config.batch_wait_ms)]
+    flags += ["--max-message-mb", str(config.max_message_bytes / 2**20)]  # exact: a power-of-2 division
+    flags += ["--max-prompt-tokens", str(config.max_prompt_tokens)]
+    flags += ["--max-connections", str(config.max_connections)]
+    flags += ["--idle-timeout", str(config.idle_timeout_s), "--body-timeout", str(config.body_timeout_s)]
+    flags += ["--ws-idle-timeout", str(config.ws_idle_timeout_s)]
+    flags += ["--ws-heartbeat", str(config.ws_heartbeat_s)]
+    if config.clip_actions:
+        flags.append("--clip-actions")
+    return flags
+
+
 @contextlib.contextmanager
 def server_subprocess(checkpoint: str | Path, config: ServerConfig, extra_args: list[str]) -> Iterator[str]:
-    """``oft serve CHECKPOINT`` in a child process; yields its base URL once ``/healthz`` answers."""
+    """``oft serve CHECKPOINT`` in a child process, configured as ``config`` (port 0: a free one) plus
+    ``extra_args`` (e.g. the loading flags ``--device``, ``--dtype``); yields its base URL once ``/healthz``
+    answers."""
     port = config.port or free_port(config.host)
-    cmd = [sys.executable, "-m", "oft.cli", "serve", str(checkpoint), "--host", config.host]
-    cmd += ["--port", str(port), "--max-batch", str(config.max_batch)]
-    cmd += ["--batch-wait-ms", str(config.batch_wait_ms), *extra_args]
-    proc = subprocess.Popen(cmd, env=os.environ.copy())
+    cmd = [sys.executable, "-m", "oft.cli", "serve", str(checkpoint)]
+    cmd += [*serve_flags(replace(config, port=port)), *extra_args]
+    env = os.environ.copy()
+    if config.api_key:
+        env["OFT_API_KEY"] = config.api_key
+    else:  # a key in this environment is not the config's: the child would demand it
+        env.pop("OFT_API_KEY", None)
+    proc = subprocess.Popen(cmd, env=env)
     url = f"http://{config.host}:{port}"
     try:
         deadline = time.monotonic() + 120
@@ -272,11 +310,12 @@ def benchmark_serving(
     image_size = image_size or max(h for h, _ in (sizes or {"": (224, 224)}).values())
     with _server(policy, config, checkpoint, server_args or []) as url:
         ws_url = url.replace("http://", "ws://") + "/"
-        in_proc, ws, http, transport = measure_latency(policy, ws_url, url, request, n, warmup)
+        key = config.api_key
+        in_proc, ws, http, transport = measure_latency(policy, ws_url, url, request, n, warmup, key)
         rows = []
         for c in clients:
             logger.info("throughput with %d concurrent clients for %.1f s", c, seconds)
-            rows.append(measure_throughput(ws_url, request, c, seconds, policy.spec.chunk_len))
+            rows.append(measure_throughput(ws_url, request, c, seconds, policy.spec.chunk_len, key))
     return ServingBenchResult(
         image_size=image_size,
         num_cameras=policy.spec.num_cameras,
@@ -310,4 +349,11 @@ def format_report(r: ServingBenchResult) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["ServingBenchResult", "benchmark_serving", "fake_request", "format_report", "server_subprocess"]
+__all__ = [
+    "ServingBenchResult",
+    "benchmark_serving",
+    "fake_request",
+    "format_report",
+    "serve_flags",
+    "server_subprocess",
+]

@@ -14,11 +14,28 @@ from oft.model.commands import add_loading_arguments, load_from_args
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_PORT = 8000
+# the serving benchmark's settings when --benchmark is given without them
+DEFAULT_REQUESTS = 50
+DEFAULT_CLIENTS = "1,4,16"
+DEFAULT_SECONDS = 5.0
+# dest -> flag of the options only the benchmark reads: refused without --benchmark
+BENCHMARK_ONLY = {
+    "image_size": "--image-size",
+    "requests": "--requests",
+    "clients": "--clients",
+    "seconds": "--seconds",
+    "json": "--json",
+}
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="policy checkpoint directory (oft, OpenVLA or OpenVLA-OFT)")
     p.add_argument("--host", default="127.0.0.1", help="bind address (default loopback; 0.0.0.0 for all)")
-    p.add_argument("--port", type=Bounded(int, ge=0, le=65535), default=8000)
+    p.add_argument(
+        "--port", type=Bounded(int, ge=0, le=65535), default=None,
+        help=f"TCP port (default {DEFAULT_PORT}; with --benchmark, a free one unless given)",
+    )  # fmt: skip
     p.add_argument(
         "--api-key",
         default=os.environ.get("OFT_API_KEY"),
@@ -28,9 +45,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--batch-wait-ms", type=NONNEGATIVE, default=0.0, help="wait this long for a batch to fill"
     )
-    p.add_argument(
-        "--max-message-mb", type=Bounded(float, ge=0.001), default=16.0, help="largest request accepted"
-    )
+    p.add_argument(  # the bound is ServerConfig's 1 KiB, so the benchmark's server takes any config's size
+        "--max-message-mb", type=Bounded(float, ge=1 / 1024), default=16.0,
+        help="largest request accepted, MB (at least 1 KiB)",
+    )  # fmt: skip
     limits = p.add_argument_group("limits a client can hit (see oft.serve.server.ServerConfig)")
     limits.add_argument("--max-prompt-tokens", type=COUNT, default=256, help="prompt tokens per request")
     limits.add_argument("--max-connections", type=COUNT, default=256, help="open connections; more get 503")
@@ -50,7 +68,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps ...")
     p.add_argument("--threads", type=COUNT, default=None, help="torch CPU threads")
     add_loading_arguments(p)  # --dtype (default: the checkpoint's), --unnorm-key, --center-crop
-    bench = p.add_argument_group("serving benchmark")
+    bench = p.add_argument_group(
+        "serving benchmark", "the options below need --benchmark; its server runs with every option above"
+    )
     bench.add_argument("--benchmark", action="store_true", help="measure serving overhead and throughput")
     bench.add_argument(
         "--image-size",
@@ -58,9 +78,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default=None,
         help="benchmark image side (default: what the policy renders)",
     )
-    bench.add_argument("--requests", type=COUNT, default=50, help="latency samples per path")
-    bench.add_argument("--clients", default="1,4,16", help="concurrent clients for the throughput runs")
-    bench.add_argument("--seconds", type=POSITIVE, default=5.0, help="duration of each throughput run")
+    bench.add_argument(
+        "--requests", type=COUNT, default=None, help=f"latency samples per path (default {DEFAULT_REQUESTS})"
+    )
+    bench.add_argument(
+        "--clients", default=None,
+        help=f"concurrent clients for the throughput runs (default {DEFAULT_CLIENTS})",
+    )  # fmt: skip
+    bench.add_argument(
+        "--seconds", type=POSITIVE, default=None,
+        help=f"duration of each throughput run (default {DEFAULT_SECONDS:g})",
+    )  # fmt: skip
     bench.add_argument("--json", type=Path, default=None, help="write the benchmark result as JSON")
 
 
@@ -84,7 +112,7 @@ def _config(args: argparse.Namespace):
         )
     return ServerConfig(
         host=args.host,
-        port=args.port,
+        port=DEFAULT_PORT if args.port is None else args.port,
         api_key=args.api_key or None,
         max_batch=args.max_batch,
         batch_wait_ms=args.batch_wait_ms,
@@ -123,11 +151,12 @@ def _is_loopback(host: str) -> bool:
 def run(args: argparse.Namespace) -> int:
     from oft.hub import is_hub_id
 
+    _check_benchmark_flags(args)
     if not Path(args.checkpoint).exists() and not is_hub_id(args.checkpoint):  # Hub ids: load_policy fetches
         raise FileNotFoundError(f"checkpoint {args.checkpoint!r} does not exist")
     config = _config(args)
     if args.benchmark:
-        _clients(args.clients)  # before the checkpoint is loaded
+        _check_connections(_bench_clients(args), config.max_connections)  # before the checkpoint is loaded
     policy = load(args)
     if args.benchmark:
         return _benchmark(args, policy, config)
@@ -139,6 +168,53 @@ def run(args: argparse.Namespace) -> int:
     info = {"checkpoint": _checkpoint_name(policy, args.checkpoint), "device": args.device}
     serve_forever(policy, config, policy_info=info)
     return 0
+
+
+def _check_benchmark_flags(args: argparse.Namespace) -> None:
+    """ValueError for a benchmark option without ``--benchmark``: the command would serve forever and never
+    read it."""
+    if args.benchmark:
+        return
+    given = [f"{flag} {getattr(args, dest)}" for dest, flag in BENCHMARK_ONLY.items()
+             if getattr(args, dest) is not None]  # fmt: skip
+    if given:
+        what, need, them = (
+            ("these configure", "need", "them") if len(given) > 1 else ("this configures", "needs", "it")
+        )
+        raise ValueError(
+            f"{', '.join(given)}: {what} the serving benchmark and {need} --benchmark; without it oft serve "
+            f"only serves, ignoring {them}"
+        )
+
+
+def _bench_clients(args: argparse.Namespace) -> tuple[int, ...]:
+    return _clients(DEFAULT_CLIENTS if args.clients is None else args.clients)
+
+
+def _check_connections(clients: tuple[int, ...], max_connections: int) -> None:
+    """ValueError when the benchmark would open more connections than ``--max-connections`` lets the server
+    accept: the throughput run holds one per client, the latency run two (websocket and HTTP)."""
+    needed = max(2, *clients)
+    if needed > max_connections:
+        raise ValueError(
+            f"--max-connections {max_connections}: the benchmark (--clients {','.join(map(str, clients))}) "
+            f"opens up to {needed} connections at once; raise --max-connections or lower --clients"
+        )
+
+
+def _loading_flags(args: argparse.Namespace) -> list[str]:
+    """The ``oft serve`` flags that load the policy as ``args`` asks (device, threads, dtype, statistics,
+    crop): the benchmark's server process gets them, the server options travel in its ServerConfig."""
+    flags = ["--device", args.device]
+    if args.dtype:
+        flags += ["--dtype", args.dtype]
+    if args.threads:
+        flags += ["--threads", str(args.threads)]
+    if args.unnorm_key:
+        flags += ["--unnorm-key", args.unnorm_key]
+    if args.center_crop is not None:
+        flags.append("--center-crop" if args.center_crop else "--no-center-crop")
+    return flags
 
 
 def _clients(text: str) -> tuple[int, ...]:
@@ -154,17 +230,8 @@ def _benchmark(args: argparse.Namespace, policy, config) -> int:
     from oft.serve.bench_serving import benchmark_serving, format_report
     from oft.serve.server import ServerConfig
 
-    clients = _clients(args.clients)
-    bench_config = ServerConfig(**{**config.__dict__, "port": 0, "api_key": None})
-    server_args = ["--device", args.device, "--max-message-mb", str(args.max_message_mb)]
-    if args.dtype:
-        server_args += ["--dtype", args.dtype]
-    if args.threads:
-        server_args += ["--threads", str(args.threads)]
-    if args.unnorm_key:
-        server_args += ["--unnorm-key", args.unnorm_key]
-    if args.center_crop is not None:
-        server_args.append("--center-crop" if args.center_crop else "--no-center-crop")
+    # the server runs as asked, API key included (its clients send it); port 0: a free one
+    bench_config = ServerConfig(**{**config.__dict__, "port": 0 if args.port is None else args.port})
     from oft.model.commands import loaded_source
 
     source = loaded_source(policy, args.checkpoint)  # the server process loads this same step
@@ -173,10 +240,10 @@ def _benchmark(args: argparse.Namespace, policy, config) -> int:
         bench_config,
         checkpoint=source,
         image_size=args.image_size,
-        n=args.requests,
-        clients=clients,
-        seconds=args.seconds,
-        server_args=server_args,
+        n=DEFAULT_REQUESTS if args.requests is None else args.requests,
+        clients=_bench_clients(args),
+        seconds=DEFAULT_SECONDS if args.seconds is None else args.seconds,
+        server_args=_loading_flags(args),
     )
     print(format_report(result))
     if args.json:
