@@ -140,3 +140,13 @@ def test_overriding_one_decay_rule_replaces_the_presets_other():
     assert (cfg.decay_step, cfg.decay_at) == (None, 0.5)
     with pytest.raises(ValueError, match="one decay rule"):  # both at once is still refused
         apply_overrides(preset, ["decay_step=20", "decay_at=0.5"]).validate()
+
+
+def test_lora_dropout_without_lora_is_refused():
+    """`--set lora_dropout=0.1` on a run without LoRA did nothing, without a word."""
+    from oft.train.presets import get_preset
+
+    with pytest.raises(ValueError, match=r"lora_dropout=0\.1 is invalid: expected 0 when lora_rank=0"):
+        apply_overrides(get_preset("metaworld-tiny"), ["lora_dropout=0.1"]).validate(check_paths=False)
+    cfg = apply_overrides(get_preset("metaworld-tiny"), ["lora_dropout=0.1", "lora_rank=8"])
+    assert cfg.validate(check_paths=False).lora_dropout == 0.1

@@ -348,6 +348,8 @@ def _check_ranges(cfg: TrainConfig) -> None:
 def _check_combinations(cfg: TrainConfig) -> None:
     if cfg.warmup_steps >= cfg.max_steps:
         raise _bad("warmup_steps", cfg.warmup_steps, f"fewer than max_steps={cfg.max_steps}")
+    if cfg.lora_dropout > 0 and not cfg.lora_rank:
+        raise _bad("lora_dropout", cfg.lora_dropout, "0 when lora_rank=0 (it acts on LoRA adapters)")
     if cfg.decay_step is not None and cfg.decay_at is not None:
         raise _bad("decay_at", cfg.decay_at, f"None when decay_step={cfg.decay_step} is set (one decay rule)")
     if cfg.decay_step is not None and cfg.warmup_steps > cfg.decay_step:
