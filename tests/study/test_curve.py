@@ -67,6 +67,24 @@ def test_curve_evaluates_each_checkpoint_and_resumes(run_dir, tmp_path, capsys, 
         main(_argv(other_run, out))
 
 
+def test_curve_rerun_with_other_loading_options_evaluates_again(run_dir, tmp_path, monkeypatch):
+    """--center-crop or --dtype change what a checkpoint does: points evaluated without them are not read back
+    (they were, with only an INFO line); the device is not compared (it changes rounding only)."""
+    out = tmp_path / "curve"
+    assert main(_argv(run_dir, out, "--steps", "6")) == 0
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("an evaluated point was evaluated again")
+
+    monkeypatch.setattr("oft.sim.evaluate.evaluate", refuse)
+    assert main(_argv(run_dir, out, "--steps", "6", "--dtype", "float32", "--device", "cpu")) == 0
+    for flags in (["--center-crop"], ["--no-center-crop"], ["--dtype", "bfloat16"]):
+        with pytest.raises(AssertionError, match="evaluated again"):
+            main(_argv(run_dir, out, "--steps", "6", *flags))
+    loading = json.loads((out / "step_0000006" / "results.json").read_text())["loading"]
+    assert loading == {"dtype": "float32", "unnorm_key": None, "center_crop": None}  # what a rerun compares
+
+
 def test_curve_of_a_run_removing_checkpoints_while_evaluated(run_dir, tmp_path, monkeypatch, caplog):
     """A run still training removes its oldest checkpoints (keep_last) after eval-curve listed them: the curve
     skips them, names them and keeps the rest (it stopped on FileNotFoundError)."""

@@ -53,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="run every task under this instruction instead of its own (repeat: each start state once per "
         "instruction, rows 'task: instruction'; aloha two-cube: the named colour is the cube to transfer)",
     )  # fmt: skip
-    p.add_argument("--device", default="cpu", help="device for --checkpoint")
+    p.add_argument("--device", default=None, help="device for --checkpoint (default cpu)")
     p.add_argument(
         "--workers", type=COUNT, default=os.cpu_count() or 1,
         help="simulator processes in parallel (default: the number of cores); per-seed results equal 1's",
@@ -79,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     from oft.sim.rollout import ExpertPolicy, check_execution
 
     check_execution(args.open_loop_steps, args.temporal_ensemble_coeff)  # before a checkpoint is loaded
+    if args.expert:
+        check_expert_options(args)
     tasks = resolve_tasks(args.env, args.tasks)
     layouts = {}
     if args.demonstration_layouts is None:
@@ -101,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         # a Hub id: load_policy fetches it
         if not Path(args.checkpoint).exists() and not is_hub_id(args.checkpoint):
             raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
-        policy = load_from_args(args, args.checkpoint, device=args.device)
+        policy = load_from_args(args, args.checkpoint, device=args.device or "cpu")
         policy.eval()
     if args.instruction is not None:
         run_eval = functools.partial(evaluate_instructions, instructions=args.instruction)
@@ -132,6 +134,23 @@ def run(args: argparse.Namespace) -> int:
         print(f"checkpoint: {results['policy']} (step {results['policy_step']})")
     print(f"results: {args.out / 'results.json'}")
     return 0
+
+
+# options of the policy --checkpoint loads (and how it answers the workers), which --expert has none of
+_POLICY_OPTIONS = {"dtype": "--dtype", "unnorm_key": "--unnorm-key", "center_crop": "--center-crop",
+                   "device": "--device", "batch_policy": "--batch-policy"}  # fmt: skip
+
+
+def check_expert_options(args: argparse.Namespace) -> None:
+    """ValueError naming the options given with ``--expert`` that only a loaded policy takes: the scripted
+    expert would silently ignore them, and a results.json would not say they were."""
+    given = [flag for key, flag in _POLICY_OPTIONS.items() if getattr(args, key) not in (None, False)]
+    if args.center_crop is False:
+        given.append("--no-center-crop")
+    if given:
+        raise ValueError(
+            f"{', '.join(given)}: options of a loaded policy (--checkpoint); --expert loads none, drop them"
+        )
 
 
 def demonstration_layouts(dataset: Path, env: str, tasks: list[str], seed: int, episodes: int) -> dict:

@@ -30,7 +30,14 @@ import numpy as np
 
 from oft.progress import progress_bar
 from oft.sim.base import SimEnv, check_seeds, eval_seed_offset, list_tasks, make_env
-from oft.sim.rollout import ChunkPolicy, EpisodeResult, check_execution, rollout
+from oft.sim.rollout import (
+    ChunkPolicy,
+    EpisodeResult,
+    check_execution,
+    check_open_loop_steps,
+    chunk_length,
+    rollout,
+)
 from oft.spec import unknown_name_message
 from oft.train.checkpoint import checkpoint_step  # results["policy_step"]: kept when the run prunes the path
 
@@ -171,6 +178,23 @@ def run_sequential(
             env.close()
 
 
+def _batching_runs(policy: PolicyOrFactory, batch: bool, workers: int) -> bool:
+    """Whether ``batch`` takes effect: parallel workers answered by an oft ``Policy`` (one batched call for
+    all waiting, :mod:`oft.sim.parallel`); otherwise each observation gets its own prediction, said here."""
+    if not batch:
+        return False
+    if workers > 1:
+        from oft.sim.parallel import _batches
+
+        if _batches(policy):
+            return True
+        why = "the policy is not an oft Policy (it predicts one observation at a time)"
+    else:
+        why = "one worker runs the episodes in this process"
+    log.warning("batch: %s; every observation gets its own prediction (results record batch false)", why)
+    return False
+
+
 def _episode_record(r: EpisodeResult, video: str | None) -> dict:
     # the digest of the executed actions tells two runs of a seed apart even when both fail at max_steps
     digest = hashlib.sha1(np.ascontiguousarray(r.actions, dtype=np.float32).tobytes()).hexdigest()[:16]
@@ -279,7 +303,8 @@ def evaluate(
         same seed: the per-seed results equal the sequential run's (``workers=1``).
     batch: answer all waiting workers with one batched prediction (throughput on a GPU; a batch may round
         differently from single predictions, so per-seed equality with the sequential run is not promised).
-        ``results["workers"]`` is the number that ran: never more than the episodes.
+        ``results["workers"]`` is the number that ran: never more than the episodes. ``results["batch"]``
+        likewise says whether batching ran: only with more than one worker and an oft ``Policy`` (warned).
     policy_source: what was evaluated (a checkpoint path, "expert"), recorded in ``results["policy"]``.
     temporal_ensemble_coeff: ACT's temporal ensembling instead of open-loop chunks (see
         :func:`oft.sim.rollout.rollout`; ValueError with an ``open_loop_steps`` other than None or 1).
@@ -291,9 +316,11 @@ def evaluate(
 
     Raises ValueError, before any episode, for seeds past what a task accepts
     (:func:`oft.sim.base.check_seeds`), a task with fewer ``reset_seeds`` than ``episodes``, ``episodes``
-    or ``workers`` below 1, or videos without ``out``.
+    or ``workers`` below 1, an ``open_loop_steps`` longer than the policy's chunks
+    (:func:`oft.sim.rollout.check_open_loop_steps`), or videos without ``out``.
     """
     check_execution(open_loop_steps, temporal_ensemble_coeff)  # here, not in a worker
+    check_open_loop_steps(open_loop_steps, chunk_length(policy))  # the rollout would run fewer than recorded
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     if workers < 1:
@@ -323,6 +350,7 @@ def evaluate(
     env_kwargs = _env_kwargs(policy, env_kwargs, env_name)
     settings = RolloutSettings(env_name, env_kwargs, max_steps, open_loop_steps, out, temporal_ensemble_coeff)
     workers = min(workers, len(jobs))  # never a process with no episode to run
+    batch = _batching_runs(policy, batch, workers)  # what results record: what ran
     if workers == 1:
         finished = run_sequential(policy, jobs, settings)
     else:

@@ -144,6 +144,29 @@ def check_execution(open_loop_steps: int | None, temporal_ensemble_coeff: float 
         )
 
 
+def chunk_length(policy) -> int | None:
+    """Actions per chunk ``policy`` predicts, known before it is queried: a learned policy's
+    ``spec.chunk_len``, 1 for the expert (:class:`ExpertPolicy`, or the class as a factory); None when it does
+    not say (a serving client, a factory)."""
+    if policy is ExpertPolicy or isinstance(policy, ExpertPolicy):
+        return 1
+    return getattr(getattr(policy, "spec", None), "chunk_len", None)
+
+
+def check_open_loop_steps(open_loop_steps: int | None, chunk_len: int | None) -> None:
+    """ValueError when ``open_loop_steps`` asks for more actions per query than the policy's chunks hold.
+
+    :func:`rollout` runs at most a whole chunk per query, so a longer horizon would silently run ``chunk_len``
+    actions while results recorded the value asked for; an evaluation checks it before any episode.
+    """
+    if open_loop_steps is None or chunk_len is None or open_loop_steps <= chunk_len:
+        return
+    raise ValueError(
+        f"open_loop_steps {open_loop_steps} is more than the policy's action chunk length {chunk_len}: "
+        f"expected 1 to {chunk_len}, or None to run each whole chunk"
+    )
+
+
 def check_after_success(after_success: int | None) -> None:
     """ValueError unless ``after_success`` is a step count >= 0 or None (see :func:`rollout`)."""
     if after_success is None:
@@ -297,5 +320,7 @@ __all__ = [
     "check_action_noise",
     "check_after_success",
     "check_execution",
+    "check_open_loop_steps",
+    "chunk_length",
     "rollout",
 ]

@@ -12,7 +12,9 @@ last point is the study's row; ``--run`` on a study's variant renders the same s
 but runs each task under its own instruction only, as ``oft eval`` does.
 
 Each point is an ``oft eval`` of one checkpoint on the same seeds (layouts no demonstration used); a rerun
-reuses the points already evaluated. Keep more checkpoints with ``oft train --set keep_last=N``.
+reuses the points already evaluated the same way (settings and --dtype/--unnorm-key/--center-crop; not
+--device) and evaluates the others again, naming what differs. Keep more checkpoints with ``oft train --set
+keep_last=N``.
 """
 
 from __future__ import annotations
@@ -121,7 +123,8 @@ def _warn_if_study_run(run: Path) -> None:
 
 
 def _load_kwargs(args: argparse.Namespace, last: Path | None) -> dict:
-    """load_policy's options; without a checkpoint to read it from, dtype None (each checkpoint's own)."""
+    """load_policy's options; without a checkpoint to read it from, dtype None (load_policy's float32, as a
+    study evaluates its variants)."""
     dtype = resolve_dtype(args.dtype, last) if last is not None or args.dtype else None
     return {"dtype": dtype, "unnorm_key": args.unnorm_key, "center_crop": args.center_crop}
 

@@ -17,7 +17,10 @@ Writes ``out/curve.json`` (``{"run", "env", "tasks", "episodes", "seed", "points
 "followed", "followed_rate", "followed_ci95" (instruction-following)}, "eval"}], "pruned_steps"}``),
 ``out/curve.md`` (the success table, then a table of each for the tasks that have it) and ``out/curve.png``;
 each point's ``oft eval`` output stays in ``out/step_XXXXXXX/``. Resumable: a point whose ``results.json``
-exists for the same checkpoint, tasks, episodes, seed and episode limits is read back, not rerun. A run may
+exists for the same checkpoint, tasks, episodes, seed, episode limits and loading options (``dtype``,
+``unnorm_key``, ``center_crop``: recorded as its ``"loading"``) is read back, not rerun; one that differs in
+any is evaluated again, with a warning naming the differences. The device is not compared: it changes only
+rounding, as the number of workers does, so a curve evaluated on the CPU can be extended on a GPU. A run may
 still be training: a listed checkpoint that its ``keep_last`` removes before its turn is skipped with a
 warning and named in ``pruned_steps`` (FileNotFoundError only when every chosen one went).
 """
@@ -39,6 +42,9 @@ _DIAGNOSTICS = ("stages", "followed", "followed_rate", "followed_ci95")
 
 # what must match for an existing point's results.json to be reused
 _SAME_EVAL = ("env", "episodes_per_task", "seed", "open_loop_steps", "max_steps", "temporal_ensemble_coeff")
+# load_policy's options that change what a checkpoint does (its statistics, pixels, numerics), recorded with
+# each point as "loading" and compared on reuse
+_LOADING = ("dtype", "unnorm_key", "center_crop")
 
 
 @dataclass(frozen=True)
@@ -225,23 +231,27 @@ def _study_point_results(ctx, checkpoint: Path, point_dir: Path, device: str, lo
     from oft.study.run import evaluate_variant
 
     record = point_dir / "study_point.json"
+    loading = _loading_record(load_kwargs)
     if record.is_file():
         old = json.loads(record.read_text())
-        if _same_checkpoint(old.get("checkpoint"), checkpoint):
+        differ = _checkpoint_differs(old.get("checkpoint"), checkpoint)
+        differ += _loading_differs(old, loading, record)
+        if not differ:
             log.info("%s: evaluated before, reusing %s", checkpoint.name, record)
             return old["results"]
+        _evaluating_again(checkpoint, record, differ)
     policy = load_policy(checkpoint, device=device, **(load_kwargs or {}))
     policy.eval()
     results = evaluate_variant(ctx, policy, point_dir)
     point_dir.mkdir(parents=True, exist_ok=True)
-    record.write_text(json.dumps({"checkpoint": str(checkpoint), "results": results}, indent=2))
+    point = {"checkpoint": str(checkpoint), "loading": loading, "results": results}
+    record.write_text(json.dumps(point, indent=2))
     return results
 
 
 def _point_results(config: CurveConfig, checkpoint: Path, point_dir: Path) -> dict:
     """``oft eval`` of one checkpoint into ``point_dir``, or its earlier results when they match."""
-    from oft.model.loading import load_policy
-    from oft.sim.evaluate import evaluate, evaluate_instructions, resolve_tasks
+    from oft.sim.evaluate import resolve_tasks
 
     wanted = {"env": config.env, "episodes_per_task": config.episodes, "seed": config.seed,
               "open_loop_steps": config.open_loop_steps, "max_steps": config.max_steps,
@@ -250,13 +260,31 @@ def _point_results(config: CurveConfig, checkpoint: Path, point_dir: Path) -> di
     instructions = None if config.instructions is None else list(config.instructions)
     rows = tasks if instructions is None else [f"{t}: {i}" for t in tasks for i in instructions]
     done = point_dir / "results.json"
+    loading = _loading_record(config.load_kwargs)
     if done.is_file():
         old = json.loads(done.read_text())
-        same = all(old.get(k) == wanted[k] for k in _SAME_EVAL) and old.get("instructions") == instructions
-        if same and _same_checkpoint(old.get("policy"), checkpoint) and set(old["tasks"]) == set(rows):
+        differ = [_differs(k, old.get(k), wanted[k]) for k in _SAME_EVAL if old.get(k) != wanted[k]]
+        if old.get("instructions") != instructions:
+            differ.append(_differs("instructions", old.get("instructions"), instructions))
+        if set(old["tasks"]) != set(rows):
+            differ.append(_differs("tasks", sorted(old["tasks"]), sorted(rows)))
+        differ += _checkpoint_differs(old.get("policy"), checkpoint) + _loading_differs(old, loading, done)
+        if not differ:
             log.info("%s: evaluated before, reusing %s", checkpoint.name, done)
             return old
-        log.info("%s: earlier results differ in settings; evaluating again", checkpoint.name)
+        _evaluating_again(checkpoint, done, differ)
+    results = _evaluate_point(config, checkpoint, point_dir, tasks, instructions)
+    results["loading"] = loading  # what a rerun compares: results.json records what was evaluated
+    point_dir.mkdir(parents=True, exist_ok=True)
+    done.write_text(json.dumps(results, indent=2))
+    return results
+
+
+def _evaluate_point(config: CurveConfig, checkpoint: Path, point_dir: Path, tasks: list[str], instructions):
+    """``oft eval`` of ``checkpoint`` as ``config`` says, written into ``point_dir``."""
+    from oft.model.loading import load_policy
+    from oft.sim.evaluate import evaluate, evaluate_instructions
+
     policy = load_policy(checkpoint, device=config.device, **(config.load_kwargs or {}))
     policy.eval()
     common = dict(
@@ -273,6 +301,53 @@ def _point_results(config: CurveConfig, checkpoint: Path, point_dir: Path) -> di
     if instructions is not None:
         return evaluate_instructions(policy, config.env, tasks, instructions, config.episodes, **common)
     return evaluate(policy, config.env, tasks, config.episodes, **common)
+
+
+def _loading_record(load_kwargs: dict | None) -> dict:
+    """``load_kwargs``'s options that change what a checkpoint does, as JSON: ``dtype`` by name (None loads
+    float32, :func:`oft.model.loading.load_policy`), ``unnorm_key`` and ``center_crop`` (None: the
+    checkpoint's own)."""
+    kw = load_kwargs or {}
+    dtype = kw.get("dtype")
+    return {
+        "dtype": "float32" if dtype is None else str(dtype).removeprefix("torch."),
+        "unnorm_key": kw.get("unnorm_key"),
+        "center_crop": kw.get("center_crop"),
+    }
+
+
+def _loading_differs(old: dict, loading: dict, record: Path) -> list[str]:
+    """How an earlier point's loading options differ from ``loading`` ([] when they match). A point written
+    before they were recorded is read back, warned: what it does record, the statistics it acted with
+    (``oft eval``'s ``"statistics"``), is compared with an ``unnorm_key`` asked for."""
+    if "loading" in old:
+        was = old["loading"]
+        return [_differs(k, was.get(k), loading[k]) for k in _LOADING if was.get(k) != loading[k]]
+    acted, key = old.get("statistics"), loading["unnorm_key"]
+    if key is not None and acted is not None and acted != key:
+        return [f"statistics {acted!r} (now unnorm_key {key!r})"]
+    log.warning(
+        "%s does not record the loading options it was evaluated with (written before they were); read "
+        "back as if they were %s: delete it to evaluate the point again",
+        record, ", ".join(f"{k} {loading[k]!r}" for k in _LOADING),
+    )  # fmt: skip
+    return []
+
+
+def _checkpoint_differs(recorded: str | None, checkpoint: Path) -> list[str]:
+    if _same_checkpoint(recorded, checkpoint):
+        return []
+    return [_differs("checkpoint", recorded, str(checkpoint))]
+
+
+def _differs(name: str, was, now) -> str:
+    return f"{name} {was!r} (now {now!r})"
+
+
+def _evaluating_again(checkpoint: Path, record: Path, differ: list[str]) -> None:
+    log.warning(
+        "%s: %s was evaluated otherwise: %s; evaluating again", checkpoint.name, record, "; ".join(differ)
+    )
 
 
 def _same_checkpoint(recorded: str | None, checkpoint: Path) -> bool:
