@@ -36,7 +36,8 @@ def test_quickstart_runs_every_phase_and_reuses_its_data(tmp_path, capsys):
                  "--out", str(ev)]  # fmt: skip
     assert main(argv_eval) == 0
     assert hidden.items() <= json.loads((ev / "results.json").read_text())["env_options"].items()
-    # a rerun reuses the demonstrations and the finished training run
+    # a rerun reuses the demonstrations and the finished training run, recorded with what made them
+    assert json.loads((out / "quickstart.json").read_text())["demos"] == 2
     assert main(argv) == 0
     again = json.loads((out / "results.json").read_text())
     assert again["policy"]["train_steps"] == 2
@@ -129,3 +130,22 @@ def test_the_baseline_keeps_what_makes_it_the_papers_baseline():
     baseline = quickstart.train_config(("discrete", "autoregressive", ["chunk_len=1", "film=false"]), args)
     assert (oft_run.chunk_len, oft_run.film) == (4, True)
     assert (baseline.chunk_len, baseline.film, baseline.head) == (1, False, "discrete")
+
+
+def test_a_rerun_with_other_data_settings_is_refused(tmp_path, capsys):
+    """A rerun keeps the demonstrations and the finished training: with more --demos (collected after training
+    ended) or fewer --tasks (the policy also learned the others) its results described another policy."""
+    pytest.importorskip("metaworld", reason="MetaWorld is not installed (pip install 'oft[sim]')")
+    out = tmp_path / "qs"
+    out.mkdir()
+    made = {"tasks": ["drawer-close-v3", "drawer-open-v3"], "demos": 2, "seed": 0, "goal_markers": "auto"}
+    (out / "quickstart.json").write_text(json.dumps(made))
+    argv = ["quickstart", "--out", str(out), "--tasks", "drawer-close-v3", "--demos", "3", "--steps", "1",
+            "--eval-episodes", "1", "--threads", "1"]  # fmt: skip
+    assert main(argv) == 2
+    assert (
+        f"--out {out} holds a quickstart made with tasks ['drawer-close-v3', 'drawer-open-v3'] (now "
+        "['drawer-close-v3']); demos 2 (now 3): a rerun continues it" in capsys.readouterr().err
+    )
+    assert [p.name for p in out.iterdir()] == ["quickstart.json"]  # nothing collected, the record as it was
+    assert json.loads((out / "quickstart.json").read_text()) == made

@@ -82,7 +82,10 @@ def run(args: argparse.Namespace) -> int:
     configs = [train_config((head, decode, extra), args) for _, head, decode, extra in runs]
     image_size, cameras = demo_frames(configs)
     out = Path(args.out)
+    settings = data_settings(tasks, args)
+    check_rerun(out, settings)  # a rerun continues the same run: other data settings are refused here
     out.mkdir(parents=True, exist_ok=True)
+    (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=2))
     t_start = time.perf_counter()
     deadline = t_start + 60.0 * args.budget_minutes
     walls: dict[str, float] = {}
@@ -107,6 +110,34 @@ def run(args: argparse.Namespace) -> int:
     (out / "results.json").write_text(json.dumps(results, indent=2))
     _print_table(results, out)
     return 0
+
+
+# what a quickstart directory holds was made with: its demonstrations and the runs trained on them
+SETTINGS_FILE = "quickstart.json"
+
+
+def data_settings(tasks: list[str], args: argparse.Namespace) -> dict:
+    """The settings the demonstrations and the training depend on (``--tasks``, ``--demos``, ``--seed``,
+    ``--goal-markers``), as :data:`SETTINGS_FILE` records them. ``--compare-baseline`` is not one: a rerun
+    may add the baseline, trained on the same demonstrations."""
+    return {"tasks": sorted(tasks), "demos": args.demos, "seed": args.seed, "goal_markers": args.goal_markers}
+
+
+def check_rerun(out: Path, settings: dict) -> None:
+    """ValueError when ``out`` holds a quickstart made with other :func:`data_settings`, naming each that
+    differs: a rerun keeps the demonstrations and the finished training, so the results would describe a
+    policy trained on other data (more demonstrations collected after training ended, or tasks it also
+    learned) than the command line says. A directory without the record (no quickstart yet) is accepted."""
+    record = out / SETTINGS_FILE
+    if not record.is_file():
+        return
+    old = json.loads(record.read_text())
+    differ = [f"{k} {old.get(k)!r} (now {v!r})" for k, v in settings.items() if old.get(k) != v]
+    if differ:
+        raise ValueError(
+            f"--out {out} holds a quickstart made with {'; '.join(differ)}: a rerun continues it with its "
+            "demonstrations and training; give the same settings, or another --out"
+        )
 
 
 def train_and_evaluate(args, run_dir: Path, datasets, tasks, variant, deadline, runs_left) -> dict:
