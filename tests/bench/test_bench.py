@@ -208,3 +208,16 @@ def test_count_flops_counts_a_matmul():
 
     a = torch.randn(64, 32)
     assert count_flops(lambda: a @ a.T) == 2 * 64 * 64 * 32
+
+
+@pytest.mark.parametrize(
+    "argv, refused",
+    [(["CKPT", "--arch", "small"], "--arch small: the checkpoint CKPT has its own model and robot"),
+     (["--checkpoint", "CKPT", "--spec", "aloha"], "--spec aloha: the checkpoint CKPT has its own model"),
+     (["--arch", "bench", "--spec", "aloha"], "--spec aloha: --arch bench is the paper's LIBERO model"),
+     (["--arch", "bench", "--action-slots", "per_step"], "--action-slots per_step: --arch bench has the")],
+)  # fmt: skip
+def test_model_options_the_bench_would_not_use_are_refused(argv, refused, capsys):
+    """They were dropped without a word: a checkpoint was benched as itself, --arch bench as LIBERO's K*D."""
+    assert main(["bench", *argv, "--variants", "bare_forward", "--system", "--iters", "1"]) == 2
+    assert refused in capsys.readouterr().err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from oft.cli import main
 from oft.model.arch import openvla_7b_meta
 
@@ -47,3 +49,14 @@ def test_oft_info_fixture(shared_fixtures, capsys):
 def test_oft_info_missing_dir(tmp_path, capsys):
     assert main(["info", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv, refused",
+    [(["CKPT", "--arch", "openvla-7b"], "give a checkpoint (CKPT) or --arch openvla-7b, not both"),
+     (["--arch", "openvla-7b", "--dtype", "bfloat16"], "--dtype: options of a loaded checkpoint; --arch")],
+)  # fmt: skip
+def test_oft_info_refuses_what_it_would_not_describe(argv, refused, capsys):
+    """`oft info CKPT --arch openvla-7b` described OpenVLA-7B under CKPT's name."""
+    assert main(["info", *argv]) == 2
+    assert refused in capsys.readouterr().err

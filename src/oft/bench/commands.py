@@ -36,11 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--checkpoint", dest="checkpoint_opt", metavar="PATH", help="a trained policy to bench"
     )
     parser.add_argument(
-        "--arch", default="small",
+        "--arch", default=None,
         help=f"named architecture built from scratch: {', '.join(ARCHITECTURES)}, or 'bench' (the paper's "
         "bench architecture with random weights, compared with the reference's times) (default small)",
     )  # fmt: skip
-    parser.add_argument("--spec", default="libero", help="robot preset for --arch (default libero: K=8, D=7)")
+    parser.add_argument("--spec", default=None, help="robot preset for --arch (default libero: K=8, D=7)")
     parser.add_argument(
         "--action-slots", default=None, choices=ACTION_SLOT_LAYOUTS,
         help="action slots of the --arch model: one per action dimension (K*D, the paper's, default) or one "
@@ -79,7 +79,8 @@ def load_base(args: argparse.Namespace):
         dtype = DTYPES[args.dtype] if args.dtype else checkpoint_dtype(path)
         return load_policy(path, device=args.device, dtype=dtype)
     dtype = DTYPES[args.dtype or "float32"]
-    if args.arch == "bench":
+    arch = args.arch or "small"
+    if arch == "bench":
         from oft.bench.arch import bench_policy
 
         return bench_policy()[0].to(device=args.device, dtype=dtype)
@@ -88,17 +89,38 @@ def load_base(args: argparse.Namespace):
     from oft.model.build import build_policy
     from oft.spec import get_spec
 
-    spec = get_spec(args.spec)
+    spec = get_spec(args.spec or "libero")
     stats = NormStats(neutral_stats(spec.action_dim), neutral_stats(spec.proprio_dim or 1))
     options = BenchOptions()
     policy = build_policy(
-        spec, stats, [options.instruction], arch=args.arch, use_proprio=spec.proprio_dim > 0,
+        spec, stats, [options.instruction], arch=arch, use_proprio=spec.proprio_dim > 0,
         action_slots=getattr(args, "action_slots", None) or "per_dimension",
     )  # fmt: skip
     return policy.to(device=args.device, dtype=dtype)
 
 
+def check_model_options(args: argparse.Namespace) -> None:
+    """ValueError for model options the bench would not use, naming them: ``--arch`` / ``--spec`` with a
+    checkpoint (it has its own model and robot), ``--spec`` or ``--action-slots per_step`` with ``--arch
+    bench`` (the paper's LIBERO bench model: K=8, D=7, K*D slots). Then fills the defaults (small, libero)."""
+    checkpoint = getattr(args, "checkpoint", None) or getattr(args, "checkpoint_opt", None)
+    if checkpoint:
+        given = [f"--{k} {getattr(args, k)}" for k in ("arch", "spec") if getattr(args, k) is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)}: the checkpoint {checkpoint} has its own model and robot")
+    elif args.arch == "bench":
+        if args.spec not in (None, "libero"):
+            raise ValueError(f"--spec {args.spec}: --arch bench is the paper's LIBERO model (K=8, D=7)")
+        if args.action_slots not in (None, "per_dimension"):
+            raise ValueError(
+                f"--action-slots {args.action_slots}: --arch bench has the paper's K*D slots (per_dimension)"
+            )
+    args.arch = args.arch or "small"
+    args.spec = args.spec or "libero"
+
+
 def run(args: argparse.Namespace) -> int:
+    check_model_options(args)
     check_rows(args.variants)
     for name in args.system:
         if name not in SYSTEM_ROWS:

@@ -86,7 +86,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.arch and args.checkpoint:
+        raise ValueError(
+            f"give a checkpoint ({args.checkpoint}) or --arch {args.arch}, not both: one model is described"
+        )
     if args.arch:
+        loading = [f for f, v in (("--dtype", args.dtype), ("--unnorm-key", args.unnorm_key),
+                                  ("--center-crop", args.center_crop)) if v is not None]  # fmt: skip
+        if loading:
+            raise ValueError(
+                f"{', '.join(loading)}: options of a loaded checkpoint; --arch {args.arch} loads none"
+            )
         from oft.model.arch import openvla_7b_meta
 
         policy = openvla_7b_meta()
