@@ -215,7 +215,9 @@ def test_count_flops_counts_a_matmul():
     [(["CKPT", "--arch", "small"], "--arch small: the checkpoint CKPT has its own model and robot"),
      (["--checkpoint", "CKPT", "--spec", "aloha"], "--spec aloha: the checkpoint CKPT has its own model"),
      (["--arch", "bench", "--spec", "aloha"], "--spec aloha: --arch bench is the paper's LIBERO model"),
-     (["--arch", "bench", "--action-slots", "per_step"], "--action-slots per_step: --arch bench has the")],
+     (["--arch", "bench", "--action-slots", "per_step"], "--action-slots per_step: --arch bench has the"),
+     (["--lora-rank", "8"], "--lora-rank 8 sets the train_step row's LoRA: add train_step to --system"),
+     (["--train-batch", "8"], "--train-batch 8 sets the train_step and loader rows' batch")],
 )  # fmt: skip
 def test_model_options_the_bench_would_not_use_are_refused(argv, refused, capsys):
     """They were dropped without a word: a checkpoint was benched as itself, --arch bench as LIBERO's K*D."""

@@ -100,9 +100,10 @@ def load_base(args: argparse.Namespace):
 
 
 def check_model_options(args: argparse.Namespace) -> None:
-    """ValueError for model options the bench would not use, naming them: ``--arch`` / ``--spec`` with a
-    checkpoint (it has its own model and robot), ``--spec`` or ``--action-slots per_step`` with ``--arch
-    bench`` (the paper's LIBERO bench model: K=8, D=7, K*D slots). Then fills the defaults (small, libero)."""
+    """ValueError for options the bench would not use, naming them: ``--arch`` / ``--spec`` with a checkpoint
+    (it has its own model and robot), ``--spec`` or ``--action-slots per_step`` with ``--arch bench`` (the
+    paper's LIBERO bench model: K=8, D=7, K*D slots), ``--lora-rank`` / ``--train-batch`` without a system
+    row that reads them. Then fills the defaults (small, libero)."""
     checkpoint = getattr(args, "checkpoint", None) or getattr(args, "checkpoint_opt", None)
     if checkpoint:
         given = [f"--{k} {getattr(args, k)}" for k in ("arch", "spec") if getattr(args, k) is not None]
@@ -115,6 +116,15 @@ def check_model_options(args: argparse.Namespace) -> None:
             raise ValueError(
                 f"--action-slots {args.action_slots}: --arch bench has the paper's K*D slots (per_dimension)"
             )
+    if args.lora_rank is not None and "train_step" not in args.system:
+        raise ValueError(
+            f"--lora-rank {args.lora_rank} sets the train_step row's LoRA: add train_step to --system"
+        )
+    if args.train_batch is not None and not {"train_step", "loader"} & set(args.system):
+        raise ValueError(
+            f"--train-batch {args.train_batch} sets the train_step and loader rows' batch: add one of them "
+            "to --system"
+        )
     args.arch = args.arch or "small"
     args.spec = args.spec or "libero"
 
