@@ -54,7 +54,8 @@ def test_oft_info_missing_dir(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, refused",
     [(["CKPT", "--arch", "openvla-7b"], "give a checkpoint (CKPT) or --arch openvla-7b, not both"),
-     (["--arch", "openvla-7b", "--dtype", "bfloat16"], "--dtype: options of a loaded checkpoint; --arch")],
+     (["--arch", "openvla-7b", "--dtype", "bfloat16"], "--dtype: options of a loaded checkpoint; --arch"),
+     (["--arch", "openvla-7b", "--no-center-crop"], "--no-center-crop: options of a loaded checkpoint")],
 )  # fmt: skip
 def test_oft_info_refuses_what_it_would_not_describe(argv, refused, capsys):
     """`oft info CKPT --arch openvla-7b` described OpenVLA-7B under CKPT's name."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -138,7 +139,7 @@ def test_a_rerun_with_other_data_settings_is_refused(tmp_path, capsys):
     pytest.importorskip("metaworld", reason="MetaWorld is not installed (pip install 'oft[sim]')")
     out = tmp_path / "qs"
     out.mkdir()
-    made = {"tasks": ["drawer-close-v3", "drawer-open-v3"], "demos": 2, "seed": 0, "goal_markers": "auto"}
+    made = {"tasks": ["drawer-close-v3", "drawer-open-v3"], "demos": 2, "seed": 0, "goal_markers": "hidden"}
     (out / "quickstart.json").write_text(json.dumps(made))
     argv = ["quickstart", "--out", str(out), "--tasks", "drawer-close-v3", "--demos", "3", "--steps", "1",
             "--eval-episodes", "1", "--threads", "1"]  # fmt: skip
@@ -149,3 +150,17 @@ def test_a_rerun_with_other_data_settings_is_refused(tmp_path, capsys):
     )
     assert [p.name for p in out.iterdir()] == ["quickstart.json"]  # nothing collected, the record as it was
     assert json.loads((out / "quickstart.json").read_text()) == made
+    # the markers as resolved: drawers need none, so auto is the hidden the record holds (no refusal for it)
+    import argparse
+
+    from oft.train import quickstart
+
+    tasks = made["tasks"]
+    shown = "goal_markers 'hidden' (now 'shown')"
+    for choice, refused in (("auto", None), ("hidden", None), ("shown", shown)):
+        args = argparse.Namespace(demos=2, seed=0, env_kwargs=quickstart.scene_options(tasks, choice))
+        if refused is None:
+            quickstart.check_rerun(out, quickstart.data_settings(tasks, args))
+        else:
+            with pytest.raises(ValueError, match=re.escape(refused)):
+                quickstart.check_rerun(out, quickstart.data_settings(tasks, args))

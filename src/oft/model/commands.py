@@ -91,8 +91,9 @@ def run(args: argparse.Namespace) -> int:
             f"give a checkpoint ({args.checkpoint}) or --arch {args.arch}, not both: one model is described"
         )
     if args.arch:
-        loading = [f for f, v in (("--dtype", args.dtype), ("--unnorm-key", args.unnorm_key),
-                                  ("--center-crop", args.center_crop)) if v is not None]  # fmt: skip
+        crop = {True: "--center-crop", False: "--no-center-crop"}.get(args.center_crop)
+        loading = [f for f, v in (("--dtype", args.dtype), ("--unnorm-key", args.unnorm_key), (crop, crop))
+                   if v is not None]  # fmt: skip
         if loading:
             raise ValueError(
                 f"{', '.join(loading)}: options of a loaded checkpoint; --arch {args.arch} loads none"

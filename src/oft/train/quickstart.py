@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     configs = [train_config((head, decode, extra), args) for _, head, decode, extra in runs]
     image_size, cameras = demo_frames(configs)
     out = Path(args.out)
+    args.env_kwargs = scene_options(tasks, args.goal_markers)
     settings = data_settings(tasks, args)
     check_rerun(out, settings)  # a rerun continues the same run: other data settings are refused here
     out.mkdir(parents=True, exist_ok=True)
@@ -92,7 +93,6 @@ def run(args: argparse.Namespace) -> int:
 
     args.threads = args.threads or idle_cores()
     log.info("using %d torch thread(s)", args.threads)
-    args.env_kwargs = scene_options(tasks, args.goal_markers)
     log.info("goal markers %s", "hidden" if args.env_kwargs else "shown")
     t0 = time.perf_counter()
     collect_phase(out / "data", tasks, args.demos, image_size, args.env_kwargs, cameras)
@@ -117,10 +117,13 @@ SETTINGS_FILE = "quickstart.json"
 
 
 def data_settings(tasks: list[str], args: argparse.Namespace) -> dict:
-    """The settings the demonstrations and the training depend on (``--tasks``, ``--demos``, ``--seed``,
-    ``--goal-markers``), as :data:`SETTINGS_FILE` records them. ``--compare-baseline`` is not one: a rerun
-    may add the baseline, trained on the same demonstrations."""
-    return {"tasks": sorted(tasks), "demos": args.demos, "seed": args.seed, "goal_markers": args.goal_markers}
+    """The settings the demonstrations and the training depend on (``--tasks``, ``--demos``, ``--seed``, and
+    the goal markers as ``--goal-markers`` resolves them: "shown" or "hidden", so auto and the choice it
+    makes are one), as :data:`SETTINGS_FILE` records them; ``args.env_kwargs`` must hold
+    :func:`scene_options`. ``--compare-baseline`` is not one: a rerun may add the baseline, trained on the
+    same demonstrations."""
+    markers = "hidden" if args.env_kwargs.get("show_goal") is False else "shown"
+    return {"tasks": sorted(tasks), "demos": args.demos, "seed": args.seed, "goal_markers": markers}
 
 
 def check_rerun(out: Path, settings: dict) -> None:
