@@ -493,13 +493,19 @@ def _normalized(name: str, value):
 
 
 # --------------------------------------------------------------------------- overrides
+def override_name(item: str) -> str:
+    """The field an override ``field=value`` names, as :func:`apply_overrides` reads it (``max-steps`` is
+    ``max_steps``)."""
+    return item.partition("=")[0].strip().replace("-", "_")
+
+
 def refuse_owned_overrides(overrides: list[str] | tuple[str, ...], owned: dict[str, str], by: str) -> None:
     """ValueError for an override (``--set field=value``) of a field that the command ``by`` sets itself, so
     the override would be dropped or would change what the command records: ``owned`` maps each such field
-    to what sets it (a flag, the command's variants, its data). Field names compare as :func:`apply_overrides`
-    reads them (``max-steps`` is ``max_steps``)."""
+    to what sets it (a flag, the command's variants, its data). Field names compare as :func:`override_name`
+    reads them."""
     for item in overrides:
-        name = item.partition("=")[0].strip().replace("-", "_")
+        name = override_name(item)
         if name in owned:
             raise ValueError(f"override {item!r}: {name} is set by {by} ({owned[name]})")
 
@@ -514,8 +520,8 @@ def apply_overrides(cfg: TrainConfig, overrides: list[str] | tuple[str, ...]) ->
     changes: dict = {}
     hints = typing.get_type_hints(TrainConfig)
     for item in overrides:
-        name, sep, raw = item.partition("=")
-        name = name.strip().replace("-", "_")
+        _, sep, raw = item.partition("=")
+        name = override_name(item)
         if not sep or not name:
             raise ValueError(f"override {item!r} is not of the form field=value")
         if name not in hints:

@@ -256,7 +256,7 @@ def train_config(variant, args):
 
     Raises ValueError / KeyError naming a bad override, or a ``--set`` of what the quickstart sets itself
     (head, decode, seed, num_threads, datasets, max_minutes; max_steps with ``--steps``)."""
-    from oft.train.config import apply_overrides, refuse_owned_overrides
+    from oft.train.config import apply_overrides, override_name, refuse_owned_overrides
     from oft.train.presets import get_preset
 
     head, decode, extra = variant
@@ -269,15 +269,11 @@ def train_config(variant, args):
     overrides = [f"head={head}", f"decode={decode}", f"seed={args.seed}"]
     overrides += [f"num_threads={args.threads}"] if args.threads else []
     overrides += [f"max_steps={args.steps}"] if args.steps is not None else []
-    kept = sorted(_names(args.overrides) & _names(extra))
+    kept = sorted({override_name(o) for o in args.overrides} & {override_name(o) for o in extra})
     if kept:  # the baseline's own fields (chunk_len=1, film=false) are what make it the paper's baseline
         log.info("%s/%s keeps its own %s over --set", head, decode, ", ".join(kept))
     overrides += [*args.overrides, *extra]
     return apply_overrides(get_preset(PRESET), overrides).validate(check_paths=False)
-
-
-def _names(overrides) -> set[str]:
-    return {item.partition("=")[0].strip().replace("-", "_") for item in overrides}
 
 
 def train_phase(run_dir: Path, datasets: list[Path], variant, minutes: float, args):
