@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
     args.threads = args.threads or idle_cores()
     log.info("using %d torch thread(s)", args.threads)
-    log.info("goal markers %s", "hidden" if args.env_kwargs else "shown")
+    log.info("goal markers %s", settings["goal_markers"])
     t0 = time.perf_counter()
     collect_phase(out / "data", tasks, args.demos, image_size, args.env_kwargs, cameras)
     datasets = [out / "data"]
