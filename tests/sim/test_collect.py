@@ -401,3 +401,51 @@ def test_a_seed_the_expert_fails_is_not_rendered(monkeypatch):
         assert rendered == 1 + len(renders) - rendered  # the dry run's first frame, then a recorded run's
         np.testing.assert_array_equal(ep.actions, want.actions)
         np.testing.assert_array_equal(ep.proprio, np.stack([o.proprio for o in want.observations]))
+
+
+def test_first_seed_collects_new_layouts_and_a_rerun_must_agree(tmp_path):
+    """`oft collect --first-seed N`: a second dataset of a task started past the first one's seeds holds other
+    layouts (from 0 again it would repeat them); recorded, and a top-up with another value refused."""
+    from oft.sim.collect import demonstration_seeds
+
+    collect("metaworld", ["reach-v3"], 2, tmp_path / "a", _cfg())
+    assert "first_seed" not in json.loads((tmp_path / "a" / SIDECAR).read_text())  # as before the option
+    out = tmp_path / "b"
+    collect("metaworld", ["reach-v3"], 2, out, _cfg(first_seed=50))
+    assert json.loads((out / SIDECAR).read_text())["first_seed"] == 50
+    first, second = (
+        demonstration_seeds(tmp_path / "a")[1]["reach-v3"],
+        demonstration_seeds(out)[1]["reach-v3"],
+    )
+    assert first[0] == 0 and min(second) >= 50 and not set(first) & set(second)
+    a, b = open_dataset(tmp_path / "a").episode(0), open_dataset(out).episode(0)
+    assert not np.allclose(a.proprio[-1], b.proprio[-1])  # another goal reached
+    with pytest.raises(
+        ValueError, match=r"collected from seed 50 on \(--first-seed 50\); this run asks for "
+    ):
+        collect("metaworld", ["reach-v3"], 3, out, _cfg())
+    assert open_dataset(out).num_episodes == 2
+    summary = collect("metaworld", ["reach-v3"], 3, out, _cfg(first_seed=50))  # the same value continues
+    assert summary["num_episodes"] == 3 and demonstration_seeds(out)[1]["reach-v3"][:2] == second
+
+
+@pytest.mark.parametrize("first_seed", [-1, 999_999, 2.5, True])
+def test_a_first_seed_out_of_range_is_refused_before_anything_is_written(tmp_path, first_seed):
+    """Demonstrations stay below MetaWorld's first evaluation seed (1,000,000): a start that would reach it
+    with the episodes asked, or that is not a seed, is named before the dataset directory is made."""
+    with pytest.raises(ValueError, match=rf"first_seed.*{first_seed!r}" if first_seed != 999_999 else
+                       r"first_seed 999999 with 2 start states would use seeds up to 1000000.*"
+                       r"stops at 1000000.*Expected first_seed <= 999998"):  # fmt: skip
+        collect("metaworld", ["reach-v3"], 2, tmp_path / "x", _cfg(first_seed=first_seed))
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("text", ["-1", "1.5", "many", ""])
+def test_first_seed_flag_names_a_bad_value(text):
+    import argparse
+
+    from oft.sim.commands_collect import seed_arg
+
+    assert seed_arg("1000") == 1000
+    with pytest.raises(argparse.ArgumentTypeError, match=rf"an integer >= 0, got {text!r}"):
+        seed_arg(text)

@@ -4,10 +4,13 @@ The expert runs through the same :func:`~oft.sim.rollout.rollout` as any policy,
 before every action. Only successful episodes are kept: a failed seed is discarded and the next seed tried.
 
 Seeds: demonstrations of a task use seeds ``0, 1, 2, ...`` (below ``env.eval_seed_offset``), consumed in
-order, so the dataset is the same whatever the number of workers. Resumption: ``meta/oft_collect.json``
-records the seed of every committed episode and the scene options (``CollectConfig.env_kwargs``, e.g.
-MetaWorld's ``show_goal``); rerunning the same command continues after the last one (the dataset writer
-itself drops a half-written episode), and a rerun with other scene options is refused rather than mixed in.
+order, so the dataset is the same whatever the number of workers. A second dataset of the same task collected
+the same way would hold the same layouts (and, under ``action_noise``, the same episodes); ``first_seed``
+(``oft collect --first-seed N``) starts it at seed N instead, so it adds layouts the first does not have.
+Resumption: ``meta/oft_collect.json`` records the seed of every committed episode and the scene options
+(``CollectConfig.env_kwargs``, e.g. MetaWorld's ``show_goal``); rerunning the same command continues after
+the last one (the dataset writer itself drops a half-written episode), and a rerun with other scene options
+is refused rather than mixed in.
 The sidecar is written before each episode is committed and entries past the dataset's committed count are
 ignored on reopening.
 
@@ -74,6 +77,12 @@ class CollectConfig:
         discarded like any failed seed. The noise of a seed is fixed (drawn from the seed), so the dataset
         does not depend on the number of workers. Recorded in the sidecar; a rerun with another value is
         refused.
+    first_seed: the first reset seed tried for each task (default 0); seeds are then consumed in order. A
+        dataset collected from seed 0 holds seeds 0, 1, ... (failed ones skipped); another one of the same
+        task started past its last seed holds other layouts (``demonstration_seeds`` lists a dataset's).
+        Must lie below the env's first evaluation seed (``eval_seed_offset``: 1,000,000 for MetaWorld and
+        ALOHA), which the collection never reaches. Recorded in the sidecar; a rerun with another value is
+        refused.
     """
 
     cameras: tuple[str, ...] = ("corner", "gripperPOV")
@@ -85,6 +94,7 @@ class CollectConfig:
     instructions: tuple[str, ...] = ()  # each start state once under each (module doc); () the task's own
     after_success: int | None = 0  # steps recorded past the expert's success; None: to the env's end (doc)
     action_noise: float = 0.0  # std of the noise added to what the expert executes, not records (doc)
+    first_seed: int = 0  # the first seed tried for each task (doc)
 
 
 # ------------------------------------------------------------------------------- one demonstration
@@ -188,6 +198,34 @@ def recorded_scene(dataset) -> dict | None:
     return found[0]
 
 
+def seed_stop(env_name: str, task: str) -> int:
+    """One past the last seed a demonstration of ``task`` may use: the env's first evaluation seed
+    (:func:`oft.sim.base.eval_seed_offset`, so demonstration and evaluation layouts stay disjoint) or its
+    :meth:`~oft.sim.base.SimEnv.seed_limit`, whichever comes first (2**31 where neither bounds it)."""
+    from oft.sim.base import ENVS, eval_seed_offset
+
+    offset = eval_seed_offset(env_name)  # first: it loads the adapters (KeyError for an unknown env)
+    limit_of = getattr(ENVS[env_name], "seed_limit", None)
+    limit = limit_of(task) if limit_of is not None else None
+    return min(offset or 1 << 31, limit or 1 << 31)
+
+
+def check_first_seed(env_name: str, tasks: list[str], first_seed: int, start_states: int = 1) -> None:
+    """ValueError unless ``first_seed`` is an int >= 0 and seeds ``first_seed .. first_seed + start_states -
+    1`` all lie below :func:`seed_stop` of every task (failed seeds need more; the collection stops there)."""
+    if isinstance(first_seed, bool) or not isinstance(first_seed, int) or first_seed < 0:
+        raise ValueError(f"first_seed must be an integer >= 0, got {first_seed!r}")
+    for task in tasks:
+        stop = seed_stop(env_name, task)
+        if first_seed + start_states > stop:
+            raise ValueError(
+                f"first_seed {first_seed} with {start_states} start states would use seeds up to "
+                f"{first_seed + start_states - 1}; {env_name} task {task!r} stops at {stop} (its first "
+                "evaluation seed: demonstrations must not use evaluation layouts; or its last layout). "
+                f"Expected first_seed <= {max(stop - start_states, 0)}"
+            )
+
+
 def demonstration_seeds(dataset: str | Path) -> tuple[str, dict[str, list[int]]]:
     """-> (env name, {task: reset seeds}) of the episodes ``oft collect`` committed to ``dataset`` (a
     directory), each seed once per task in collection order. ``env.reset(seed)`` draws those layouts again:
@@ -225,6 +263,7 @@ def _load_sidecar(
     instructions: list,
     after_success: int | None = 0,
     action_noise: float = 0.0,
+    first_seed: int = 0,
 ) -> list[dict]:
     path = out / SIDECAR
     if not path.exists():
@@ -269,6 +308,13 @@ def _load_sidecar(
                 f"standard deviation {recorded}; this run asks for {action_noise}: rerun with the same "
                 "--action-noise, or collect into a new directory"
             )
+        recorded = data.get("first_seed", 0)
+        if recorded != first_seed:
+            raise ValueError(
+                f"{out} holds {len(episodes)} episodes collected from seed {recorded} on (--first-seed "
+                f"{recorded}); this run asks for --first-seed {first_seed}: rerun with the same --first-seed "
+                "(it continues after the last seed), or collect into a new directory"
+            )
     return episodes
 
 
@@ -286,6 +332,7 @@ def _save_sidecar(
     instructions: list,
     after_success: int | None = 0,
     action_noise: float = 0.0,
+    first_seed: int = 0,
 ) -> None:
     path = out / SIDECAR
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -297,6 +344,8 @@ def _save_sidecar(
         data["after_success"] = after_success
     if action_noise:  # absent: none, as every dataset before the option
         data["action_noise"] = action_noise
+    if first_seed:  # absent: 0, as every dataset before the option
+        data["first_seed"] = first_seed
     tmp.write_text(json.dumps(data, indent=1))
     tmp.replace(path)
 
@@ -367,6 +416,7 @@ def collect(
     instructions = check_instructions(env_name, cfg.instructions) if cfg.instructions else []
     check_after_success(cfg.after_success)
     check_action_noise(cfg.action_noise)
+    check_first_seed(env_name, tasks, cfg.first_seed, episodes_per_task)
     env_kwargs = {"cameras": tuple(cfg.cameras), "image_size": cfg.image_size, **cfg.env_kwargs}
     with make_env(env_name, task=tasks[0], **env_kwargs) as probe:
         spec, robot = probe.spec, env_name
@@ -383,7 +433,14 @@ def collect(
     )
     scene = _scene_options(cfg.env_kwargs)  # what the sidecar checks and records: computed once
     done = _load_sidecar(
-        out, writer.num_episodes, env_name, scene, instructions, cfg.after_success, cfg.action_noise
+        out,
+        writer.num_episodes,
+        env_name,
+        scene,
+        instructions,
+        cfg.after_success,
+        cfg.action_noise,
+        cfg.first_seed,
     )
     summary = {"env": env_name, "out": str(out), "tasks": {}, "resumed_from": len(done)}
     per_task = episodes_per_task * max(1, len(instructions))
@@ -414,7 +471,7 @@ def _collect_task(runner, writer, done, env_name, task, n, env_kwargs, scene, cf
     instructions = list(cfg.instructions)
     wanted = instructions or [None]
     have = [e for e in done if e["task"] == task]
-    last = max((e["seed"] for e in have), default=-1)
+    last = max((e["seed"] for e in have), default=cfg.first_seed - 1)
     # a start state left with fewer episodes than instructions (stopped between them) is completed first
     shown = {e.get("instruction") for e in have if e["seed"] == last}  # None: the task's own instruction
     missing = [i for i in wanted if have and i not in shown]
@@ -436,13 +493,23 @@ def _collect_task(runner, writer, done, env_name, task, n, env_kwargs, scene, cf
             entry["instruction"] = instruction
         done.append(entry)
         # the sidecar before the commit: entries past the committed count are ignored on reopening
-        _save_sidecar(writer.root, env_name, done, scene, instructions, cfg.after_success, cfg.action_noise)
+        _save_sidecar(
+            writer.root,
+            env_name,
+            done,
+            scene,
+            instructions,
+            cfg.after_success,
+            cfg.action_noise,
+            cfg.first_seed,
+        )
         writer.add_episode(ep, sidecars=(writer.root / SIDECAR,), prepared=prepared)
         bar.update(1)
 
+    stop = seed_stop(env_name, task)
     jobs = itertools.chain(
         (job(last, i) for i in missing),
-        (job(s, i) for s in range(last + 1, 1 << 31) for i in wanted),
+        (job(s, i) for s in range(last + 1, stop) for i in wanted),
     )
     completing, group = len(missing), []
     for (seed, instruction), (ep, steps, prepared) in runner.run(
@@ -476,6 +543,12 @@ def _collect_task(runner, writer, done, env_name, task, n, env_kwargs, scene, cf
         needed -= 1
         if needed == 0:
             break
+    if needed > 0:
+        raise RuntimeError(
+            f"{task}: {needed} start states short of {n} when the seeds ran out at {stop} (the env's first "
+            f"evaluation seed or its last layout); the {writer.num_episodes} episodes written are kept. "
+            "Choose a smaller --first-seed"
+        )
     count = sum(e["task"] == task for e in done)
     return dict(start_states=n, episodes=count, tried=tried, failures=failures, env_steps=env_steps)
 

@@ -63,6 +63,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "noise injection, so the demonstrations show the expert correcting the drift a cloned policy makes "
         "(default 0: none)",
     )  # fmt: skip
+    p.add_argument(
+        "--first-seed", type=seed_arg, default=0, metavar="N",
+        help="the first reset seed tried for each task (default 0): a second dataset of a task collected "
+        "from 0 again holds the first one's layouts, from past its last seed it holds new ones (seeds stay "
+        "below the first evaluation seed, 1000000)",
+    )  # fmt: skip
 
 
 def noise_arg(text: str) -> float:
@@ -76,6 +82,17 @@ def noise_arg(text: str) -> float:
         message = f"expected a standard deviation >= 0 (e.g. 0.3), got {text!r}"
         raise argparse.ArgumentTypeError(message) from None
     return value
+
+
+def seed_arg(text: str) -> int:
+    """``--first-seed``: an integer >= 0 (its upper bound, the env's, is checked by ``collect``)."""
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a seed, an integer >= 0, got {text!r}")
+    return n
 
 
 def after_success_arg(text: str) -> int | None:
@@ -106,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         instructions=tuple(args.instruction or ()),
         after_success=args.after_success,
         action_noise=args.action_noise,
+        first_seed=args.first_seed,
     )
     summary = collect(args.env, tasks, args.episodes, args.out, cfg, progress=True)
     print(json.dumps(summary, indent=1))
