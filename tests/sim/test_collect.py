@@ -449,3 +449,34 @@ def test_first_seed_flag_names_a_bad_value(text):
     assert seed_arg("1000") == 1000
     with pytest.raises(argparse.ArgumentTypeError, match=rf"an integer >= 0, got {text!r}"):
         seed_arg(text)
+
+
+def test_training_on_two_datasets_of_the_same_layouts_warns(tmp_path, caplog):
+    """Two datasets of a task collected from seed 0 hold the same layouts: `oft train` on both drew them from
+    each without a word. It warns, naming the datasets, the task, the seeds and `--first-seed`; a second
+    dataset started past the first's seeds trains without the warning."""
+    import logging
+
+    from oft.cli import main
+    from oft.sim.collect import shared_layouts
+    from oft.train.loop import open_datasets
+
+    for name, first_seed in (("a", 0), ("again", 0), ("new", 50)):
+        collect("metaworld", ["reach-v3"], 2, tmp_path / name, _cfg(first_seed=first_seed))
+    a, again, new = (str(tmp_path / n) for n in ("a", "again", "new"))
+    assert shared_layouts(open_datasets((a, again, new))) == [(a, again, "reach-v3", [0, 1])]
+    assert shared_layouts(open_datasets((a, new))) == []
+    for parts, warned in (((a, again), True), ((a, new), False)):
+        caplog.clear()
+        flags = [f for p in parts for f in ("--dataset", p)]
+        with caplog.at_level(logging.WARNING):
+            rc = main(["train", *flags, "--out", str(tmp_path / f"run_{warned}"), "--base", "tiny",
+                       "--steps", "1", "--set", "num_threads=1"])  # fmt: skip
+        assert rc == 0
+        said = [r.getMessage() for r in caplog.records if "from the same" in r.getMessage()]
+        expected = f"datasets {a} and {again} both hold demonstrations of reach-v3 from the same 2 layouts"
+        assert (
+            (said == [said[0]] and expected in said[0] and "--first-seed 2" in said[0])
+            if warned
+            else not said
+        )

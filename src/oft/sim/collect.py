@@ -198,6 +198,49 @@ def recorded_scene(dataset) -> dict | None:
     return found[0]
 
 
+def shared_layouts(dataset) -> list[tuple[str, str, str, list[int]]]:
+    """``[(dataset A, dataset B, task, seeds)]``: the layouts of a task that two parts of a training mixture
+    (``dataset.datasets``, each with a ``path``) both hold demonstrations of, by the seeds ``oft collect``
+    recorded (:func:`demonstration_seeds`; parts without a record, or of another simulator, are not
+    compared). Two datasets of a task collected from seed 0 hold the same layouts, and under the same
+    ``--action-noise`` the same episodes: the mixture then draws them from both, as if weighted up."""
+    parts = getattr(dataset, "datasets", None) or []
+    known = []
+    for part in parts:
+        path = getattr(part, "path", None)
+        if path is None or not (Path(path) / SIDECAR).is_file():
+            continue
+        try:
+            known.append((str(path), *demonstration_seeds(path)))
+        except ValueError:  # no committed episodes: nothing to share
+            continue
+    found = []
+    for i, (path_a, env_a, seeds_a) in enumerate(known):
+        for path_b, env_b, seeds_b in known[i + 1 :]:
+            if env_a != env_b:
+                continue
+            for task in seeds_a.keys() & seeds_b.keys():
+                both = sorted(set(seeds_a[task]) & set(seeds_b[task]))
+                if both:
+                    found.append((path_a, path_b, task, both))
+    return found
+
+
+def warn_shared_layouts(dataset) -> bool:
+    """Log a warning for every task whose layouts two parts of ``dataset`` share (:func:`shared_layouts`),
+    naming the datasets, how many and which seeds, and ``--first-seed`` as the way to new ones; True if any.
+    Not refused: drawing a dataset twice is one way to weight it."""
+    found = shared_layouts(dataset)
+    for path_a, path_b, task, seeds in found:
+        log.warning(
+            "datasets %s and %s both hold demonstrations of %s from the same %d layouts (seeds %d..%d): they "
+            "are drawn from both, the same episodes where the noise was the same. For new layouts, collect "
+            "the second with `oft collect --first-seed %d`",
+            path_a, path_b, task, len(seeds), seeds[0], seeds[-1], seeds[-1] + 1,
+        )  # fmt: skip
+    return bool(found)
+
+
 def seed_stop(env_name: str, task: str) -> int:
     """One past the last seed a demonstration of ``task`` may use: the env's first evaluation seed
     (:func:`oft.sim.base.eval_seed_offset`, so demonstration and evaluation layouts stay disjoint) or its

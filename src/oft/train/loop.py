@@ -143,9 +143,11 @@ def _train(
     policy = make_policy(cfg, spec, dataset, resume_from)
     if accept is not None:
         accept(policy)
-    from oft.sim.collect import recorded_scene  # light: imports no simulator
+    from oft.sim.collect import recorded_scene, warn_shared_layouts  # light: imports no simulator
 
     policy.config.scene = recorded_scene(dataset)  # what evaluation renders (oft eval asks)
+    if info.is_main:
+        warn_shared_layouts(dataset)
     state = _make_state(cfg, policy, dataset, spec, info)
     state.setup_started = t0
     # the data, the model and the loader are accepted (each refuses what does not fit): only now is the run
