@@ -57,6 +57,27 @@ def test_random_crop_at_the_centre_is_the_inference_center_crop():
     assert (train - infer).abs().max() <= 1
 
 
+def test_crop_jitter_scales_the_crops_range_about_the_centre():
+    """`--set crop_jitter=0`: the training crop is always the centred box evaluation takes (colour jitter
+    only); 0.5 draws its position from the middle half of the range; 1.0 is the paper's draw, unchanged."""
+    x = _images(b=4, n=2, h=32, w=32)
+    no_colour = dict(brightness=0.0, contrast=(1.0, 1.0), saturation=(1.0, 1.0), hue=0.0)
+    infer = center_crop(x.reshape(-1, 32, 32, 3), 0.9).reshape(x.shape).int()
+    centred = augment_images(x, torch.Generator().manual_seed(0), AugmentConfig(crop_jitter=0.0, **no_colour))
+    assert (centred.int() - infer).abs().max() <= 1
+    paper = augment_images(x, torch.Generator().manual_seed(0), AugmentConfig(**no_colour))
+    assert (paper.int() - infer).abs().max() > 20  # the paper's crop moves the image
+    assert torch.equal(
+        paper,
+        augment_images(x, torch.Generator().manual_seed(0), AugmentConfig(crop_jitter=1.0, **no_colour)),
+    )
+    half = augment_images(x, torch.Generator().manual_seed(0), AugmentConfig(crop_jitter=0.5, **no_colour))
+    d_half, d_paper = (half.int() - infer).abs().float().mean(), (paper.int() - infer).abs().float().mean()
+    assert 0 < d_half < d_paper
+    coloured = augment_images(x, torch.Generator().manual_seed(0), AugmentConfig(crop_jitter=0.0))
+    assert (coloured.int() - infer).abs().max() > 20  # the colour jitter stays
+
+
 def test_saturation_hue_match_colorsys():
     rng = np.random.default_rng(0)
     px = rng.random((50, 3))

@@ -150,3 +150,25 @@ def test_lora_dropout_without_lora_is_refused():
         apply_overrides(get_preset("metaworld-tiny"), ["lora_dropout=0.1"]).validate(check_paths=False)
     cfg = apply_overrides(get_preset("metaworld-tiny"), ["lora_dropout=0.1", "lora_rank=8"])
     assert cfg.validate(check_paths=False).lora_dropout == 0.1
+
+
+@pytest.mark.parametrize(
+    ("overrides", "refused"),
+    [
+        (
+            ["crop_jitter=1.5"],
+            r"crop_jitter=1\.5 is invalid: expected a share of the crop's range in \[0, 1\]",
+        ),
+        (["crop_jitter=-0.1"], r"crop_jitter=-0\.1 is invalid"),
+        (
+            ["crop_jitter=0", "augment=false"],
+            r"crop_jitter=0\.0 is invalid: expected 1\.0 when augment=false",
+        ),
+    ],
+)
+def test_crop_jitter_outside_its_range_or_without_augmentation_is_refused(overrides, refused):
+    """`--set crop_jitter` moves the augmentation's random crop: a value outside [0, 1], or one given where
+    no augmentation runs (it would do nothing), is named."""
+    assert apply_overrides(get_preset("metaworld-tiny"), ["crop_jitter=0"]).validate(check_paths=False)
+    with pytest.raises(ValueError, match=refused):
+        apply_overrides(get_preset("metaworld-tiny"), overrides).validate(check_paths=False)

@@ -14,7 +14,8 @@ The paper trains with dlimp's ``augment`` (``dlimp/augmentations.py``) configure
 Every image of every camera draws its own parameters (dlimp seeds each camera differently). Differences from
 the reference, on purpose: the float -> uint8 conversion rounds (TF truncates, darkening by half a level), and
 the crop's x/y offsets are independent draws (dlimp reuses one seed for both). At evaluation a policy trained
-this way sees a *center* crop of the same area (:func:`oft.model.preprocess.center_crop`); the crop area
+this way sees a *center* crop of the same area (:func:`oft.model.preprocess.center_crop`), which is the
+random crop at ``crop_jitter=0`` (``oft train --set crop_jitter=0``: colour jitter only); the crop area
 is the policy's own (:class:`oft.model.preprocess.ImagePipeline` passes it), so the two cannot disagree.
 Resizing is not done here: :func:`oft.model.preprocess.resize_images` is the one resize kernel.
 """
@@ -32,6 +33,9 @@ _SLICE = 8
 @dataclass(frozen=True)
 class AugmentConfig:
     crop_scale: float = 0.9  # area fraction kept by the random crop; 1.0 disables it
+    # the share of the free range the crop's position is drawn from, about the centre: 1.0 the whole range
+    # (the paper's), 0.0 always the centred box the policy evaluates on (colour jitter only)
+    crop_jitter: float = 1.0
     brightness: float = 0.2
     contrast: tuple[float, float] = (0.8, 1.2)
     saturation: tuple[float, float] = (0.8, 1.2)
@@ -91,9 +95,11 @@ def augment_float(x: torch.Tensor, g: torch.Generator, cfg: AugmentConfig = Augm
     m = x.shape[0]
     if cfg.crop_scale < 1.0:
         side = torch.full((m,), math.sqrt(cfg.crop_scale))
-        x = _crop_resize(
-            x, side, torch.rand(m, generator=g) * (1 - side), torch.rand(m, generator=g) * (1 - side)
-        )
+        oy, ox = torch.rand(m, generator=g) * (1 - side), torch.rand(m, generator=g) * (1 - side)
+        if cfg.crop_jitter != 1.0:  # about the centre (1 - side) / 2, scaled; 1.0 keeps the paper's draw
+            oy = (1 - side) / 2 + (oy - (1 - side) / 2) * cfg.crop_jitter
+            ox = (1 - side) / 2 + (ox - (1 - side) / 2) * cfg.crop_jitter
+        x = _crop_resize(x, side, oy, ox)
         x = x.clamp_(0, 1)
     x = x.add_(_uniform(m, -cfg.brightness, cfg.brightness, g).view(m, 1, 1, 1)).clamp_(0, 1)
     mean = x.mean(dim=(2, 3), keepdim=True)

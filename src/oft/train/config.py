@@ -45,6 +45,10 @@ class TrainConfig:
         the vision features (the paper's OFT+, used for ALOHA).
       augment: the paper's image augmentation (random crop of 90% area + color jitter); the policy then
         evaluates on the matching 90% center crop (the paper's ``--center_crop True``).
+      crop_jitter: with ``augment``, the share of the random crop's free range its position is drawn from,
+        about the centre: 1.0 the paper's (at 64 px the 90% crop moves the image up to 3.3 pixels), 0.0
+        always the centred box evaluation uses (colour jitter only), the framing kept where a translation
+        would blur positions measured in pixels (a goal's, a hole's).
       pad_chunks: also sample chunks that run past the episode end (repeating the last action, masked out of
         the loss), so the states just before success are trained on too.
       action_slots: "per_dimension" (the paper: one empty slot per action dimension of every chunk step, K*D)
@@ -131,6 +135,7 @@ class TrainConfig:
     lora_dropout: float = 0.0
     freeze_token_embeddings: bool = False
     augment: bool = True
+    crop_jitter: float = 1.0
     pad_chunks: bool = True
     lr: float = 5e-4
     weight_decay: float = 0.01
@@ -341,6 +346,8 @@ def _check_ranges(cfg: TrainConfig) -> None:
         raise _bad("lora_dropout", cfg.lora_dropout, "a probability in [0, 1)")
     if cfg.weight_decay < 0:
         raise _bad("weight_decay", cfg.weight_decay, "a value >= 0")
+    if not (0 <= cfg.crop_jitter <= 1):
+        raise _bad("crop_jitter", cfg.crop_jitter, "a share of the crop's range in [0, 1] (1.0: the paper's)")
     if not cfg.base:
         raise _bad("base", cfg.base, "an architecture name, an OpenVLA directory or an oft checkpoint")
 
@@ -350,6 +357,8 @@ def _check_combinations(cfg: TrainConfig) -> None:
         raise _bad("warmup_steps", cfg.warmup_steps, f"fewer than max_steps={cfg.max_steps}")
     if cfg.lora_dropout > 0 and not cfg.lora_rank:
         raise _bad("lora_dropout", cfg.lora_dropout, "0 when lora_rank=0 (it acts on LoRA adapters)")
+    if cfg.crop_jitter != 1.0 and not cfg.augment:
+        raise _bad("crop_jitter", cfg.crop_jitter, "1.0 when augment=false (it moves augmentation's crop)")
     if cfg.decay_step is not None and cfg.decay_at is not None:
         raise _bad("decay_at", cfg.decay_at, f"None when decay_step={cfg.decay_step} is set (one decay rule)")
     if cfg.decay_step is not None and cfg.warmup_steps > cfg.decay_step:
@@ -410,6 +419,7 @@ RESUME_FIXED = (
     *MODEL_FIELDS,
     "freeze_token_embeddings",
     "augment",
+    "crop_jitter",
     "pad_chunks",
     "batch_size",
     "bf16",

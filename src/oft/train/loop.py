@@ -291,6 +291,7 @@ def logged_tasks(instructions: list[str]) -> dict[str, int]:
 def make_loader(cfg: TrainConfig, dataset, spec: RobotSpec, pipeline, info: D.DistInfo):
     """The in-memory :class:`~oft.data.loader.ChunkLoader` or the streaming
     :class:`~oft.data.stream.StreamLoader`, as ``cfg.data_loader`` says ("auto": :func:`choose_loader`)."""
+    from oft.data.augment import AugmentConfig
     from oft.data.loader import ChunkLoader
     from oft.data.stream import StreamLoader
 
@@ -302,7 +303,7 @@ def make_loader(cfg: TrainConfig, dataset, spec: RobotSpec, pipeline, info: D.Di
         cameras=list(spec.cameras),
         batch_size=cfg.batch_size,
         pipeline=pipeline,
-        augment=cfg.augment,
+        augment=AugmentConfig(crop_jitter=cfg.crop_jitter) if cfg.augment else False,
         pad=cfg.pad_chunks,
         seed=cfg.seed,
         rank=info.rank,
