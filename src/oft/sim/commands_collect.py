@@ -84,12 +84,17 @@ def noise_arg(text: str) -> float:
     return value
 
 
+def _whole_number(text: str) -> int:
+    """``text`` as an integer, or -1 where it is not one (the callers refuse anything below 0)."""
+    try:
+        return int(text)
+    except ValueError:
+        return -1
+
+
 def seed_arg(text: str) -> int:
     """``--first-seed``: an integer >= 0 (its upper bound, the env's, is checked by ``collect``)."""
-    try:
-        n = int(text)
-    except ValueError:
-        n = -1
+    n = _whole_number(text)
     if n < 0:
         raise argparse.ArgumentTypeError(f"expected a seed, an integer >= 0, got {text!r}")
     return n
@@ -99,10 +104,7 @@ def after_success_arg(text: str) -> int | None:
     """``--after-success``: a step count >= 0, or ``end`` (None: to the env's step limit)."""
     if text.strip().lower() == "end":
         return None
-    try:
-        n = int(text)
-    except ValueError:
-        n = -1
+    n = _whole_number(text)
     if n < 0:
         raise argparse.ArgumentTypeError(f"expected a number of steps >= 0 or 'end', got {text!r}")
     return n
