@@ -480,3 +480,18 @@ def test_training_on_two_datasets_of_the_same_layouts_warns(tmp_path, caplog):
             if warned
             else not said
         )
+
+
+def test_a_collection_stops_at_the_first_evaluation_seed_keeping_what_it_wrote(tmp_path, monkeypatch):
+    """Seeds the expert fails can carry a collection up to the first evaluation seed: it stops there, naming
+    how many start states it lacks, instead of demonstrating on evaluation layouts (it ran into them before).
+    Here the bound is moved to seed 3 and the expert drowned in noise, so every seed fails."""
+    import oft.sim.collect as collect_module
+
+    monkeypatch.setattr(collect_module, "seed_stop", lambda env_name, task: 3)
+    out = tmp_path / "ds"
+    short = r"reach-v3: 2 start states short of 3 when the seeds ran out at 3 .*what was written is kept \(1 "
+    with pytest.raises(RuntimeError, match=short):
+        collect("metaworld", ["reach-v3"], 3, out, _cfg(action_noise=5.0))  # seed 1 survives the noise
+    assert open_dataset(out).num_episodes == 1
+    assert [e["seed"] for e in json.loads((out / SIDECAR).read_text())["episodes"]] == [1]

@@ -589,8 +589,8 @@ def _collect_task(runner, writer, done, env_name, task, n, env_kwargs, scene, cf
     if needed > 0:
         raise RuntimeError(
             f"{task}: {needed} start states short of {n} when the seeds ran out at {stop} (the env's first "
-            f"evaluation seed or its last layout); the {writer.num_episodes} episodes written are kept. "
-            "Choose a smaller --first-seed"
+            f"evaluation seed or its last layout); what was written is kept ({writer.num_episodes} "
+            f"episodes in {writer.root}). Choose a smaller --first-seed"
         )
     count = sum(e["task"] == task for e in done)
     return dict(start_states=n, episodes=count, tried=tried, failures=failures, env_steps=env_steps)
