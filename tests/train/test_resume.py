@@ -98,6 +98,7 @@ REFUSED = {
     "lora_rank": ({}, 2),
     "freeze_token_embeddings": ({}, True),
     "augment": ({}, False),
+    "crop_jitter": ({}, 0.5),
     "pad_chunks": ({}, False),
     "batch_size": ({}, 2),
     "bf16": ({}, False),
