@@ -129,6 +129,14 @@ def eval_seed_offset(name: str) -> int:
     return int(getattr(ENVS[name], "eval_seed_offset", 0))
 
 
+def seed_limit(name: str, task: str) -> int | None:
+    """One past the largest reset seed env ``name`` accepts for ``task`` (:meth:`SimEnv.seed_limit`); None:
+    any seed >= 0. KeyError for an unknown env."""
+    eval_seed_offset(name)  # loads the adapters, names an unknown env
+    limit_of = getattr(ENVS[name], "seed_limit", None)
+    return limit_of(task) if limit_of is not None else None
+
+
 def check_seeds(name: str, tasks: list[str], seed: int, episodes: int) -> None:
     """Raise ValueError unless every task of env ``name`` accepts the seeds of episodes ``0 .. episodes - 1``
     started from ``seed``: ``eval_seed_offset + seed + i`` (``oft eval --seed S --episodes N``).
@@ -139,15 +147,13 @@ def check_seeds(name: str, tasks: list[str], seed: int, episodes: int) -> None:
     raises KeyError for an unknown env, ValueError for ``seed < 0`` or ``episodes < 1``.
     """
     offset = eval_seed_offset(name)
-    factory = ENVS[name]
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
-    limit_of = getattr(factory, "seed_limit", None)
     first, last = offset + seed, offset + seed + episodes - 1
     for task in tasks:
-        limit = limit_of(task) if limit_of is not None else None
+        limit = seed_limit(name, task)
         if limit is not None and last >= limit:
             fits = max(limit - first, 0)
             hint = f" (at most {fits} episode{'s' * (fits != 1)} from seed {seed})" if fits else ""

@@ -245,12 +245,9 @@ def seed_stop(env_name: str, task: str) -> int:
     """One past the last seed a demonstration of ``task`` may use: the env's first evaluation seed
     (:func:`oft.sim.base.eval_seed_offset`, so demonstration and evaluation layouts stay disjoint) or its
     :meth:`~oft.sim.base.SimEnv.seed_limit`, whichever comes first (2**31 where neither bounds it)."""
-    from oft.sim.base import ENVS, eval_seed_offset
+    from oft.sim.base import eval_seed_offset, seed_limit
 
-    offset = eval_seed_offset(env_name)  # first: it loads the adapters (KeyError for an unknown env)
-    limit_of = getattr(ENVS[env_name], "seed_limit", None)
-    limit = limit_of(task) if limit_of is not None else None
-    return min(offset or 1 << 31, limit or 1 << 31)
+    return min(eval_seed_offset(env_name) or 1 << 31, seed_limit(env_name, task) or 1 << 31)
 
 
 def check_first_seed(env_name: str, tasks: list[str], first_seed: int, start_states: int = 1) -> None:
