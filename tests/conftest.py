@@ -24,3 +24,37 @@ def shared_fixtures() -> Path:
     if not SHARED_FIXTURES.is_dir():
         pytest.skip(f"reference fixtures not found at {SHARED_FIXTURES} (a user clone has none)")
     return SHARED_FIXTURES
+
+
+@pytest.fixture
+def interrupt_when():
+    """``interrupt_when(cmd, marker)``: see :func:`_interrupt_when`."""
+    return _interrupt_when
+
+
+def _interrupt_when(cmd: list[str], ready, timeout: float = 120) -> tuple[int, str]:
+    """Run ``cmd``, and once it is ``ready`` send SIGINT to its whole process group, as a terminal's Ctrl-C
+    does; returns (exit status, stderr). ``ready``: text its stderr shows, or a function of nothing that
+    returns True; waited for at most ``timeout`` s."""
+    import signal
+    import subprocess
+    import threading
+    import time
+
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    err: list[str] = []
+    reader = threading.Thread(target=lambda: err.extend(iter(lambda: proc.stderr.read(64), "")), daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + timeout
+        is_ready = ready if callable(ready) else lambda: ready in "".join(err)
+        while not is_ready() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert is_ready(), f"{cmd} never got ready ({ready!r}); its stderr:\n{''.join(err)}"
+        os.killpg(proc.pid, signal.SIGINT)
+        proc.wait(timeout=60)
+        reader.join(timeout=10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    return proc.returncode, "".join(err)

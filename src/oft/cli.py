@@ -215,6 +215,13 @@ def main(argv: list[str] | None = None) -> int:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"oft {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C: what the command keeps on stopping it has logged (an evaluation's finished episodes, a
+        # collection's committed ones, a run's checkpoints); the shell's convention, 128 + SIGINT
+        if args.verbose:
+            raise
+        print(f"oft {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

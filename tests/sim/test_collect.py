@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -495,3 +496,29 @@ def test_a_collection_stops_at_the_first_evaluation_seed_keeping_what_it_wrote(t
         collect("metaworld", ["reach-v3"], 3, out, _cfg(action_noise=5.0))  # seed 1 survives the noise
     assert open_dataset(out).num_episodes == 1
     assert [e["seed"] for e in json.loads((out / SIDECAR).read_text())["episodes"]] == [1]
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_a_parallel_collection_with_one_line_and_keeps_the_committed_episodes(
+    tmp_path, interrupt_when
+):
+    """Ctrl-C reaches the pool's workers too: the collecting process keeps the committed episodes (a rerun
+    tops them up) and says it was interrupted in one line, exit status 130; each worker used to print a
+    ``Process SpawnPoolWorker-N: ... KeyboardInterrupt`` traceback, the collecting process another."""
+    out = tmp_path / "demos"
+    rc, stderr = interrupt_when(
+        [sys.executable, "-m", "oft.cli", "collect", "metaworld", "--tasks", "reach-v3", "--episodes", "40",
+         "--workers", "2", "--image-size", "32", "--out", str(out)],
+        ready=lambda: len(_recorded(out)) >= 3,  # the sidecar is saved just before each commit
+    )  # fmt: skip
+    assert rc == 130 and "Traceback" not in stderr, stderr
+    assert stderr.rstrip().endswith("oft collect: interrupted"), stderr
+    assert 2 <= open_dataset(out).num_episodes < 40
+
+
+def _recorded(out) -> list:
+    """The episodes ``out``'s sidecar records (none before the first)."""
+    try:
+        return json.loads((out / SIDECAR).read_text())["episodes"]
+    except FileNotFoundError:
+        return []

@@ -160,9 +160,14 @@ def _demo_job(
 
 
 def _init_worker() -> None:
+    import signal
+
     import torch
 
     torch.set_num_threads(1)  # the workers simulate and render; torch is only imported, never busy
+    # Ctrl-C reaches every process of a terminal's group: the collecting process handles it (it keeps the
+    # committed episodes and terminates the pool), a worker would only add its own traceback
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 # ------------------------------------------------------------------------------------- resumption

@@ -18,10 +18,12 @@ A policy *factory* (``ExpertPolicy``) is built inside each worker, next to its e
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
 import pickle
+import signal
 import traceback
 from collections.abc import Iterator
 from multiprocessing.connection import Connection, wait
@@ -57,6 +59,27 @@ def _picklable(e: BaseException) -> BaseException | None:
     return e
 
 
+class _EvaluatorGone(Exception):
+    """The evaluating process closed its end of a worker's pipe: it stopped (Ctrl-C, an error, a kill)."""
+
+
+_PIPE_CLOSED = (BrokenPipeError, ConnectionResetError, EOFError)
+
+
+def _send(conn: Connection, message: tuple) -> None:
+    try:
+        conn.send(message)
+    except _PIPE_CLOSED as e:
+        raise _EvaluatorGone from e
+
+
+def _recv(conn: Connection) -> tuple:
+    try:
+        return conn.recv()
+    except _PIPE_CLOSED as e:
+        raise _EvaluatorGone from e
+
+
 class RemotePolicy:
     """The policy as a worker sees it: observations go to the evaluating process, chunks come back.
 
@@ -71,15 +94,19 @@ class RemotePolicy:
         pass  # the served policy is queried chunk by chunk (predict_action_chunk keeps no episode state)
 
     def predict_action_chunk(self, obs: Observation) -> np.ndarray:
-        self.conn.send(("obs", obs))
-        kind, payload = self.conn.recv()
+        _send(self.conn, ("obs", obs))
+        kind, payload = _recv(self.conn)
         if kind != "chunk":
             raise RuntimeError(f"the evaluating process failed: {payload}")
         return payload
 
 
 def _worker(conn: Connection, jobs, settings: RolloutSettings, policy_info) -> None:
-    """Worker process: take jobs until the ``None`` sentinel, one env per task (kept while tasks repeat)."""
+    """Worker process: take jobs until the ``None`` sentinel, one env per task (kept while tasks repeat).
+
+    Ctrl-C is the evaluating process's to handle (it keeps the finished episodes and closes the pipes); a
+    worker whose evaluating process is gone ends quietly, as there is nobody left to report to."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's Ctrl-C reaches every process of the group
     # one core per worker: Mesa's llvmpipe renderer would otherwise start a thread per core in every worker
     # (read when the GL context is made, i.e. after this), and torch computes nothing here
     os.environ["LP_NUM_THREADS"] = "1"
@@ -95,10 +122,13 @@ def _worker(conn: Connection, jobs, settings: RolloutSettings, policy_info) -> N
                 env, task = make_env(settings.env_name, task=job.task, **settings.env_kwargs), job.task
                 factory, remote = policy_info
                 policy = factory(env) if factory is not None else RemotePolicy(conn, *remote)
-            conn.send(("done", job, run_episode(policy, env, job, settings)))
-        conn.send(("exit", None))
+            _send(conn, ("done", job, run_episode(policy, env, job, settings)))
+        _send(conn, ("exit", None))
+    except _EvaluatorGone:
+        pass
     except Exception as e:  # reported to the parent, which raises it
-        conn.send(("error", _picklable(e), traceback.format_exc()))
+        with contextlib.suppress(_EvaluatorGone):
+            _send(conn, ("error", _picklable(e), traceback.format_exc()))
     finally:
         if env is not None:
             env.close()
@@ -143,6 +173,8 @@ def run_parallel(
         yield from _serve(policy, conns, batch)
     finally:
         torch.set_num_threads(threads)
+        for conn in conns:  # a worker still waiting on its pipe (the run stopped early) sees it close, ends
+            conn.close()
         for proc in procs:
             proc.join(timeout=5)
             if proc.is_alive():
@@ -203,7 +235,8 @@ def _answer(policy, waiting: list[tuple[Connection, Observation]], batch: bool) 
             chunks = [policy.predict_action_chunk(obs) for obs in observations]
     except Exception as e:
         for conn, _ in waiting:
-            conn.send(("error", repr(e)))
+            with contextlib.suppress(OSError):  # a worker already gone must not hide the policy's error
+                conn.send(("error", repr(e)))
         raise
     for (conn, _), chunk in zip(waiting, chunks, strict=True):
         conn.send(("chunk", np.asarray(chunk)))
