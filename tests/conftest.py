@@ -41,7 +41,15 @@ def _interrupt_when(cmd: list[str], ready, timeout: float = 120) -> tuple[int, s
     import threading
     import time
 
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # a terminal's Ctrl-C reaches a process whose SIGINT is at its default; a shell's background job
+    # (`make test &`) starts its children with SIGINT ignored, and Python then installs no
+    # KeyboardInterrupt handler: restore the default in the child
+    def default_sigint() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    proc = subprocess.Popen(
+        cmd, stderr=subprocess.PIPE, text=True, start_new_session=True, preexec_fn=default_sigint
+    )
     err: list[str] = []
     reader = threading.Thread(target=lambda: err.extend(iter(lambda: proc.stderr.read(64), "")), daemon=True)
     reader.start()
